@@ -1,0 +1,1 @@
+//! b2bua (being written).

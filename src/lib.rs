@@ -1,0 +1,21 @@
+//! callgate: a SIP B2BUA call-control daemon with hierarchical concurrent-call limits.
+//!
+//! A request flows in one direction through the modules:
+//!
+//! ```text
+//! transport -> transaction -> b2bua -> limits / routing -> transaction -> transport
+//! ```
+//!
+//! - [`sip`]: message model and codec over `bytes::Bytes` (no I/O, no clock).
+//! - [`transaction`]: RFC 3261 section 17 client and server transactions, sans-IO.
+//! - [`b2bua`]: a call as two dialogs, what crosses between them, every way a call ends.
+//! - [`limits`]: the hierarchical concurrent-call counters and their permits.
+//! - [`config`]: the TOML schema, its validation and the resolved `Snapshot`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod b2bua;
+pub mod config;
+pub mod limits;
+pub mod sip;
+pub mod transaction;
