@@ -1,0 +1,158 @@
+//! Pure routing decisions over a configuration [`Snapshot`]: who is calling (caller
+//! identification) and where the call goes (the route decision), spec/config.md "Routing in one
+//! paragraph" and spec/call-control.md 5 and 7.
+//!
+//! This module owns the decisions only; it does not admit calls (that is `limits`), build messages
+//! or touch sockets. Registration-based identification (digest, bindings) will plug into
+//! [`identify`] as another [`Caller`] source without changing the route decision.
+
+use std::net::SocketAddr;
+
+use crate::config::model::{Destination, ExtId, OrgId, RingRuleId, Snapshot, TrunkId};
+
+#[cfg(test)]
+mod tests;
+
+/// Who sent an initial request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A local extension (today: a SIP trunking extension recognised by its fixed address).
+    Extension(ExtId),
+    /// A provider trunk recognised by source IP.
+    Trunk(TrunkId),
+}
+
+/// Why a request cannot be routed. Each maps to one SIP response in the B2BUA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The source is neither a known extension nor a trunk (403; digest comes with the registrar).
+    #[error("source {0} is not a known extension or trunk")]
+    UnknownSource(SocketAddr),
+    /// The extension at this address must authenticate, which this build cannot do yet (403).
+    #[error("extension at {0} must authenticate")]
+    AuthenticationRequired(SocketAddr),
+    /// No extension, outbound rule or inbound rule matches (404).
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// The destination is a registered phone with no binding (480).
+    #[error("extension {0} is not reachable")]
+    Unreachable(String),
+}
+
+/// Where an admitted call goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Local extension to local extension (counted `internal`).
+    Internal {
+        /// Caller.
+        caller: ExtId,
+        /// Callee.
+        callee: ExtId,
+    },
+    /// Local extension to the public network: trunks in the order to try.
+    Outbound {
+        /// Caller.
+        caller: ExtId,
+        /// Trunks tried in order (spec 7: the next one when a trunk's counters are full).
+        trunks: Vec<TrunkId>,
+        /// Number to send to the trunk (after strip/prepend).
+        number: String,
+    },
+    /// Public network to a local extension, or to a ring rule.
+    Inbound {
+        /// Trunk the call arrived on.
+        trunk: TrunkId,
+        /// Destination of the inbound rule.
+        target: InboundTarget,
+        /// The dialled DID, kept in the Request-URI and To for a PBX.
+        did: String,
+    },
+}
+
+/// Destination of an inbound call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundTarget {
+    /// One extension (phone or PBX).
+    Extension(ExtId),
+    /// A ring rule (forking, spec 4).
+    RingRule(RingRuleId),
+}
+
+/// Identifies the sender of an initial request by its source address: a PBX extension at that
+/// exact address (then by IP), else a trunk by gateway or associated IP.
+pub fn identify(snapshot: &Snapshot, source: SocketAddr) -> Result<Caller, RouteError> {
+    let idx = &snapshot.index;
+    let pbx = idx
+        .pbx_by_address
+        .get(&source)
+        .or_else(|| idx.pbx_by_ip.get(&source.ip()));
+    if let Some(exts) = pbx {
+        // Several extensions share an address only when all authenticate (validated): without
+        // digest we cannot tell which one is calling, so refuse rather than guess.
+        return match exts.as_slice() {
+            [one] if !pbx_authenticates(snapshot, *one) => Ok(Caller::Extension(*one)),
+            _ => Err(RouteError::AuthenticationRequired(source)),
+        };
+    }
+    if let Some(trunk) = idx.trunk_by_ip.get(&source.ip()) {
+        return Ok(Caller::Trunk(*trunk));
+    }
+    Err(RouteError::UnknownSource(source))
+}
+
+fn pbx_authenticates(snapshot: &Snapshot, ext: ExtId) -> bool {
+    snapshot.extensions[ext.index()]
+        .pbx
+        .as_ref()
+        .is_some_and(|p| p.authenticate)
+}
+
+/// Decides the route of an initial INVITE from `caller` for Request-URI user `dialled`.
+pub fn route(snapshot: &Snapshot, caller: &Caller, dialled: &str) -> Result<Route, RouteError> {
+    match *caller {
+        Caller::Extension(ext) => route_from_extension(snapshot, ext, dialled),
+        Caller::Trunk(trunk) => route_from_trunk(snapshot, trunk, dialled),
+    }
+}
+
+fn route_from_extension(snapshot: &Snapshot, caller: ExtId, dialled: &str) -> Result<Route, RouteError> {
+    let org = snapshot.extensions[caller.index()].organization;
+    if let Some(callee) = extension_in(snapshot, org, dialled) {
+        return Ok(Route::Internal { caller, callee });
+    }
+    let rules = snapshot.index.outbound_rules_by_org.get(&org);
+    for &i in rules.into_iter().flatten() {
+        let rule = &snapshot.outbound_rules[i];
+        if rule.pattern.is_match(dialled) {
+            let kept = dialled.get(rule.strip..).unwrap_or("");
+            let number = format!("{}{}", rule.prepend, kept);
+            return Ok(Route::Outbound { caller, trunks: rule.trunks.clone(), number });
+        }
+    }
+    Err(RouteError::NoRoute(dialled.to_owned()))
+}
+
+fn route_from_trunk(snapshot: &Snapshot, trunk: TrunkId, did: &str) -> Result<Route, RouteError> {
+    let rules = snapshot.index.inbound_rules_by_trunk.get(&trunk);
+    for &i in rules.into_iter().flatten() {
+        let rule = &snapshot.inbound_rules[i];
+        if rule.dids.contains_str(did) {
+            let target = match rule.destination {
+                Destination::Extension(e) => InboundTarget::Extension(e),
+                Destination::RingRule(r) => InboundTarget::RingRule(r),
+            };
+            return Ok(Route::Inbound { trunk, target, did: did.to_owned() });
+        }
+    }
+    Err(RouteError::NoRoute(did.to_owned()))
+}
+
+/// The extension `number` of organization `org`, if any.
+pub fn extension_in(snapshot: &Snapshot, org: OrgId, number: &str) -> Option<ExtId> {
+    // One allocation per lookup; the key type is (OrgId, String) so the index stays simple.
+    snapshot
+        .index
+        .extension_by_number
+        .get(&(org, number.to_owned()))
+        .copied()
+}

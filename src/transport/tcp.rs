@@ -1,0 +1,259 @@
+//! TCP: accept loop, one reader and one writer task per connection, framing by Content-Length,
+//! connection reuse keyed by the peer address (RFC 3261 18.2.2 / 18.1.1), idle timeout, a cap on
+//! connections per source IP and on message size. Framing errors close the connection: a stream
+//! that lost sync cannot be resynchronised safely.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inbound, PerIp, Received, TransportError, Transports};
+use crate::config::model::Transport;
+use crate::sip::{frame_stream, Frame};
+
+/// Identifies one TCP connection for the lifetime of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(u64);
+
+struct Conn {
+    id: ConnId,
+    tx: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+}
+
+/// Open connections by peer address, plus inbound per-IP accounting.
+#[derive(Default)]
+pub(super) struct ConnTable {
+    by_peer: DashMap<SocketAddr, Conn>,
+    per_ip: PerIp,
+    next_id: AtomicU64,
+}
+
+impl ConnTable {
+    pub(super) fn len(&self) -> usize {
+        self.by_peer.len()
+    }
+
+    pub(super) fn close(&self, peer: SocketAddr) {
+        if let Some((_, conn)) = self.by_peer.remove(&peer) {
+            conn.cancel.cancel();
+        }
+    }
+
+    fn register(&self, peer: SocketAddr, queue: usize, parent: &CancellationToken) -> (ConnId, mpsc::Receiver<Bytes>, CancellationToken) {
+        let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel(queue);
+        let cancel = parent.child_token();
+        // A newer connection from the same peer replaces the older one for sending; the older one
+        // keeps reading until it closes.
+        self.by_peer.insert(peer, Conn { id, tx, cancel: cancel.clone() });
+        (id, rx, cancel)
+    }
+
+    fn unregister(&self, peer: SocketAddr, id: ConnId) {
+        self.by_peer.remove_if(&peer, |_, c| c.id == id);
+    }
+}
+
+pub(super) async fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
+    TcpListener::bind(address).await.map_err(|source| TransportError::Bind {
+        transport: Transport::Tcp,
+        address,
+        source,
+    })
+}
+
+pub(super) async fn accept_loop(listener: TcpListener, transports: Arc<Transports>) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    loop {
+        let accepted = tokio::select! {
+            _ = transports.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off through the next accept rather than spinning.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let cap = transports.limits.max_connections_per_ip;
+        if !transports.conns.per_ip.try_add(peer.ip(), cap) {
+            tracing::debug!(peer.addr = %peer, "tcp connection refused: per-IP cap");
+            continue;
+        }
+        let t = transports.clone();
+        tokio::spawn(async move {
+            run_connection(stream, peer, local, None, &t).await;
+            t.conns.per_ip.remove(peer.ip());
+        });
+    }
+}
+
+/// Queues `data` on the connection to `dest`, opening one when there is none.
+pub(super) fn send(transports: &Transports, dest: SocketAddr, data: Bytes) -> Result<(), TransportError> {
+    if let Some(conn) = transports.conns.by_peer.get(&dest) {
+        return conn.tx.try_send(data).map_err(|_| TransportError::QueueFull(dest));
+    }
+    let local = transports
+        .tcp_addrs
+        .first()
+        .copied()
+        .ok_or(TransportError::NoListener(Transport::Tcp))?;
+    let (id, rx, cancel) = transports.conns.register(dest, transports.limits.send_queue, &transports.shutdown);
+    if let Some(conn) = transports.conns.by_peer.get(&dest) {
+        conn.tx.try_send(data).map_err(|_| TransportError::QueueFull(dest))?;
+    }
+    let inbound = transports.inbound.clone();
+    let limits = transports.limits;
+    let table = transports.conns.clone();
+    tokio::spawn(async move {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => None,
+            s = tokio::time::timeout(limits.idle_timeout.min(std::time::Duration::from_secs(10)), TcpStream::connect(dest)) => s.ok().and_then(Result::ok),
+        };
+        match stream {
+            Some(stream) => {
+                let pending = Pending { id, rx, cancel };
+                serve(stream, dest, local, Some(pending), &table, &inbound, limits).await
+            }
+            None => {
+                tracing::debug!(peer.addr = %dest, "tcp connect failed");
+                table.unregister(dest, id);
+                let _ = inbound.send(Inbound::Closed { peer: dest }).await;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// An outbound connection's queue, registered before the connect completed.
+struct Pending {
+    id: ConnId,
+    rx: mpsc::Receiver<Bytes>,
+    cancel: CancellationToken,
+}
+
+async fn run_connection(stream: TcpStream, peer: SocketAddr, local: SocketAddr, pending: Option<Pending>, t: &Transports) {
+    serve(stream, peer, local, pending, &t.conns, &t.inbound, t.limits).await
+}
+
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    pending: Option<Pending>,
+    table: &ConnTable,
+    inbound: &mpsc::Sender<Inbound>,
+    limits: super::TransportLimits,
+) {
+    let _ = stream.set_nodelay(true);
+    let Pending { id, rx, cancel } = match pending {
+        Some(p) => p,
+        None => {
+            let (id, rx, cancel) = table.register(peer, limits.send_queue, &CancellationToken::new());
+            Pending { id, rx, cancel }
+        }
+    };
+    let (reader, writer) = stream.into_split();
+    let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
+    let outcome = read_loop(reader, peer, local, inbound, limits, &cancel).await;
+    cancel.cancel();
+    table.unregister(peer, id);
+    let _ = write_task.await;
+    if let ReadOutcome::BadStream = outcome {
+        let _ = inbound.send(Inbound::StreamError { peer }).await;
+    }
+    let _ = inbound.send(Inbound::Closed { peer }).await;
+}
+
+async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken) {
+    loop {
+        let data = tokio::select! {
+            _ = cancel.cancelled() => break,
+            d = rx.recv() => match d { Some(d) => d, None => break },
+        };
+        if writer.write_all(&data).await.is_err() {
+            cancel.cancel();
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+enum ReadOutcome {
+    Closed,
+    BadStream,
+}
+
+async fn read_loop(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
+    local: SocketAddr,
+    inbound: &mpsc::Sender<Inbound>,
+    limits: super::TransportLimits,
+    cancel: &CancellationToken,
+) -> ReadOutcome {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        if let Err(outcome) = drain_frames(&mut buf, peer, local, inbound, limits.max_message_size).await {
+            return outcome;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(8 * 1024);
+        }
+        let read = tokio::select! {
+            _ = cancel.cancelled() => return ReadOutcome::Closed,
+            r = tokio::time::timeout(limits.idle_timeout, reader.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return ReadOutcome::Closed,
+            Err(_) => {
+                tracing::debug!(peer.addr = %peer, "tcp idle timeout");
+                return ReadOutcome::Closed;
+            }
+        }
+    }
+}
+
+/// Hands every complete message in `buf` to the driver; keeps the incomplete tail.
+async fn drain_frames(
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    local: SocketAddr,
+    inbound: &mpsc::Sender<Inbound>,
+    max: usize,
+) -> Result<(), ReadOutcome> {
+    loop {
+        match frame_stream(buf, max) {
+            Ok(Frame::Incomplete) => return Ok(()),
+            Ok(Frame::KeepAlive { consumed }) => {
+                let _ = buf.split_to(consumed);
+            }
+            Ok(Frame::Message { skip, len }) => {
+                let _ = buf.split_to(skip);
+                let data = buf.split_to(len).freeze();
+                let msg = Received { data, source: peer, local, transport: Transport::Tcp };
+                if inbound.send(Inbound::Message(msg)).await.is_err() {
+                    return Err(ReadOutcome::Closed);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer.addr = %peer, error = %e, "tcp framing error; closing");
+                return Err(ReadOutcome::BadStream);
+            }
+        }
+    }
+}
