@@ -94,7 +94,10 @@ fn load_or_report(path: &Path) -> Option<Loaded> {
         Err(ConfigError::Invalid(issues)) => {
             print_issues(&issues);
             let errors = issues.iter().filter(|i| i.is_error()).count();
-            eprintln!("{}: configuration invalid: {errors} error(s)", path.display());
+            eprintln!(
+                "{}: configuration invalid: {errors} error(s)",
+                path.display()
+            );
             None
         }
         Err(e @ ConfigError::Io { .. }) => {

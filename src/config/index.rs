@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::model::{ExtId, Index, OrgId, SpId, Snapshot, TrunkId, TrunkKind, UserId};
+use super::model::{ExtId, Index, OrgId, Snapshot, SpId, TrunkId, TrunkKind, UserId};
 use super::validate::to_u32;
 
 /// Builds every table of [`Index`] from a snapshot that passed validation (names and numbers are

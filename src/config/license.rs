@@ -127,9 +127,17 @@ impl fmt::Display for LicenseReport {
             )?;
         }
         writeln!(f, "{:<16}  {:<width$}  {:>8}", "total", "", self.total)?;
-        write!(f, "{:<16}  {:<width$}  {:>8}", "licensed", "", self.licensed)?;
+        write!(
+            f,
+            "{:<16}  {:<width$}  {:>8}",
+            "licensed", "", self.licensed
+        )?;
         if self.over {
-            write!(f, "\nOVER LICENCE by {}", self.total - u64::from(self.licensed))?;
+            write!(
+                f,
+                "\nOVER LICENCE by {}",
+                self.total - u64::from(self.licensed)
+            )?;
         }
         Ok(())
     }

@@ -76,10 +76,17 @@ fn syntax_issue(text: &str, e: &toml::de::Error) -> ConfigIssue {
     let at = e.span().map_or(0, |s| s.start.min(text.len()));
     let before = &text.as_bytes()[..at];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
     let column = text[line_start..at].chars().count() + 1;
     let message = e.message().trim().to_owned();
-    ConfigIssue::error(Entity::Location { line, column }, "", Problem::Syntax(message))
+    ConfigIssue::error(
+        Entity::Location { line, column },
+        "",
+        Problem::Syntax(message),
+    )
 }
 
 /// Counts of what a snapshot holds, displayed as one line (`check-config`, start-up, reload logs).

@@ -12,9 +12,14 @@ pub fn check_reload(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
     // BTreeMap: issues come out in name order, stable for logs and tests.
     let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
     let inbound = old.inbound_rules.iter().map(|r| r.trunk);
-    let outbound = old.outbound_rules.iter().flat_map(|r| r.trunks.iter().copied());
+    let outbound = old
+        .outbound_rules
+        .iter()
+        .flat_map(|r| r.trunks.iter().copied());
     for trunk in inbound.chain(outbound) {
-        *uses.entry(old.trunks[trunk.index()].name.as_str()).or_default() += 1;
+        *uses
+            .entry(old.trunks[trunk.index()].name.as_str())
+            .or_default() += 1;
     }
     uses.into_iter()
         .filter(|(name, _)| !new.index.trunk_by_name.contains_key(*name))

@@ -8,7 +8,7 @@ use regex::Regex;
 use super::did::{covers, cross_org_overlaps, is_public_number, parse_dids, range_text, PoolRange};
 use super::issue::{Entity, Problem};
 use super::model::{
-    DidPool, DidRange, Destination, InboundRule, OrgId, OutboundRule, RingRule, RingRuleId,
+    Destination, DidPool, DidRange, InboundRule, OrgId, OutboundRule, RingRule, RingRuleId,
     RingTarget, Trunk, TrunkId, TrunkKind,
 };
 use super::schema::{RawTrunk, RawTrunkKind};

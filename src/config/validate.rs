@@ -113,7 +113,8 @@ impl<'r> Build<'r> {
 
     /// Records a warning.
     pub(crate) fn warning(&mut self, entity: Entity, field: &'static str, problem: Problem) {
-        self.issues.push(ConfigIssue::warning(entity, field, problem));
+        self.issues
+            .push(ConfigIssue::warning(entity, field, problem));
     }
 
     /// Parses a duration or records why not.
