@@ -81,7 +81,8 @@ fn syntax_issue(text: &str, e: &toml::de::Error) -> ConfigIssue {
         .rposition(|&b| b == b'\n')
         .map_or(0, |p| p + 1);
     let column = text[line_start..at].chars().count() + 1;
-    let message = e.message().trim().to_owned();
+    // One issue, one line: the parser's message may span several.
+    let message = e.message().trim().replace('\n', "; ");
     ConfigIssue::error(
         Entity::Location { line, column },
         "",
