@@ -11,6 +11,7 @@
 //! - [`b2bua`]: a call as two dialogs, what crosses between them, every way a call ends.
 //! - [`limits`]: the hierarchical concurrent-call counters and their permits.
 //! - [`config`]: the TOML schema, its validation and the resolved `Snapshot`.
+//! - [`telemetry`]: the tracing subscriber (text or JSON).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -18,4 +19,5 @@ pub mod b2bua;
 pub mod config;
 pub mod limits;
 pub mod sip;
+pub mod telemetry;
 pub mod transaction;

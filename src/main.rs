@@ -1,5 +1,209 @@
-//! The `callgate` command line (spec/operations.md).
+//! The `callgate` command line (spec/operations.md): parses arguments, sets up logging and hands
+//! over to the library. No logic of its own beyond choosing exit codes.
 
-fn main() {
-    let _ = callgate::config::model::License::default();
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use callgate::config::{self, ConfigError, ConfigIssue, Loaded};
+use callgate::telemetry::{self, LogFormat};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code of a configuration that is refused (spec operations: check-config, run).
+const EXIT_INVALID: u8 = 1;
+/// Exit code of `license-report` when the billed total exceeds the licence.
+const EXIT_OVER_LICENCE: u8 = 3;
+
+/// SIP B2BUA call-control daemon with hierarchical concurrent-call limits.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "/etc/callgate/callgate.toml")]
+    config: PathBuf,
+    /// Log filter, RUST_LOG syntax (e.g. `info,callgate::transaction=debug`); default: $RUST_LOG,
+    /// else `info`.
+    #[arg(long, global = true)]
+    log: Option<String>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = FormatArg::Text)]
+    log_format: FormatArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the configuration: print a summary (exit 0) or every error (exit 1).
+    CheckConfig,
+    /// SIP trunking channels billed from the limits (exit 3 when over the licence).
+    LicenseReport {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the daemon in the foreground.
+    Run {
+        /// Grace period for calls in progress at shutdown (e.g. `10s`, `500ms`).
+        #[arg(long, default_value = "10s", value_parser = parse_drain)]
+        drain: Duration,
+    },
+}
+
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    config::parse_duration(text).ok_or_else(|| format!("`{text}` is not a duration like 10s"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let format = match cli.log_format {
+        FormatArg::Text => LogFormat::Text,
+        FormatArg::Json => LogFormat::Json,
+    };
+    if let Err(e) = telemetry::init(&filter, format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::CheckConfig => Ok(check_config(&cli.config)),
+        Command::LicenseReport { json } => license_report(&cli.config, json),
+        Command::Run { drain } => run(&cli.config, drain),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+/// Loads the file, printing every issue to stderr when refused.
+fn load_or_report(path: &Path) -> Option<Loaded> {
+    match config::load_file(path) {
+        Ok(loaded) => Some(loaded),
+        Err(ConfigError::Invalid(issues)) => {
+            print_issues(&issues);
+            let errors = issues.iter().filter(|i| i.is_error()).count();
+            eprintln!(
+                "{}: configuration invalid: {errors} error(s)",
+                path.display()
+            );
+            None
+        }
+        Err(e @ ConfigError::Io { .. }) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+fn print_issues(issues: &[ConfigIssue]) {
+    for issue in issues {
+        let tag = if issue.is_error() { "error" } else { "warning" };
+        eprintln!("{tag}: {issue}");
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    let Some(loaded) = load_or_report(path) else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    print_issues(&loaded.warnings);
+    println!(
+        "{}: configuration ok: {}",
+        path.display(),
+        loaded.snapshot.summary()
+    );
+    ExitCode::SUCCESS
+}
+
+fn license_report(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(path) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let report = config::license_report(&loaded.snapshot);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(if report.over {
+        ExitCode::from(EXIT_OVER_LICENCE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs the daemon. For now: validates the configuration, logs what was loaded, re-validates on
+/// SIGHUP, and exits 0 on SIGTERM/SIGINT.
+fn run(path: &Path, drain: Duration) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(path) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    for w in &loaded.warnings {
+        tracing::warn!(issue = %w, "configuration warning");
+    }
+    tracing::info!(config = %path.display(), summary = %loaded.snapshot.summary(), "configuration loaded");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(wait_for_shutdown(path, loaded.snapshot))?;
+    tracing::info!(drain_secs = drain.as_secs_f64(), "shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown(path: &Path, mut current: config::Snapshot) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot register SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot register SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot register SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                if let Some(next) = reload(path, &current) {
+                    current = next;
+                }
+            }
+        }
+    }
+}
+
+/// Validates the file again and against the running snapshot; logs one line either way.
+fn reload(path: &Path, current: &config::Snapshot) -> Option<config::Snapshot> {
+    let refused = |issues: Vec<ConfigIssue>| {
+        let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        tracing::warn!(config = %path.display(), issues = ?all, "reload refused");
+    };
+    match config::load_file(path) {
+        Ok(loaded) => {
+            let issues = config::check_reload(current, &loaded.snapshot);
+            if !issues.is_empty() {
+                refused(issues);
+                return None;
+            }
+            tracing::info!(summary = %loaded.snapshot.summary(), "reload accepted");
+            Some(loaded.snapshot)
+        }
+        Err(ConfigError::Invalid(issues)) => {
+            refused(issues);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reload refused");
+            None
+        }
+    }
 }

@@ -1,0 +1,623 @@
+//! Unit tests of the validation rules: one small file per rule, fed to [`load`] as a string.
+
+use super::did::{cross_org_overlaps, merge, parse_dids, PoolRange};
+use super::model::{
+    CounterBackend, Destination, DidRange, ExtId, OrgId, RingTarget, TrunkId, TrunkKind,
+};
+use super::*;
+
+/// A valid file the tests extend: one provider, organization, user, phone, trunk and pool.
+const BASE: &str = r#"
+[license]
+sip_trunking_channels = 100
+
+[[listen]]
+address = "127.0.0.1:5060"
+
+[[service_provider]]
+name = "sp1"
+limits = { public = 200 }
+
+[[organization]]
+name = "acme"
+service_provider = "sp1"
+domain = "acme.example"
+
+[[user]]
+name = "alice"
+organization = "acme"
+
+[[extension]]
+number = "101"
+user = "alice"
+password = "x"
+
+[[trunk]]
+name = "carrier-a"
+kind = "ip"
+address = "127.0.0.1:5080"
+
+[[did_pool]]
+trunk = "carrier-a"
+organization = "acme"
+dids = ["2125550100-2125550199"]
+"#;
+
+fn load_with(extra: &str) -> Result<Loaded, Vec<ConfigIssue>> {
+    load(&format!("{BASE}\n{extra}"))
+}
+
+/// The errors of BASE + `extra`; panics if the file is accepted.
+fn errors(extra: &str) -> Vec<ConfigIssue> {
+    match load_with(extra) {
+        Ok(_) => panic!("file accepted, expected errors:\n{extra}"),
+        Err(issues) => issues.into_iter().filter(ConfigIssue::is_error).collect(),
+    }
+}
+
+/// Asserts exactly one error, about `entity`, and returns its problem.
+fn one_error(extra: &str, entity: &str) -> Problem {
+    let errs = errors(extra);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
+    assert_eq!(errs[0].entity.to_string(), entity, "{}", errs[0]);
+    errs[0].problem.clone()
+}
+
+const ORG2: &str = r#"
+[[organization]]
+name = "globex"
+service_provider = "sp1"
+domain = "globex.example"
+"#;
+
+#[test]
+fn base_file_is_valid_and_indexed() {
+    let loaded = load(BASE).expect("base is valid");
+    let s = &loaded.snapshot;
+    assert!(loaded.warnings.is_empty());
+    assert_eq!(s.server.reject_code, 486);
+    assert_eq!(s.counters, CounterBackend::Memory);
+    assert_eq!(s.listen[0].transport, model::Transport::Udp);
+    assert_eq!(
+        s.index.extension_by_number[&(OrgId(0), "101".to_owned())],
+        ExtId(0)
+    );
+    assert_eq!(s.index.organization_by_domain["acme.example"], OrgId(0));
+    assert_eq!(
+        s.index.trunk_by_ip[&"127.0.0.1".parse().expect("ip")],
+        TrunkId(0)
+    );
+    assert_eq!(s.trunks[0].kind, TrunkKind::Ip);
+    assert_eq!(
+        s.did_pools[0].ranges[0].end - s.did_pools[0].ranges[0].start,
+        99
+    );
+}
+
+#[test]
+fn unknown_key_is_refused_with_its_location() {
+    let errs = errors("[[user]]\nname = \"bob\"\norganization = \"acme\"\nlimit = 3\n");
+    assert!(matches!(&errs[0].problem, Problem::Syntax(m) if m.contains("unknown field `limit`")));
+    assert!(matches!(errs[0].entity, Entity::Location { column: 1, .. }));
+}
+
+#[test]
+fn unknown_references_are_each_reported() {
+    let errs = errors(
+        r#"
+[[organization]]
+name = "o2"
+service_provider = "nope"
+domain = "o2.example"
+[[user]]
+name = "bob"
+organization = "missing"
+[[extension]]
+number = "5"
+user = "ghost"
+password = "x"
+[[outbound_rule]]
+organization = "acme"
+pattern = "^1"
+trunks = ["no-such-trunk"]
+"#,
+    );
+    let kinds: Vec<_> = errs
+        .iter()
+        .map(|e| match &e.problem {
+            Problem::UnknownReference { kind, .. } => *kind,
+            p => panic!("unexpected {p}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["service_provider", "organization", "user", "trunk"]);
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let p = one_error(
+        "[[user]]\nname = \"alice\"\norganization = \"acme\"\n",
+        "user alice",
+    );
+    assert!(matches!(p, Problem::DuplicateName { .. }));
+    let p = one_error(
+        "[[trunk]]\nname = \"carrier-a\"\nkind = \"accept-register\"\nusername = \"u\"\npassword = \"p\"\n",
+        "trunk carrier-a",
+    );
+    assert!(matches!(p, Problem::DuplicateName { .. }));
+}
+
+#[test]
+fn duplicate_extension_number_in_one_organization_is_refused() {
+    let p = one_error(
+        "[[extension]]\nnumber = \"101\"\nuser = \"alice\"\npassword = \"y\"\n",
+        "extension 101 (organization acme)",
+    );
+    assert!(matches!(p, Problem::DuplicateExtensionNumber { .. }));
+}
+
+#[test]
+fn same_extension_number_in_two_organizations_is_fine() {
+    let extra = format!(
+        "{ORG2}\n[[user]]\nname = \"bob\"\norganization = \"globex\"\n\
+         [[extension]]\nnumber = \"101\"\nuser = \"bob\"\npassword = \"y\"\n"
+    );
+    assert!(load_with(&extra).is_ok());
+}
+
+#[test]
+fn duplicate_domain_is_refused_case_insensitively() {
+    let p = one_error(
+        "[[organization]]\nname = \"o2\"\nservice_provider = \"sp1\"\ndomain = \"ACME.example\"\n",
+        "organization o2",
+    );
+    assert!(matches!(p, Problem::DuplicateDomain { .. }));
+}
+
+#[test]
+fn did_shapes_are_checked() {
+    assert!(matches!(
+        parse_dids("+12125550100"),
+        Err(Problem::DidPrefix(_))
+    ));
+    assert!(matches!(parse_dids("0212555"), Err(Problem::DidPrefix(_))));
+    assert!(matches!(parse_dids("00212555"), Err(Problem::DidPrefix(_))));
+    assert!(matches!(parse_dids("21a"), Err(Problem::DidNotDigits(_))));
+    assert!(matches!(
+        parse_dids("2999-2000"),
+        Err(Problem::DidRangeReversed(_))
+    ));
+    assert!(matches!(
+        parse_dids("200-2999"),
+        Err(Problem::DidRangeDigitCount(_))
+    ));
+    assert_eq!(
+        parse_dids("2000-2999"),
+        Ok(DidRange {
+            start: 2000,
+            end: 2999
+        })
+    );
+    let p = one_error(
+        "[[did_pool]]\ntrunk = \"carrier-a\"\norganization = \"acme\"\ndids = [\"+4415550000\"]\n",
+        "did_pool #2 (trunk carrier-a, organization acme)",
+    );
+    assert!(matches!(p, Problem::DidPrefix(_)));
+}
+
+#[test]
+fn pools_overlapping_between_organizations_on_one_trunk_are_refused() {
+    let extra = format!(
+        "{ORG2}\n[[did_pool]]\ntrunk = \"carrier-a\"\norganization = \"globex\"\n\
+         dids = [\"2125550190-2125550209\"]\n"
+    );
+    let p = one_error(&extra, "did_pool #2 (trunk carrier-a, organization globex)");
+    assert!(matches!(p, Problem::PoolOverlap { ref other, .. } if other == "acme"));
+}
+
+#[test]
+fn overlap_sweep_finds_a_rival_hidden_behind_the_same_organization() {
+    // A[1-100] org 1, B[2-200] org 0, C[50-60] org 0: C overlaps A although the furthest end (B)
+    // belongs to C's own organization.
+    let r = |start, end, org, pool| PoolRange {
+        trunk: TrunkId(0),
+        range: DidRange { start, end },
+        org: OrgId(org),
+        pool,
+    };
+    let found = cross_org_overlaps(vec![r(1, 100, 1, 0), r(2, 200, 0, 1), r(50, 60, 0, 2)]);
+    let pools: Vec<usize> = found.iter().map(|(p, _)| p.pool).collect();
+    assert_eq!(pools, [1, 2]);
+    let same_org = cross_org_overlaps(vec![r(1, 100, 0, 0), r(50, 60, 0, 1)]);
+    assert!(same_org.is_empty());
+    let other_trunk = PoolRange {
+        trunk: TrunkId(1),
+        ..r(1, 100, 1, 1)
+    };
+    assert!(cross_org_overlaps(vec![r(1, 100, 0, 0), other_trunk]).is_empty());
+}
+
+#[test]
+fn merge_joins_adjacent_ranges() {
+    let merged = merge(vec![
+        DidRange { start: 20, end: 29 },
+        DidRange { start: 10, end: 19 },
+        DidRange { start: 40, end: 40 },
+    ]);
+    assert_eq!(
+        merged,
+        [
+            DidRange { start: 10, end: 29 },
+            DidRange { start: 40, end: 40 }
+        ]
+    );
+}
+
+#[test]
+fn inbound_rule_outside_its_pool_is_refused() {
+    let p = one_error(
+        "[[inbound_rule]]\norganization = \"acme\"\ntrunk = \"carrier-a\"\n\
+         dids = \"2125550150-2125550250\"\ndestination = { extension = \"101\" }\n",
+        "inbound_rule #1 (organization acme)",
+    );
+    assert!(matches!(p, Problem::InboundOutsidePool { .. }));
+}
+
+#[test]
+fn inbound_destination_must_exist_in_the_rule_organization() {
+    let p = one_error(
+        "[[inbound_rule]]\norganization = \"acme\"\ntrunk = \"carrier-a\"\ndids = \"2125550100\"\n\
+         destination = { ring_rule = \"sales\" }\n",
+        "inbound_rule #1 (organization acme)",
+    );
+    assert!(matches!(
+        p,
+        Problem::UnknownReference {
+            kind: "ring_rule",
+            ..
+        }
+    ));
+    let p = one_error(
+        "[[inbound_rule]]\norganization = \"acme\"\ntrunk = \"carrier-a\"\ndids = \"2125550100\"\n\
+         destination = { extension = \"101\", ring_rule = \"x\" }\n",
+        "inbound_rule #1 (organization acme)",
+    );
+    assert_eq!(p, Problem::DestinationNotExactlyOne);
+}
+
+#[test]
+fn ring_rule_targets_resolve_to_extensions_or_public_numbers() {
+    let ok = load_with(
+        "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\n\
+         targets = [\"101\", \"12125559876\"]\n\
+         [[inbound_rule]]\norganization = \"acme\"\ntrunk = \"carrier-a\"\ndids = \"2125550100\"\n\
+         destination = { ring_rule = \"sales\" }\n",
+    )
+    .expect("valid");
+    let s = ok.snapshot;
+    assert_eq!(
+        s.ring_rules[0].targets,
+        [
+            RingTarget::Extension(ExtId(0)),
+            RingTarget::Public("12125559876".into())
+        ]
+    );
+    assert_eq!(
+        s.ring_rules[0].ring_time,
+        std::time::Duration::from_secs(30)
+    );
+    assert!(matches!(
+        s.inbound_rules[0].destination,
+        Destination::RingRule(_)
+    ));
+    let p = one_error(
+        "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"0804993222\"]\n",
+        "ring_rule sales (organization acme)",
+    );
+    assert!(matches!(p, Problem::RingTargetUnknown(_)));
+}
+
+#[test]
+fn duplicate_ring_rule_name_in_one_organization_is_refused() {
+    let rule = "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"101\"]\n";
+    let p = one_error(
+        &format!("{rule}{rule}"),
+        "ring_rule sales (organization acme)",
+    );
+    assert!(matches!(p, Problem::DuplicateName { .. }));
+}
+
+const PBX_USER_UNLIMITED: &str = r#"
+[[service_provider]]
+name = "open"
+[[organization]]
+name = "o2"
+service_provider = "open"
+domain = "o2.example"
+[[user]]
+name = "pbxuser"
+organization = "o2"
+[[extension]]
+number = "200"
+user = "pbxuser"
+pbx = { address = "127.0.0.1:5090" }
+"#;
+
+#[test]
+fn sip_trunking_extension_needs_a_finite_public_limit_on_its_chain() {
+    let p = one_error(PBX_USER_UNLIMITED, "extension 200 (organization o2)");
+    assert_eq!(p, Problem::PbxWithoutPublicLimit);
+    let limited = PBX_USER_UNLIMITED.replace(
+        "organization = \"o2\"\n[[ext",
+        "organization = \"o2\"\nlimits = { public = 5 }\n[[ext",
+    );
+    assert!(load_with(&limited).is_ok());
+}
+
+#[test]
+fn sip_trunking_extension_needs_a_licence() {
+    let text = format!(
+        "{}\n[[extension]]\nnumber = \"200\"\nuser = \"alice\"\npbx = {{ address = \"127.0.0.1:5090\" }}\n",
+        BASE.replace("sip_trunking_channels = 100", "sip_trunking_channels = 0")
+    );
+    let errs = load(&text).expect_err("refused");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].problem, Problem::PbxNotLicensed);
+}
+
+#[test]
+fn pbx_ip_shared_only_when_every_extension_authenticates() {
+    let two = |auth_a: bool| {
+        format!(
+            "[[extension]]\nnumber = \"200\"\nuser = \"alice\"\npassword = \"p\"\n\
+             pbx = {{ address = \"127.0.0.1:5090\", authenticate = {auth_a} }}\n\
+             [[extension]]\nnumber = \"201\"\nuser = \"alice\"\npassword = \"p\"\n\
+             pbx = {{ address = \"127.0.0.1:5091\", authenticate = true }}\n"
+        )
+    };
+    assert!(load_with(&two(true)).is_ok());
+    let p = one_error(&two(false), "extension 200 (organization acme)");
+    assert!(matches!(p, Problem::SharedPbxAddressWithoutAuth { ref other, .. } if other == "201"));
+}
+
+#[test]
+fn credentials_rules() {
+    let ext = |body: &str| format!("[[extension]]\nnumber = \"9\"\nuser = \"alice\"\n{body}\n");
+    let entity = "extension 9 (organization acme)";
+    let p = one_error(
+        &ext("pbx = { address = \"127.0.0.1:5099\", authenticate = true }"),
+        entity,
+    );
+    assert_eq!(p, Problem::AuthenticateWithoutCredentials);
+    let p = one_error(
+        &ext("password = \"a\"\nha1 = \"0123456789abcdef0123456789abcdef\""),
+        entity,
+    );
+    assert_eq!(p, Problem::PasswordAndHa1);
+    let p = one_error(&ext("ha1 = \"xyz\""), entity);
+    assert_eq!(p, Problem::InvalidHa1);
+    let p = one_error(&ext(""), entity);
+    assert_eq!(p, Problem::PhoneWithoutCredentials);
+    assert!(load_with(&ext("ha1 = \"0123456789ABCDEF0123456789abcdef\"")).is_ok());
+}
+
+#[test]
+fn allowed_networks_parse_and_are_at_most_a_slash_24_or_slash_64() {
+    let ext = |nets: &str| {
+        format!("[[extension]]\nnumber = \"9\"\nuser = \"alice\"\npassword = \"p\"\nallowed_networks = [{nets}]\n")
+    };
+    let entity = "extension 9 (organization acme)";
+    let p = one_error(&ext("\"198.51.100.0/23\""), entity);
+    assert!(matches!(p, Problem::NetworkTooWide(_)));
+    let p = one_error(&ext("\"2001:db8::/48\""), entity);
+    assert!(matches!(p, Problem::NetworkTooWide(_)));
+    let p = one_error(&ext("\"not-a-net\""), entity);
+    assert!(matches!(p, Problem::InvalidNetwork(_)));
+    let ok = load_with(&ext(
+        "\"198.51.100.0/24\", \"2001:db8::/64\", \"203.0.113.7\"",
+    ))
+    .expect("ok");
+    assert_eq!(ok.snapshot.extensions[1].allowed_networks.len(), 3);
+}
+
+#[test]
+fn outbound_caller_id_must_be_a_did_of_the_organization() {
+    let ext = |id: &str| {
+        format!("[[extension]]\nnumber = \"9\"\nuser = \"alice\"\npassword = \"p\"\noutbound_caller_id = \"{id}\"\n")
+    };
+    assert!(load_with(&ext("2125550142")).is_ok());
+    let p = one_error(&ext("2125550200"), "extension 9 (organization acme)");
+    assert!(matches!(p, Problem::CallerIdNotInPool(_)));
+}
+
+#[test]
+fn max_outgoing_above_max_calls_is_only_a_warning() {
+    let loaded = load_with(
+        "[[extension]]\nnumber = \"9\"\nuser = \"alice\"\npassword = \"p\"\nmax_calls = 1\nmax_outgoing = 2\n",
+    )
+    .expect("accepted");
+    assert_eq!(loaded.warnings.len(), 1);
+    assert_eq!(loaded.warnings[0].severity, Severity::Warning);
+    assert!(matches!(
+        loaded.warnings[0].problem,
+        Problem::MaxOutgoingAboveMaxCalls { .. }
+    ));
+}
+
+#[test]
+fn outbound_rule_checks_regex_and_trunk_ownership() {
+    let p = one_error(
+        "[[outbound_rule]]\norganization = \"acme\"\npattern = \"^(1\"\ntrunks = [\"carrier-a\"]\n",
+        "outbound_rule #1 (organization acme)",
+    );
+    assert!(matches!(p, Problem::InvalidRegex(_)));
+    let extra = format!(
+        "{ORG2}\n[[trunk]]\nname = \"private\"\nkind = \"accept-register\"\nusername = \"u\"\n\
+         password = \"p\"\norganization = \"globex\"\n\
+         [[outbound_rule]]\norganization = \"acme\"\npattern = \"^1\"\ntrunks = [\"private\"]\n"
+    );
+    let p = one_error(&extra, "outbound_rule #1 (organization acme)");
+    assert!(matches!(p, Problem::TrunkNotShared { .. }));
+}
+
+#[test]
+fn server_values_are_checked() {
+    let errs = errors(
+        "[server]\nname = \"n\"\nreject_code = 200\nmax_call_duration = \"4 hours\"\n\
+         [admin]\naddress = \"localhost\"\n",
+    );
+    let problems: Vec<_> = errs.iter().map(|e| e.problem.clone()).collect();
+    assert_eq!(
+        problems,
+        [
+            Problem::RejectCodeOutOfRange(200),
+            Problem::InvalidDuration("4 hours".into()),
+            Problem::InvalidSocketAddress("localhost".into()),
+        ]
+    );
+}
+
+#[test]
+fn no_listener_is_refused() {
+    let text = BASE.replace("[[listen]]\naddress = \"127.0.0.1:5060\"\n", "");
+    let errs = load(&text).expect_err("refused");
+    assert_eq!(errs[0].problem, Problem::NoListener);
+}
+
+#[test]
+fn trunk_kind_requirements() {
+    let trunk = |kind: &str| format!("[[trunk]]\nname = \"t\"\nkind = \"{kind}\"\n");
+    let count = |kind: &str| {
+        errors(&trunk(kind))
+            .iter()
+            .filter(|e| matches!(e.problem, Problem::TrunkKindRequires { .. }))
+            .map(|e| e.field)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(count("ip"), ["address"]);
+    assert_eq!(count("register"), ["address", "username", "password"]);
+    assert_eq!(count("accept-register"), ["username", "password"]);
+}
+
+#[test]
+fn ip_trunks_cannot_share_a_source_ip() {
+    let p = one_error(
+        "[[trunk]]\nname = \"b\"\nkind = \"ip\"\naddress = \"127.0.0.2:5060\"\nassociated_ips = [\"127.0.0.1\"]\n",
+        "trunk b",
+    );
+    assert!(matches!(p, Problem::TrunkIpShared { .. }));
+}
+
+#[test]
+fn redis_backend_needs_a_url() {
+    let p = one_error("[counters]\nbackend = \"redis\"\n", "counters");
+    assert_eq!(p, Problem::RedisWithoutUrl);
+    let ok = load_with(
+        "[counters]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1\"\nlease = \"500ms\"\n",
+    )
+    .expect("ok");
+    assert!(
+        matches!(ok.snapshot.counters, CounterBackend::Redis { lease, .. } if lease.as_millis() == 500)
+    );
+}
+
+#[test]
+fn durations_need_a_unit() {
+    use std::time::Duration;
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+    assert_eq!(parse_duration("4h"), Some(Duration::from_secs(14400)));
+    for bad in ["30", "s", "0s", "1.5s", "-1s", "10 s", "3d", ""] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn every_error_is_collected_not_only_the_first() {
+    let errs = errors(
+        "[server]\nreject_code = 700\n[[user]]\nname = \"bob\"\norganization = \"nope\"\n\
+         [[did_pool]]\ntrunk = \"carrier-a\"\norganization = \"acme\"\ndids = [\"0123\"]\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn issue_display_names_entity_field_and_rule() {
+    let p = one_error(PBX_USER_UNLIMITED, "extension 200 (organization o2)");
+    let issue = ConfigIssue::error(
+        Entity::Extension {
+            number: "200".into(),
+            organization: Some("acme".into()),
+        },
+        "pbx",
+        p,
+    );
+    assert_eq!(
+        issue.to_string(),
+        "extension 200 (organization acme): pbx: SIP trunking extension has no finite public \
+         limit on its chain (user, organization or service provider)"
+    );
+}
+
+#[test]
+fn reload_refused_when_it_removes_a_trunk_referenced_by_a_rule() {
+    let rule =
+        "[[outbound_rule]]\norganization = \"acme\"\npattern = \"^1\"\ntrunks = [\"carrier-b\"]\n\
+                [[trunk]]\nname = \"carrier-b\"\nkind = \"ip\"\naddress = \"127.0.0.9:5060\"\n";
+    let old = load_with(rule).expect("valid").snapshot;
+    let without_rule_and_trunk = load(BASE).expect("valid").snapshot;
+    let issues = check_reload(&old, &without_rule_and_trunk);
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].entity, Entity::Trunk("carrier-b".into()));
+    assert_eq!(
+        issues[0].problem,
+        Problem::ReferencedTrunkRemoved { rules: 1 }
+    );
+    assert!(check_reload(&old, &old).is_empty());
+    // carrier-a is referenced by no rule: removing it is allowed.
+    assert!(check_reload(&without_rule_and_trunk, &old).is_empty());
+}
+
+/// Spec E1/E4/E5: five users at public 100, each with a PBX, under a provider at 200 or unlimited.
+fn e4(provider_limit: &str) -> String {
+    let mut t = format!(
+        "[license]\nsip_trunking_channels = 300\n[[listen]]\naddress = \"127.0.0.1:5060\"\n\
+         [[service_provider]]\nname = \"sp1\"\nlimits = {{ {provider_limit} }}\n\
+         [[organization]]\nname = \"o\"\nservice_provider = \"sp1\"\ndomain = \"o.example\"\n"
+    );
+    for i in 1..=5 {
+        t += &format!(
+            "[[user]]\nname = \"u{i}\"\norganization = \"o\"\nlimits = {{ public = 100 }}\n\
+             [[extension]]\nnumber = \"{i}\"\nuser = \"u{i}\"\npbx = {{ address = \"127.0.0.{i}:5090\" }}\n"
+        );
+    }
+    t
+}
+
+#[test]
+fn license_report_bills_the_highest_finite_level_once() {
+    let r = license_report(&load(&e4("public = 200")).expect("valid").snapshot);
+    assert_eq!(r.total, 200);
+    assert_eq!(r.lines.len(), 1);
+    assert_eq!(
+        (r.lines[0].level, r.lines[0].extensions),
+        (Level::ServiceProvider, 5)
+    );
+    assert!(!r.over);
+    let r = license_report(&load(&e4("")).expect("valid").snapshot);
+    assert_eq!(r.total, 500);
+    assert_eq!(r.lines.len(), 5);
+    assert!(r.lines.iter().all(|l| l.level == Level::User));
+    assert!(r.over);
+    assert!(r.to_string().contains("OVER LICENCE by 200"));
+}
+
+#[test]
+fn summary_counts_entities() {
+    let s = load(BASE).expect("valid").snapshot.summary();
+    assert_eq!(
+        s.to_string(),
+        "1 service providers, 1 organizations, 1 users, 1 extensions (0 pbx), 1 trunks, \
+         1 did pools, 0 rules, 1 listeners"
+    );
+}
