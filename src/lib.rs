@@ -18,6 +18,7 @@
 pub mod b2bua;
 pub mod config;
 pub mod limits;
+pub mod routing;
 pub mod sip;
 pub mod telemetry;
 pub mod transaction;

@@ -82,22 +82,31 @@ pub enum InboundTarget {
 /// exact address (then by IP), else a trunk by gateway or associated IP.
 pub fn identify(snapshot: &Snapshot, source: SocketAddr) -> Result<Caller, RouteError> {
     let idx = &snapshot.index;
-    let pbx = idx
-        .pbx_by_address
-        .get(&source)
-        .or_else(|| idx.pbx_by_ip.get(&source.ip()));
-    if let Some(exts) = pbx {
-        // Several extensions share an address only when all authenticate (validated): without
-        // digest we cannot tell which one is calling, so refuse rather than guess.
-        return match exts.as_slice() {
-            [one] if !pbx_authenticates(snapshot, *one) => Ok(Caller::Extension(*one)),
-            _ => Err(RouteError::AuthenticationRequired(source)),
-        };
+    // A PBX at this exact address wins; then trunks by IP (providers send from many ports);
+    // then a PBX by IP alone (PBXs that send from another port than the one they listen on).
+    if let Some(exts) = idx.pbx_by_address.get(&source) {
+        return pbx_caller(snapshot, exts, source);
     }
     if let Some(trunk) = idx.trunk_by_ip.get(&source.ip()) {
         return Ok(Caller::Trunk(*trunk));
     }
+    if let Some(exts) = idx.pbx_by_ip.get(&source.ip()) {
+        return pbx_caller(snapshot, exts, source);
+    }
     Err(RouteError::UnknownSource(source))
+}
+
+fn pbx_caller(
+    snapshot: &Snapshot,
+    exts: &[ExtId],
+    source: SocketAddr,
+) -> Result<Caller, RouteError> {
+    // Several extensions share an address only when all authenticate (validated): without
+    // digest we cannot tell which one is calling, so refuse rather than guess.
+    match exts {
+        [one] if !pbx_authenticates(snapshot, *one) => Ok(Caller::Extension(*one)),
+        _ => Err(RouteError::AuthenticationRequired(source)),
+    }
 }
 
 fn pbx_authenticates(snapshot: &Snapshot, ext: ExtId) -> bool {
@@ -115,7 +124,11 @@ pub fn route(snapshot: &Snapshot, caller: &Caller, dialled: &str) -> Result<Rout
     }
 }
 
-fn route_from_extension(snapshot: &Snapshot, caller: ExtId, dialled: &str) -> Result<Route, RouteError> {
+fn route_from_extension(
+    snapshot: &Snapshot,
+    caller: ExtId,
+    dialled: &str,
+) -> Result<Route, RouteError> {
     let org = snapshot.extensions[caller.index()].organization;
     if let Some(callee) = extension_in(snapshot, org, dialled) {
         return Ok(Route::Internal { caller, callee });
@@ -126,7 +139,11 @@ fn route_from_extension(snapshot: &Snapshot, caller: ExtId, dialled: &str) -> Re
         if rule.pattern.is_match(dialled) {
             let kept = dialled.get(rule.strip..).unwrap_or("");
             let number = format!("{}{}", rule.prepend, kept);
-            return Ok(Route::Outbound { caller, trunks: rule.trunks.clone(), number });
+            return Ok(Route::Outbound {
+                caller,
+                trunks: rule.trunks.clone(),
+                number,
+            });
         }
     }
     Err(RouteError::NoRoute(dialled.to_owned()))
@@ -141,7 +158,11 @@ fn route_from_trunk(snapshot: &Snapshot, trunk: TrunkId, did: &str) -> Result<Ro
                 Destination::Extension(e) => InboundTarget::Extension(e),
                 Destination::RingRule(r) => InboundTarget::RingRule(r),
             };
-            return Ok(Route::Inbound { trunk, target, did: did.to_owned() });
+            return Ok(Route::Inbound {
+                trunk,
+                target,
+                did: did.to_owned(),
+            });
         }
     }
     Err(RouteError::NoRoute(did.to_owned()))
