@@ -48,7 +48,7 @@ struct Config {
 enum Op {
     Admit { kind: u8, a: usize, b: usize },
     Release(usize),
-    Reload(Config),
+    Reload(Box<Config>),
 }
 
 fn limit() -> impl Strategy<Value = Limit> {
@@ -108,7 +108,7 @@ fn op(all_on: bool) -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..6, 0..EXTS, 0..EXTS).prop_map(|(kind, a, b)| Op::Admit { kind, a, b }),
         3 => (0usize..64).prop_map(Op::Release),
-        1 => config(all_on).prop_map(Op::Reload),
+        1 => config(all_on).prop_map(|c| Op::Reload(Box::new(c))),
     ]
 }
 
