@@ -1,1 +1,37 @@
-//! limits (being written).
+//! Hierarchical concurrent-call limits (spec call-control 1-4 and 8).
+//!
+//! Owns the counters of every level (server, service provider, organization, user: `public` and
+//! `internal`; extension: `max_calls`, `max_outgoing`; trunk: `max_calls`, `max_inbound`,
+//! `max_outbound`), which counters a call occupies (its [`Path`]), all-or-nothing admission, and
+//! the [`Permit`] that releases a call's units when dropped, however the call ends. Does not own
+//! routing (which trunk, which extension), the SIP response a [`Refusal`] becomes (b2bua), nor the
+//! metrics registry (admin reads [`Limiter::snapshot`]).
+//!
+//! Pure logic: no tokio, no clock, no locks on the admission path.
+//!
+//! ```text
+//! let generation = limiter.current();           // one lock-free load
+//! // route with generation.config(), then:
+//! let permit = generation.try_admit(CallKey(n), PathSpec::LocalToPublic { caller, trunk })?;
+//! // keep `permit` in the call; dropping it releases the units.
+//! ```
+//!
+//! - counters: [`Level`], [`CounterKind`], [`CounterId`], [`Generation`].
+//! - paths: [`PathSpec`], [`RuleOwner`], [`Path`] (see `path.rs` for the forking-leg decision).
+//! - admission: [`CounterBackend`], [`MemoryBackend`], [`CallKey`], [`Permit`].
+
+mod admit;
+mod limiter;
+mod path;
+mod refusal;
+pub mod testing;
+mod tree;
+
+pub use admit::{CallKey, CounterBackend, MemoryBackend, Permit};
+pub use limiter::{CounterView, Limiter};
+pub use path::{Path, PathSpec, RuleOwner};
+pub use refusal::Refusal;
+pub use tree::{CounterId, CounterKind, Generation, Level, ReloadSummary};
+
+#[cfg(test)]
+mod tests;
