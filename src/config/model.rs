@@ -419,6 +419,10 @@ impl Snapshot {
     pub fn chain(&self, ext: ExtId) -> (UserId, OrgId, SpId) {
         let e = &self.extensions[ext.index()];
         let org = e.organization;
-        (e.user, org, self.organizations[org.index()].service_provider)
+        (
+            e.user,
+            org,
+            self.organizations[org.index()].service_provider,
+        )
     }
 }
