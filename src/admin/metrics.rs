@@ -409,7 +409,7 @@ impl Collector for CounterSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let mut used = encoder.encode_descriptor(
             "callgate_counter_used",
-            "Units held on a limit counter",
+            "Units held on a limit counter.",
             None,
             MetricType::Gauge,
         )?;
@@ -418,7 +418,7 @@ impl Collector for CounterSnapshot {
         }
         let mut limit = encoder.encode_descriptor(
             "callgate_counter_limit",
-            "Limit of a counter; no series when unlimited",
+            "Limit of a counter; no series when unlimited.",
             None,
             MetricType::Gauge,
         )?;
