@@ -11,12 +11,18 @@
 //! - [`b2bua`]: a call as two dialogs, what crosses between them, every way a call ends.
 //! - [`limits`]: the hierarchical concurrent-call counters and their permits.
 //! - [`config`]: the TOML schema, its validation and the resolved `Snapshot`.
+//! - [`routing`]: caller identification and the route decision.
+//! - [`transport`]: UDP and TCP sockets, framing, connection reuse.
 //! - [`telemetry`]: the tracing subscriber (text or JSON).
+//! - [`daemon`]: the tokio shell around the cores (systemd notification so far).
+//! - [`admin`]: the admin HTTP API, the metrics and the `callgate status` client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod admin;
 pub mod b2bua;
 pub mod config;
+pub mod daemon;
 pub mod limits;
 pub mod routing;
 pub mod sip;

@@ -1,0 +1,227 @@
+//! The admin HTTP server (axum): the endpoints of spec operations.md and the bearer-token check.
+//!
+//! Every endpoint but `GET /health` requires `Authorization: Bearer <token>` when a token is
+//! configured; the comparison takes the same time wherever the first differing byte is. The token
+//! is never logged and never printed by `Debug`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::{AdminBackend, CallView, CounterView, Metrics, RegistrationView};
+
+/// The content type of `GET /metrics` (prometheus-client encodes OpenMetrics text).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Errors of the admin API server.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Reading the listener's local address failed.
+    #[error("admin listener has no local address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    /// The HTTP server stopped on an I/O error.
+    #[error("admin API server on {addr} failed: {source}")]
+    Serve {
+        /// The address the server listened on.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What the handlers share: the daemon, the metrics and the optional bearer token.
+#[derive(Clone)]
+pub struct AdminState {
+    backend: Arc<dyn AdminBackend>,
+    metrics: Arc<Metrics>,
+    token: Option<Arc<str>>,
+}
+
+impl AdminState {
+    /// State for [`serve`]. `token: None` leaves the API open (bind it to loopback then).
+    pub fn new(
+        backend: Arc<dyn AdminBackend>,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+    ) -> Self {
+        AdminState {
+            backend,
+            metrics,
+            token: token.map(Arc::from),
+        }
+    }
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AdminError> {
+    let addr = listener.local_addr().map_err(AdminError::LocalAddr)?;
+    tracing::info!(admin.addr = %addr, auth = state.token.is_some(), "admin api listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| AdminError::Serve { addr, source })
+}
+
+fn router(state: AdminState) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/calls", get(calls))
+        .route("/calls/{id}", delete(end_call))
+        .route("/counters", get(counters))
+        .route("/registrations", get(registrations))
+        .route("/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(health))
+        .merge(guarded)
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    match &state.token {
+        Some(token) if !bearer_matches(request.headers(), token) => {
+            tracing::debug!(path = %request.uri().path(), "admin request without a valid token");
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                "unauthorized\n",
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    // The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+    match value.split_at_checked(7) {
+        Some((scheme, presented)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+            constant_time_eq(presented, token.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a guess was
+/// right. The length is not secret.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+async fn health(State(state): State<AdminState>) -> Response {
+    if state.backend.health() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match state.metrics.encode(state.backend.counters()) {
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        Err(_) => {
+            tracing::warn!("metrics encoding failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn calls(State(state): State<AdminState>) -> Json<Vec<CallView>> {
+    Json(state.backend.calls())
+}
+
+async fn counters(State(state): State<AdminState>) -> Json<Vec<CounterView>> {
+    Json(state.backend.counters())
+}
+
+async fn registrations(State(state): State<AdminState>) -> Json<Vec<RegistrationView>> {
+    Json(state.backend.registrations())
+}
+
+async fn reload(State(state): State<AdminState>) -> Response {
+    let backend = Arc::clone(&state.backend);
+    match tokio::task::spawn_blocking(move || backend.reload()).await {
+        Ok(result) if result.accepted => (StatusCode::OK, Json(result)).into_response(),
+        Ok(result) => (StatusCode::UNPROCESSABLE_ENTITY, Json(result)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "reload task failed");
+            error_json(StatusCode::INTERNAL_SERVER_ERROR, "reload failed")
+        }
+    }
+}
+
+async fn end_call(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    if state.backend.end_call(&id) {
+        tracing::info!(call = %id, "call ended by the admin api");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error_json(StatusCode::NOT_FOUND, "no such call")
+    }
+}
+
+fn error_json(status: StatusCode, message: &'static str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_matches_only_equal_bytes() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_token_is_not() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bEaReR s3cret"),
+        );
+        assert!(bearer_matches(&headers, "s3cret"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer S3cret"),
+        );
+        assert!(!bearer_matches(&headers, "s3cret"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic s3cret"),
+        );
+        assert!(!bearer_matches(&headers, "s3cret"));
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    }
+}

@@ -1,0 +1,440 @@
+//! The Prometheus registry and the metric names of spec/operations.md (the names are a contract).
+//!
+//! Owns recording (cheap calls on the hot path) and the text exposition. Does not own the counter
+//! tree: `callgate_counter_used` / `callgate_counter_limit` are computed at scrape time from the
+//! snapshot the daemon hands to [`Metrics::encode`].
+//!
+//! Naming: prometheus-client writes OpenMetrics, where a counter family `x` is declared as
+//! `# TYPE x counter` and its samples are named `x_total`. The counters below are therefore
+//! registered without the `_total` suffix, so the exposed sample names are exactly the spec's
+//! (`callgate_calls_total`, ...). `tests/admin_api.rs` parses a scrape and checks every name.
+//!
+//! Hot path: every label set with a closed value set (outcome, method, direction, status class,
+//! transport, reload result) is created once in [`Metrics::new`] and kept as an array of counter
+//! handles, so recording is one index computation and one atomic add, without a hash lookup, a
+//! lock or an allocation. Only `callgate_admission_rejections_total` has an open label (the entity
+//! name) and goes through the family's map.
+//!
+//! Unlimited counters: `callgate_counter_limit` has no series for a counter whose limit is
+//! unlimited (absent in the config), so `used / limit` queries yield nothing rather than a
+//! misleading ratio; `callgate_counter_used` always has one.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::CounterView;
+
+/// How a call ended, the `outcome` label of `callgate_calls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered (2xx) and later ended normally.
+    Answered,
+    /// Refused at admission (a counter was full) or by routing/policy before any B leg.
+    Rejected,
+    /// Failed after admission: final error response, timeout, transport failure.
+    Failed,
+    /// Cancelled by the caller before an answer.
+    Cancelled,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Answered,
+        Outcome::Rejected,
+        Outcome::Failed,
+        Outcome::Cancelled,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Whether a SIP message was received (`in`) or sent (`out`) by callgate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the network.
+    In,
+    /// Sent to the network.
+    Out,
+}
+
+impl Direction {
+    const ALL: [Direction; 2] = [Direction::In, Direction::Out];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Methods with their own `method` label value; anything else is counted as `other`, which keeps
+/// the label's cardinality bounded whatever a peer sends.
+const METHODS: [&str; 15] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+    "other",
+];
+
+/// Transports with their own `transport` label value; anything else is `other`.
+const TRANSPORTS: [&str; 6] = ["udp", "tcp", "tls", "ws", "wss", "other"];
+
+/// Status classes, the `class` label of `callgate_sip_responses_total`.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+
+/// Levels and counter kinds of the limit tree (spec call-control 1); a value in these lists is
+/// stored as a `&'static str`, so a rejection allocates only the entity name.
+const LEVELS: [&str; 6] = [
+    "server",
+    "service_provider",
+    "organization",
+    "user",
+    "extension",
+    "trunk",
+];
+const COUNTER_KINDS: [&str; 6] = [
+    "public",
+    "internal",
+    "max_calls",
+    "max_outgoing",
+    "max_inbound",
+    "max_outbound",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabels {
+    level: Cow<'static, str>,
+    name: String,
+    counter: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The metrics registry of one daemon. Shared as `Arc<Metrics>`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    calls_active: Gauge,
+    calls_total: [Counter; 4],
+    rejections: Family<CounterLabels, Counter>,
+    sip_requests: [[Counter; 2]; METHODS.len()],
+    sip_responses: [[Counter; 2]; CLASSES.len()],
+    parse_errors: [Counter; TRANSPORTS.len()],
+    transaction_timeouts: Counter,
+    registrations_active: Gauge,
+    auth_failures: Counter,
+    config_reloads: [Counter; 2],
+    cluster_backend_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates the registry with every metric of the spec and every closed label set at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let calls_active = Gauge::default();
+        registry.register(
+            "callgate_calls_active",
+            "Calls in progress",
+            calls_active.clone(),
+        );
+
+        let family = Family::<OutcomeLabels, Counter>::default();
+        let calls_total = Outcome::ALL.map(|o| {
+            family.get_or_create_owned(&OutcomeLabels {
+                outcome: o.as_str(),
+            })
+        });
+        registry.register("callgate_calls", "Calls ended, by outcome", family);
+
+        let rejections = Family::<CounterLabels, Counter>::default();
+        registry.register(
+            "callgate_admission_rejections",
+            "Calls refused at admission, by the counter that was full",
+            rejections.clone(),
+        );
+
+        let family = Family::<MethodLabels, Counter>::default();
+        let sip_requests = METHODS.map(|method| {
+            Direction::ALL.map(|d| {
+                family.get_or_create_owned(&MethodLabels {
+                    method,
+                    direction: d.as_str(),
+                })
+            })
+        });
+        registry.register("callgate_sip_requests", "SIP requests, by method", family);
+
+        let family = Family::<ClassLabels, Counter>::default();
+        let sip_responses = CLASSES.map(|class| {
+            Direction::ALL.map(|d| {
+                family.get_or_create_owned(&ClassLabels {
+                    class,
+                    direction: d.as_str(),
+                })
+            })
+        });
+        registry.register(
+            "callgate_sip_responses",
+            "SIP responses, by status class",
+            family,
+        );
+
+        let family = Family::<TransportLabels, Counter>::default();
+        let parse_errors =
+            TRANSPORTS.map(|transport| family.get_or_create_owned(&TransportLabels { transport }));
+        registry.register(
+            "callgate_sip_parse_errors",
+            "Malformed SIP messages received",
+            family,
+        );
+
+        let transaction_timeouts = Counter::default();
+        registry.register(
+            "callgate_transaction_timeouts",
+            "SIP transactions ended by a timeout (timer B, F or H)",
+            transaction_timeouts.clone(),
+        );
+        let registrations_active = Gauge::default();
+        registry.register(
+            "callgate_registrations_active",
+            "Registration bindings currently valid",
+            registrations_active.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "callgate_auth_failures",
+            "Digest authentication failures",
+            auth_failures.clone(),
+        );
+
+        let family = Family::<ResultLabels, Counter>::default();
+        let config_reloads = ["accepted", "refused"]
+            .map(|result| family.get_or_create_owned(&ResultLabels { result }));
+        registry.register(
+            "callgate_config_reloads",
+            "Configuration reloads, by result",
+            family,
+        );
+
+        let cluster_backend_errors = Counter::default();
+        registry.register(
+            "callgate_cluster_backend_errors",
+            "Errors talking to the shared counter backend",
+            cluster_backend_errors.clone(),
+        );
+
+        Metrics {
+            registry,
+            calls_active,
+            calls_total,
+            rejections,
+            sip_requests,
+            sip_responses,
+            parse_errors,
+            transaction_timeouts,
+            registrations_active,
+            auth_failures,
+            config_reloads,
+            cluster_backend_errors,
+        }
+    }
+
+    /// A call entered processing. Pair with exactly one [`Metrics::call_ended`].
+    pub fn call_started(&self) {
+        self.calls_active.inc();
+    }
+
+    /// A call started with [`Metrics::call_started`] ended (or was refused) with `outcome`.
+    pub fn call_ended(&self, outcome: Outcome) {
+        self.calls_active.dec();
+        self.calls_total[outcome as usize].inc();
+    }
+
+    /// The counter `counter` of entity `name` at `level` refused a call.
+    pub fn rejection(&self, level: &str, name: &str, counter: &str) {
+        let labels = CounterLabels {
+            level: known(level, &LEVELS),
+            name: name.to_owned(),
+            counter: known(counter, &COUNTER_KINDS),
+        };
+        self.rejections.get_or_create(&labels).inc();
+    }
+
+    /// A SIP request with `method` (as on the wire, e.g. `INVITE`) was received or sent.
+    pub fn sip_request(&self, method: &str, direction: Direction) {
+        let i = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len() - 1);
+        self.sip_requests[i][direction.index()].inc();
+    }
+
+    /// A SIP response with `status` was received or sent. Codes outside 100..=699 are not
+    /// counted: the parser refuses them before they get here.
+    pub fn sip_response(&self, status: u16, direction: Direction) {
+        if let Some(row) = usize::from(status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.sip_responses.get(i))
+        {
+            row[direction.index()].inc();
+        }
+    }
+
+    /// A message received on `transport` (`udp`, `tcp`, ...; case-insensitive) failed to parse.
+    pub fn parse_error(&self, transport: &str) {
+        let i = TRANSPORTS[..TRANSPORTS.len() - 1]
+            .iter()
+            .position(|t| t.eq_ignore_ascii_case(transport))
+            .unwrap_or(TRANSPORTS.len() - 1);
+        self.parse_errors[i].inc();
+    }
+
+    /// A SIP transaction timed out.
+    pub fn transaction_timeout(&self) {
+        self.transaction_timeouts.inc();
+    }
+
+    /// A configuration reload was accepted or refused (SIGHUP or `POST /reload`).
+    pub fn config_reload(&self, accepted: bool) {
+        self.config_reloads[usize::from(!accepted)].inc();
+    }
+
+    /// Sets the number of valid registration bindings.
+    pub fn registrations_set(&self, n: usize) {
+        self.registrations_active
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A digest authentication failed.
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
+    }
+
+    /// A call to the shared counter backend failed.
+    pub fn cluster_backend_error(&self) {
+        self.cluster_backend_errors.inc();
+    }
+
+    /// Encodes every metric as OpenMetrics text, with `callgate_counter_used` and
+    /// `callgate_counter_limit` computed from `counters`, and the closing `# EOF`.
+    pub fn encode(&self, counters: Vec<CounterView>) -> Result<String, fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        text::encode_registry(&mut out, &self.registry)?;
+        // A registry per scrape: the snapshot is owned by the collector for this encoding only.
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(CounterSnapshot(counters)));
+        text::encode_registry(&mut out, &scrape)?;
+        text::encode_eof(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// `value` as a `&'static str` when it is one of `known`, else owned.
+fn known(value: &str, known: &[&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == value) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(value.to_owned()),
+    }
+}
+
+/// The counters snapshot of one scrape, encoded as two gauge families.
+#[derive(Debug)]
+struct CounterSnapshot(Vec<CounterView>);
+
+impl Collector for CounterSnapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut used = encoder.encode_descriptor(
+            "callgate_counter_used",
+            "Units held on a limit counter.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in &self.0 {
+            used.encode_family(&labels(c))?.encode_gauge(&c.used)?;
+        }
+        let mut limit = encoder.encode_descriptor(
+            "callgate_counter_limit",
+            "Limit of a counter; no series when unlimited.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in &self.0 {
+            if let Some(l) = c.limit {
+                limit.encode_family(&labels(c))?.encode_gauge(&l)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn labels(c: &CounterView) -> [(&'static str, &str); 3] {
+    [
+        ("level", c.level.as_str()),
+        ("name", c.name.as_str()),
+        ("counter", c.counter.as_str()),
+    ]
+}
