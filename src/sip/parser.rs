@@ -1,0 +1,465 @@
+//! Bytes -> [`Message`] (RFC 3261 7, 18.3, 25) and TCP stream framing with RFC 5626
+//! CRLF keep-alives.
+//!
+//! One pass over the lines with `memchr` builds the header index; a second pass over the
+//! index checks the headers every layer depends on (Via, From, To, Call-ID, CSeq,
+//! Max-Forwards, Content-Length, Contact). Nothing is copied and nothing is allocated but the
+//! index `Vec`.
+
+use bytes::Bytes;
+use memchr::{memchr, memmem};
+
+use super::headers::{cseq, name_addr, via};
+use super::message::{Entry, Parts, Span};
+use super::scan::{is_lws, is_token};
+use super::{HeaderName, Message, Method, ParseError, Request, Response, StatusCode};
+
+/// What [`frame_stream`] found at the start of a stream buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Only CRLF keep-alive bytes lead the buffer: drop `consume` bytes and, when `pong`,
+    /// answer a single CRLF (a `CRLFCRLF` ping, RFC 5626 4.4.1). Call again afterwards.
+    KeepAlive {
+        /// Bytes to drop.
+        consume: usize,
+        /// Whether a CRLF pong is due.
+        pong: bool,
+    },
+    /// A complete message occupies `buf[..len]`; hand exactly those bytes to
+    /// [`parse_stream_message`].
+    Message {
+        /// Total message length (headers + body).
+        len: usize,
+    },
+}
+
+/// Frames the next message of a TCP/TLS byte stream.
+///
+/// Returns [`ParseError::Incomplete`] when more bytes are needed (including a lone CRLF,
+/// which may be the first half of a ping), [`ParseError::TooLarge`] when the header section
+/// or the declared message exceeds `max_size`, and [`ParseError::MissingContentLength`] when
+/// the header section is complete without a Content-Length (mandatory on streams, RFC 3261
+/// 18.3; the connection cannot be resynchronised and should be closed).
+pub fn frame_stream(buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
+    let mut skip = 0;
+    while buf[skip..].starts_with(b"\r\n") {
+        skip += 2;
+    }
+    if skip >= 4 {
+        return Ok(Frame::KeepAlive {
+            consume: skip,
+            pong: true,
+        });
+    }
+    if skip == 2 {
+        return if buf.len() <= 3 {
+            Err(ParseError::Incomplete)
+        } else {
+            Ok(Frame::KeepAlive {
+                consume: 2,
+                pong: false,
+            })
+        };
+    }
+    let Some(end) = memmem::find(buf, b"\r\n\r\n") else {
+        return Err(if buf.len() > max_size {
+            ParseError::TooLarge { limit: max_size }
+        } else {
+            ParseError::Incomplete
+        });
+    };
+    let header_len = end + 4;
+    if header_len > max_size {
+        return Err(ParseError::TooLarge { limit: max_size });
+    }
+    let declared =
+        stream_content_length(&buf[..end + 2])?.ok_or(ParseError::MissingContentLength)?;
+    let total = header_len.saturating_add(declared);
+    if total > max_size {
+        return Err(ParseError::TooLarge { limit: max_size });
+    }
+    if buf.len() < total {
+        return Err(ParseError::Incomplete);
+    }
+    Ok(Frame::Message { len: total })
+}
+
+/// Finds and checks Content-Length in a header section (start line included).
+fn stream_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
+    let mut found = None;
+    let mut pos = memchr(b'\n', head).map_or(head.len(), |i| i + 1);
+    while pos < head.len() {
+        let nl = memchr(b'\n', &head[pos..]).map_or(head.len(), |i| pos + i);
+        let line = &head[pos..nl];
+        let name_end = line
+            .iter()
+            .position(|&b| !is_token(b))
+            .unwrap_or(line.len());
+        if HeaderName::from_bytes(&line[..name_end]) == HeaderName::ContentLength {
+            let rest = &line[name_end..];
+            let value = rest
+                .iter()
+                .position(|&b| b == b':')
+                .map(|c| &rest[c + 1..])
+                .ok_or(ParseError::Header {
+                    name: HeaderName::ContentLength,
+                    at: pos,
+                })?;
+            let n = parse_content_length(value).ok_or(ParseError::Header {
+                name: HeaderName::ContentLength,
+                at: pos,
+            })?;
+            if found.is_some_and(|f| f != n) {
+                return Err(ParseError::Repeated {
+                    name: HeaderName::ContentLength,
+                });
+            }
+            found = Some(n);
+        }
+        pos = nl + 1;
+    }
+    Ok(found)
+}
+
+/// `1*DIGIT` surrounded by LWS, below 2**32 (RFC 4475 ncl, scalar02).
+fn parse_content_length(v: &[u8]) -> Option<usize> {
+    let start = v.iter().position(|&b| !is_lws(b))?;
+    let end = v.iter().rposition(|&b| !is_lws(b))? + 1;
+    let d = &v[start..end];
+    if d.is_empty() || d.len() > 10 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = d.iter().fold(0u64, |a, &c| a * 10 + u64::from(c - b'0'));
+    u32::try_from(n).ok().map(|n| n as usize)
+}
+
+/// Parses one UDP datagram. Leading CRLFs are skipped; bytes after Content-Length are
+/// dropped (RFC 3261 18.3, RFC 4475 dblreq); a body shorter than declared is an error (400);
+/// without Content-Length the body is the rest of the datagram.
+pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
+    parse(buf, false)
+}
+
+/// Parses exactly one message framed by [`frame_stream`] (Content-Length mandatory).
+pub fn parse_stream_message(buf: Bytes) -> Result<Message, ParseError> {
+    parse(buf, true)
+}
+
+enum StartLine {
+    Request { method: Method, uri: Span },
+    Response { status: StatusCode, reason: Span },
+}
+
+fn parse(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
+    if buf.len() > u32::MAX as usize {
+        return Err(ParseError::TooLarge {
+            limit: u32::MAX as usize,
+        });
+    }
+    let skip = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .ok_or(ParseError::Empty)?;
+    if skip > 0 {
+        buf = buf.slice(skip..);
+    }
+    let b: &[u8] = &buf;
+    let nl = memchr(b'\n', b).ok_or(ParseError::StartLine { at: 0 })?;
+    let sl_end = if nl > 0 && b[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let start = parse_start_line(&buf, sl_end)?;
+    let (headers, headers_end, body_start) = index_headers(b, nl + 1)?;
+    let checked = check_headers(&buf, &headers)?;
+    if let (StartLine::Request { method, .. }, Some(cseq)) = (&start, &checked.cseq) {
+        if *method != cseq.method {
+            return Err(ParseError::CSeqMismatch);
+        }
+    }
+    let available = b.len() - body_start;
+    let body_len = match (checked.content_length, stream) {
+        (Some(declared), _) if declared > available => {
+            return Err(ParseError::ContentLength {
+                declared,
+                available,
+            })
+        }
+        (Some(declared), _) => declared,
+        (None, true) => return Err(ParseError::MissingContentLength),
+        (None, false) => available,
+    };
+    buf.truncate(body_start + body_len);
+    let parts = Parts {
+        buf,
+        start_line: Span::new(0, sl_end),
+        headers,
+        headers_end: headers_end as u32,
+        body: Span::new(body_start, body_start + body_len),
+        call_id: checked.call_id,
+        cseq: checked.cseq.ok_or(ParseError::Missing {
+            name: HeaderName::CSeq,
+        })?,
+        from_tag: checked.from_tag,
+        to_tag: checked.to_tag,
+        branch: checked.branch,
+        max_forwards: checked.max_forwards,
+        content_length: checked.content_length,
+    };
+    Ok(match start {
+        StartLine::Request { method, uri } => Message::Request(Request { parts, method, uri }),
+        StartLine::Response { status, reason } => Message::Response(Response {
+            parts,
+            status,
+            reason,
+        }),
+    })
+}
+
+/// Checks `SIP/x.y`: `Ok` for 2.0, `Version` for another well-formed version.
+fn check_version(v: &[u8], at: usize) -> Result<(), ParseError> {
+    let bad = ParseError::StartLine { at };
+    if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(bad);
+    }
+    let rest = &v[4..];
+    let dot = rest.iter().position(|&c| c == b'.').ok_or(bad)?;
+    let (major, minor) = (&rest[..dot], &rest[dot + 1..]);
+    let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    if !digits(major) || !digits(minor) {
+        return Err(bad);
+    }
+    if major == b"2" && minor == b"0" {
+        Ok(())
+    } else {
+        Err(ParseError::Version { at })
+    }
+}
+
+fn parse_start_line(buf: &Bytes, end: usize) -> Result<StartLine, ParseError> {
+    let line = &buf[..end];
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return parse_status_line(line);
+    }
+    let sp1 = memchr(b' ', line).ok_or(ParseError::StartLine { at: 0 })?;
+    let method = Method::from_slice_of(buf, &line[..sp1]).ok_or(ParseError::StartLine { at: 0 })?;
+    let uri_start = sp1 + 1;
+    let sp2 = memchr(b' ', &line[uri_start..])
+        .map(|i| uri_start + i)
+        .ok_or(ParseError::StartLine { at: uri_start })?;
+    check_version(&line[sp2 + 1..], sp2 + 1)?;
+    let uri = &line[uri_start..sp2];
+    let uri_err = ParseError::Uri { at: uri_start };
+    let uri_str = std::str::from_utf8(uri).map_err(|_| uri_err)?;
+    match super::uri::Uri::parse(uri_str) {
+        // Headers in a Request-URI are not allowed (RFC 3261 19.1.5, RFC 4475 escruri).
+        Ok(super::uri::Uri::Sip(u)) if u.headers.is_some() => return Err(uri_err),
+        Ok(_) => {}
+        Err(()) => return Err(uri_err),
+    }
+    Ok(StartLine::Request {
+        method,
+        uri: Span::new(uri_start, sp2),
+    })
+}
+
+fn parse_status_line(line: &[u8]) -> Result<StartLine, ParseError> {
+    let sp = memchr(b' ', line).ok_or(ParseError::StartLine { at: 0 })?;
+    check_version(&line[..sp], 0)?;
+    let code = &line[sp + 1..];
+    let bad = ParseError::StartLine { at: sp + 1 };
+    if code.len() < 3 || !code[..3].iter().all(u8::is_ascii_digit) {
+        return Err(bad);
+    }
+    if code.len() > 3 && code[3] != b' ' {
+        return Err(bad);
+    }
+    let n = code[..3]
+        .iter()
+        .fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+    let status = StatusCode::new(n).ok_or(bad)?;
+    let reason_start = (sp + 5).min(line.len());
+    Ok(StartLine::Response {
+        status,
+        reason: Span::new(reason_start, line.len()),
+    })
+}
+
+/// Indexes header lines from `pos`; returns (entries, offset of the blank line, body start).
+fn index_headers(b: &[u8], mut pos: usize) -> Result<(Vec<Entry>, usize, usize), ParseError> {
+    let mut headers: Vec<Entry> = Vec::with_capacity(16);
+    loop {
+        let nl = memchr(b'\n', &b[pos..])
+            .map(|i| pos + i)
+            .ok_or(ParseError::Header {
+                name: HeaderName::Other,
+                at: pos,
+            })?;
+        let next = nl + 1;
+        let mut le = if nl > pos && b[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        if le == pos {
+            return Ok((headers, pos, next));
+        }
+        if b[pos] == b' ' || b[pos] == b'\t' {
+            // Folded continuation of the previous header (RFC 3261 7.3.1).
+            let last = headers.last_mut().ok_or(ParseError::Header {
+                name: HeaderName::Other,
+                at: pos,
+            })?;
+            let first = (pos..le).find(|&i| b[i] != b' ' && b[i] != b'\t');
+            if let Some(first) = first {
+                while b[le - 1] == b' ' || b[le - 1] == b'\t' {
+                    le -= 1;
+                }
+                if last.value.start == last.value.end {
+                    last.value.start = first as u32;
+                }
+                last.value.end = le as u32;
+            }
+            last.line.end = next as u32;
+        } else {
+            headers.push(index_line(b, pos, le, next)?);
+        }
+        pos = next;
+    }
+}
+
+fn index_line(b: &[u8], pos: usize, le: usize, next: usize) -> Result<Entry, ParseError> {
+    let mut i = pos;
+    while i < le && is_token(b[i]) {
+        i += 1;
+    }
+    let name_end = i;
+    if name_end == pos {
+        return Err(ParseError::Header {
+            name: HeaderName::Other,
+            at: pos,
+        });
+    }
+    let name = HeaderName::from_bytes(&b[pos..name_end]);
+    while i < le && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    if i == le || b[i] != b':' {
+        return Err(ParseError::Header { name, at: pos });
+    }
+    i += 1;
+    while i < le && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    let mut ve = le;
+    while ve > i && (b[ve - 1] == b' ' || b[ve - 1] == b'\t') {
+        ve -= 1;
+    }
+    Ok(Entry {
+        name,
+        line: Span::new(pos, next),
+        name_end: name_end as u32,
+        value: Span::new(i, ve),
+    })
+}
+
+#[derive(Default)]
+struct Checked {
+    call_id: Span,
+    cseq: Option<cseq::CSeq>,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    branch: Option<Span>,
+    max_forwards: Option<u8>,
+    content_length: Option<usize>,
+}
+
+/// Offset of `sub` inside `buf` (both from the same allocation).
+fn span_of(buf: &[u8], sub: &str) -> Span {
+    let start = sub.as_ptr() as usize - buf.as_ptr() as usize;
+    Span::new(start, start + sub.len())
+}
+
+fn check_headers(buf: &Bytes, headers: &[Entry]) -> Result<Checked, ParseError> {
+    let mut c = Checked::default();
+    let (mut via, mut from, mut to, mut call_id, mut mf) = (None, None, None, None, false);
+    for e in headers {
+        let err = ParseError::Header {
+            name: e.name,
+            at: e.line.start as usize,
+        };
+        let raw = &buf[e.value.range()];
+        let once = |seen: bool| {
+            if seen {
+                Err(ParseError::Repeated { name: e.name })
+            } else {
+                Ok(())
+            }
+        };
+        match e.name {
+            HeaderName::Via if via.is_none() => via = Some((raw, err)),
+            HeaderName::From => {
+                once(from.is_some())?;
+                from = Some((raw, err));
+            }
+            HeaderName::To => {
+                once(to.is_some())?;
+                to = Some((raw, err));
+            }
+            HeaderName::CallId => {
+                once(call_id.is_some())?;
+                let ok = !raw.is_empty() && raw.iter().all(|&b| b > 0x20 && b < 0x7f);
+                call_id = Some(e.value);
+                if !ok {
+                    return Err(err);
+                }
+            }
+            HeaderName::CSeq => {
+                once(c.cseq.is_some())?;
+                c.cseq = Some(cseq::parse(buf, raw).map_err(|()| err)?);
+            }
+            HeaderName::MaxForwards => {
+                once(mf)?;
+                mf = true;
+                let n = parse_content_length(raw).filter(|&n| n <= 255).ok_or(err)?;
+                c.max_forwards = Some(n as u8);
+            }
+            HeaderName::ContentLength => {
+                once(c.content_length.is_some())?;
+                c.content_length = Some(parse_content_length(raw).ok_or(err)?);
+            }
+            HeaderName::Contact => {
+                let v = std::str::from_utf8(raw).map_err(|_| err)?;
+                if !name_addr::check_contact_list(v) {
+                    return Err(err);
+                }
+            }
+            _ => {}
+        }
+    }
+    let missing = |name| ParseError::Missing { name };
+    c.call_id = call_id.ok_or(missing(HeaderName::CallId))?;
+    if c.cseq.is_none() {
+        return Err(missing(HeaderName::CSeq));
+    }
+    let (raw, err) = via.ok_or(missing(HeaderName::Via))?;
+    let v = std::str::from_utf8(raw).map_err(|_| err)?;
+    // The top Via is the first comma-separated value of the first Via line.
+    let top = super::scan::split_top(v, b',').next().unwrap_or("");
+    let top = via::parse(top).map_err(|()| err)?;
+    c.branch = top.branch().map(|br| span_of(buf, br.as_str()));
+    for (slot, which, name) in [
+        (&mut c.from_tag, from, HeaderName::From),
+        (&mut c.to_tag, to, HeaderName::To),
+    ] {
+        let (raw, err) = which.ok_or(missing(name))?;
+        let v = std::str::from_utf8(raw).map_err(|_| err)?;
+        let na = name_addr::parse(v).map_err(|()| err)?;
+        if let Some(tag) = na.params.get("tag") {
+            let tag = tag.and_then(super::headers::Tag::parse).ok_or(err)?;
+            *slot = Some(span_of(buf, tag.as_str()));
+        }
+    }
+    Ok(c)
+}

@@ -1,0 +1,217 @@
+//! Lexical helpers shared by the parser and the typed views (RFC 3261 25.1).
+//!
+//! Header values are kept raw, so a folded value still contains `CRLF SP`; every helper here
+//! treats CR and LF as linear white space, which is what folding means (RFC 3261 7.3.1).
+
+/// `token` characters of RFC 3261 25.1: alphanum and `-.!%*_+` `` ` `` `'~`.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+/// Whether `b` is a `token` character.
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+/// Whether `s` is a non-empty `token`.
+pub(crate) fn is_token_str(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token)
+}
+
+/// Linear white space including the CRLF of a folded line.
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Trims linear white space on both sides.
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// Parses an all-digit string into a `u64`, refusing overflow, signs and empty input.
+pub(crate) fn parse_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Splits `s` on `sep` where `sep` is outside a quoted string and outside `<...>`.
+/// Quoted strings honour backslash escapes. Parts are LWS-trimmed.
+pub(crate) fn split_top(s: &str, sep: u8) -> SplitTop<'_> {
+    SplitTop { rest: Some(s), sep }
+}
+
+/// Iterator returned by [`split_top`].
+pub(crate) struct SplitTop<'a> {
+    rest: Option<&'a str>,
+    sep: u8,
+}
+
+impl<'a> Iterator for SplitTop<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        match find_top(s, self.sep) {
+            Some(i) => {
+                self.rest = Some(&s[i + 1..]);
+                Some(trim_lws(&s[..i]))
+            }
+            None => {
+                self.rest = None;
+                Some(trim_lws(s))
+            }
+        }
+    }
+}
+
+/// Position of the first `sep` outside quotes and angle brackets.
+pub(crate) fn find_top(s: &str, sep: u8) -> Option<usize> {
+    let b = s.as_bytes();
+    let (mut quoted, mut angle, mut i) = (false, false, 0);
+    while i < b.len() {
+        let c = b[i];
+        if quoted {
+            match c {
+                b'\\' => i += 1,
+                b'"' => quoted = false,
+                _ => {}
+            }
+        } else if angle {
+            angle = c != b'>';
+        } else if c == sep {
+            return Some(i);
+        } else if c == b'"' {
+            quoted = true;
+        } else if c == b'<' {
+            angle = true;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// End (exclusive) of a quoted string starting at `s[0] == '"'`, or `None` if unterminated.
+pub(crate) fn quoted_end(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Removes the quotes of a quoted string (escapes are left as written).
+pub(crate) fn unquote(s: &str) -> &str {
+    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+        &s[1..s.len() - 1]
+    } else {
+        s
+    }
+}
+
+/// A `;name[=value]` parameter list, checked once, iterated lazily.
+///
+/// Names are matched case-insensitively; values are returned as written (quoted strings keep
+/// their quotes; use [`Params::get_unquoted`] to drop them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    raw: &'a str,
+}
+
+impl<'a> Params<'a> {
+    /// Checks `raw` (empty or starting with `;`) and wraps it.
+    pub(crate) fn parse(raw: &'a str) -> Option<Params<'a>> {
+        let raw = trim_lws(raw);
+        if raw.is_empty() {
+            return Some(Params { raw });
+        }
+        let body = raw.strip_prefix(';')?;
+        for p in split_top(body, b';') {
+            let (name, value) = split_param(p);
+            if !is_token_str(name) {
+                return None;
+            }
+            if let Some(v) = value {
+                if !valid_param_value(v) {
+                    return None;
+                }
+            }
+        }
+        Some(Params { raw })
+    }
+
+    /// Wraps text already checked by the caller (URI parameters use their own grammar).
+    pub(crate) fn new_unchecked(raw: &'a str) -> Params<'a> {
+        Params { raw }
+    }
+
+    /// The raw text, starting with `;` unless empty.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Iterates `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        let body = self.raw.strip_prefix(';').unwrap_or("");
+        split_top(body, b';')
+            .filter(|p| !p.is_empty())
+            .map(split_param)
+    }
+
+    /// `Some(value)` when present (`Some(None)` for a flag such as `lr`).
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The value with surrounding quotes removed, when present with a value.
+    pub fn get_unquoted(&self, name: &str) -> Option<&'a str> {
+        self.get(name).flatten().map(unquote)
+    }
+
+    /// Whether the parameter is present (with or without value).
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+fn split_param(p: &str) -> (&str, Option<&str>) {
+    match p.find('=') {
+        Some(eq) => (trim_lws(&p[..eq]), Some(trim_lws(&p[eq + 1..]))),
+        None => (trim_lws(p), None),
+    }
+}
+
+/// `token / host / quoted-string` (RFC 3261 `gen-value`), plus URI-escaped characters.
+fn valid_param_value(v: &str) -> bool {
+    if v.starts_with('"') {
+        return quoted_end(v.as_bytes()) == Some(v.len());
+    }
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| is_token(b) || matches!(b, b'[' | b']' | b':'))
+}

@@ -1,0 +1,224 @@
+//! Request-URI and name-addr URIs: `sip:`/`sips:` (RFC 3261 19.1) and `tel:` (RFC 3966)
+//! parsed into borrowed views; any other scheme kept opaque so the caller can answer 416.
+//!
+//! Escapes (`%HH`) are validated but never decoded here: comparisons that need decoding are
+//! the caller's (RFC 4475 esc01, escnull).
+
+use super::scan::{is_lws, Params};
+
+/// A parsed URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:`.
+    Sip(SipUri<'a>),
+    /// `tel:`.
+    Tel(TelUri<'a>),
+    /// Any other scheme, unparsed.
+    Other {
+        /// The scheme as written.
+        scheme: &'a str,
+        /// The whole URI as written.
+        raw: &'a str,
+    },
+}
+
+/// A `sip:`/`sips:` URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `sips:` rather than `sip:`.
+    pub secure: bool,
+    /// User part, still escaped.
+    pub user: Option<&'a str>,
+    /// Password part, still escaped.
+    pub password: Option<&'a str>,
+    /// Host; an IPv6 reference keeps its brackets (`[::1]`).
+    pub host: &'a str,
+    /// Port, when written.
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp;lr`).
+    pub params: Params<'a>,
+    /// Headers after `?`, raw.
+    pub headers: Option<&'a str>,
+}
+
+/// A `tel:` URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TelUri<'a> {
+    /// The number as written (global `+...` or local).
+    pub number: &'a str,
+    /// Parameters (`;phone-context=...`).
+    pub params: Params<'a>,
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a URI; `Err` when the scheme is malformed or a `sip`/`sips`/`tel` URI is.
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, ()> {
+        let colon = s.find(':').ok_or(())?;
+        let scheme = &s[..colon];
+        let rest = &s[colon + 1..];
+        let b = scheme.as_bytes();
+        if b.is_empty()
+            || !b[0].is_ascii_alphabetic()
+            || !b
+                .iter()
+                .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        {
+            return Err(());
+        }
+        if s.bytes()
+            .any(|c| is_lws(c) || matches!(c, b'<' | b'>' | b'"') || c < 0x20)
+        {
+            return Err(());
+        }
+        if scheme.eq_ignore_ascii_case("sip") {
+            parse_sip(rest, false).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            parse_sip(rest, true).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            parse_tel(rest).map(Uri::Tel)
+        } else if rest.is_empty() {
+            Err(())
+        } else {
+            Ok(Uri::Other { scheme, raw: s })
+        }
+    }
+
+    /// The SIP view, if this is a `sip:`/`sips:` URI.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+/// Checks every byte with `ok`, accepting `%HH` escapes.
+fn escaped_all(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+        } else if ok(b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
+    let (mut user, mut password, mut hostpart) = (None, None, rest);
+    if let Some(at) = rest.find('@') {
+        let userinfo = &rest[..at];
+        let (u, p) = match userinfo.find(':') {
+            Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+            None => (userinfo, None),
+        };
+        let user_ok = escaped_all(u, |c| is_unreserved(c) || b"&=+$,;?/".contains(&c));
+        let pass_ok =
+            p.is_none_or(|p| escaped_all(p, |c| is_unreserved(c) || b"&=+$,".contains(&c)));
+        if u.is_empty() || !user_ok || !pass_ok {
+            return Err(());
+        }
+        user = Some(u);
+        password = p;
+        hostpart = &rest[at + 1..];
+    }
+    let (hostpart, headers) = match hostpart.find('?') {
+        Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
+        None => (hostpart, None),
+    };
+    if let Some(h) = headers {
+        if h.is_empty() || !escaped_all(h, |c| is_unreserved(c) || b"[]/?:+$=&".contains(&c)) {
+            return Err(());
+        }
+    }
+    let (hostport, params) = match hostpart.find(';') {
+        Some(sc) => (&hostpart[..sc], &hostpart[sc..]),
+        None => (hostpart, ""),
+    };
+    let (host, port) = split_hostport(hostport)?;
+    let params_ok = params.is_empty()
+        || params[1..].split(';').all(|p| {
+            let name = p.split('=').next().unwrap_or("");
+            !name.is_empty() && escaped_all(p, |c| is_unreserved(c) || b"[]/:&+$=".contains(&c))
+        });
+    if !params_ok {
+        return Err(());
+    }
+    Ok(SipUri {
+        secure,
+        user,
+        password,
+        host,
+        port,
+        params: Params::new_unchecked(params),
+        headers,
+    })
+}
+
+/// Splits `host[:port]`, checking the host (hostname, IPv4, or `[IPv6]`).
+pub(crate) fn split_hostport(s: &str) -> Result<(&str, Option<u16>), ()> {
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']').ok_or(())?;
+        let inner = &s[1..close];
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        {
+            return Err(());
+        }
+        (&s[..=close], &s[close + 1..])
+    } else {
+        let end = s.find(':').unwrap_or(s.len());
+        let host = &s[..end];
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+        {
+            return Err(());
+        }
+        (host, &s[end..])
+    };
+    if port.is_empty() {
+        return Ok((host, None));
+    }
+    let digits = port.strip_prefix(':').ok_or(())?;
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(());
+    }
+    let port: u16 = digits.parse().map_err(|_| ())?;
+    Ok((host, Some(port)))
+}
+
+fn parse_tel(rest: &str) -> Result<TelUri<'_>, ()> {
+    let (number, params) = match rest.find(';') {
+        Some(sc) => (&rest[..sc], &rest[sc..]),
+        None => (rest, ""),
+    };
+    let ok = |c: u8| {
+        c.is_ascii_hexdigit() || matches!(c, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+    };
+    if number.is_empty() || !number.bytes().all(ok) {
+        return Err(());
+    }
+    let params = Params::parse(params).ok_or(())?;
+    Ok(TelUri { number, params })
+}
