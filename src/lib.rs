@@ -28,3 +28,4 @@ pub mod routing;
 pub mod sip;
 pub mod telemetry;
 pub mod transaction;
+pub mod transport;

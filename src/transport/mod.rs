@@ -179,7 +179,12 @@ impl Transports {
     /// Sends one message. UDP goes out at once from the first UDP listener; TCP reuses the
     /// connection to `dest` (inbound or outbound) or opens one, queueing the message meanwhile.
     /// Never blocks the caller.
-    pub fn send(&self, transport: Transport, dest: SocketAddr, data: Bytes) -> Result<(), TransportError> {
+    pub fn send(
+        &self,
+        transport: Transport,
+        dest: SocketAddr,
+        data: Bytes,
+    ) -> Result<(), TransportError> {
         match transport {
             Transport::Udp => self.send_udp(dest, data),
             Transport::Tcp => tcp::send(self, dest, data),

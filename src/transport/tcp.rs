@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Inbound, PerIp, Received, TransportError, Transports};
 use crate::config::model::Transport;
-use crate::sip::{frame_stream, Frame};
+use crate::sip::{frame_stream, Frame, ParseError};
 
 /// Identifies one TCP connection for the lifetime of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,14 +47,21 @@ impl ConnTable {
         }
     }
 
-    fn register(&self, peer: SocketAddr, queue: usize, parent: &CancellationToken) -> (ConnId, mpsc::Receiver<Bytes>, CancellationToken) {
+    fn register(&self, peer: SocketAddr, queue: usize, parent: &CancellationToken) -> Pending {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(queue);
         let cancel = parent.child_token();
         // A newer connection from the same peer replaces the older one for sending; the older one
         // keeps reading until it closes.
-        self.by_peer.insert(peer, Conn { id, tx, cancel: cancel.clone() });
-        (id, rx, cancel)
+        self.by_peer.insert(
+            peer,
+            Conn {
+                id,
+                tx: tx.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        Pending { id, tx, rx, cancel }
     }
 
     fn unregister(&self, peer: SocketAddr, id: ConnId) {
@@ -63,11 +70,13 @@ impl ConnTable {
 }
 
 pub(super) async fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
-    TcpListener::bind(address).await.map_err(|source| TransportError::Bind {
-        transport: Transport::Tcp,
-        address,
-        source,
-    })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| TransportError::Bind {
+            transport: Transport::Tcp,
+            address,
+            source,
+        })
 }
 
 pub(super) async fn accept_loop(listener: TcpListener, transports: Arc<Transports>) {
@@ -102,20 +111,33 @@ pub(super) async fn accept_loop(listener: TcpListener, transports: Arc<Transport
 }
 
 /// Queues `data` on the connection to `dest`, opening one when there is none.
-pub(super) fn send(transports: &Transports, dest: SocketAddr, data: Bytes) -> Result<(), TransportError> {
+pub(super) fn send(
+    transports: &Transports,
+    dest: SocketAddr,
+    data: Bytes,
+) -> Result<(), TransportError> {
     if let Some(conn) = transports.conns.by_peer.get(&dest) {
-        return conn.tx.try_send(data).map_err(|_| TransportError::QueueFull(dest));
+        return conn
+            .tx
+            .try_send(data)
+            .map_err(|_| TransportError::QueueFull(dest));
     }
     let local = transports
         .tcp_addrs
         .first()
         .copied()
         .ok_or(TransportError::NoListener(Transport::Tcp))?;
-    let (id, rx, cancel) = transports.conns.register(dest, transports.limits.send_queue, &transports.shutdown);
-    if let Some(conn) = transports.conns.by_peer.get(&dest) {
-        conn.tx.try_send(data).map_err(|_| TransportError::QueueFull(dest))?;
-    }
+    let pending =
+        transports
+            .conns
+            .register(dest, transports.limits.send_queue, &transports.shutdown);
+    pending
+        .tx
+        .try_send(data)
+        .map_err(|_| TransportError::QueueFull(dest))?;
+    let (id, cancel) = (pending.id, pending.cancel.clone());
     let inbound = transports.inbound.clone();
+    let shutdown = transports.shutdown.clone();
     let limits = transports.limits;
     let table = transports.conns.clone();
     tokio::spawn(async move {
@@ -125,8 +147,17 @@ pub(super) fn send(transports: &Transports, dest: SocketAddr, data: Bytes) -> Re
         };
         match stream {
             Some(stream) => {
-                let pending = Pending { id, rx, cancel };
-                serve(stream, dest, local, Some(pending), &table, &inbound, limits).await
+                serve(
+                    stream,
+                    dest,
+                    local,
+                    Some(pending),
+                    &table,
+                    &inbound,
+                    limits,
+                    &shutdown,
+                )
+                .await
             }
             None => {
                 tracing::debug!(peer.addr = %dest, "tcp connect failed");
@@ -141,12 +172,29 @@ pub(super) fn send(transports: &Transports, dest: SocketAddr, data: Bytes) -> Re
 /// An outbound connection's queue, registered before the connect completed.
 struct Pending {
     id: ConnId,
+    tx: mpsc::Sender<Bytes>,
     rx: mpsc::Receiver<Bytes>,
     cancel: CancellationToken,
 }
 
-async fn run_connection(stream: TcpStream, peer: SocketAddr, local: SocketAddr, pending: Option<Pending>, t: &Transports) {
-    serve(stream, peer, local, pending, &t.conns, &t.inbound, t.limits).await
+async fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    pending: Option<Pending>,
+    t: &Transports,
+) {
+    serve(
+        stream,
+        peer,
+        local,
+        pending,
+        &t.conns,
+        &t.inbound,
+        t.limits,
+        &t.shutdown,
+    )
+    .await
 }
 
 async fn serve(
@@ -157,18 +205,16 @@ async fn serve(
     table: &ConnTable,
     inbound: &mpsc::Sender<Inbound>,
     limits: super::TransportLimits,
+    shutdown: &CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let Pending { id, rx, cancel } = match pending {
+    let Pending { id, tx, rx, cancel } = match pending {
         Some(p) => p,
-        None => {
-            let (id, rx, cancel) = table.register(peer, limits.send_queue, &CancellationToken::new());
-            Pending { id, rx, cancel }
-        }
+        None => table.register(peer, limits.send_queue, shutdown),
     };
     let (reader, writer) = stream.into_split();
     let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
-    let outcome = read_loop(reader, peer, local, inbound, limits, &cancel).await;
+    let outcome = read_loop(reader, peer, local, inbound, limits, &cancel, tx).await;
     cancel.cancel();
     table.unregister(peer, id);
     let _ = write_task.await;
@@ -178,7 +224,11 @@ async fn serve(
     let _ = inbound.send(Inbound::Closed { peer }).await;
 }
 
-async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, cancel: CancellationToken) {
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    cancel: CancellationToken,
+) {
     loop {
         let data = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -204,10 +254,20 @@ async fn read_loop(
     inbound: &mpsc::Sender<Inbound>,
     limits: super::TransportLimits,
     cancel: &CancellationToken,
+    pong_tx: mpsc::Sender<Bytes>,
 ) -> ReadOutcome {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
-        if let Err(outcome) = drain_frames(&mut buf, peer, local, inbound, limits.max_message_size).await {
+        if let Err(outcome) = drain_frames(
+            &mut buf,
+            peer,
+            local,
+            inbound,
+            limits.max_message_size,
+            &pong_tx,
+        )
+        .await
+        {
             return outcome;
         }
         if buf.capacity() - buf.len() < 4096 {
@@ -235,17 +295,26 @@ async fn drain_frames(
     local: SocketAddr,
     inbound: &mpsc::Sender<Inbound>,
     max: usize,
+    pong_tx: &mpsc::Sender<Bytes>,
 ) -> Result<(), ReadOutcome> {
     loop {
         match frame_stream(buf, max) {
-            Ok(Frame::Incomplete) => return Ok(()),
-            Ok(Frame::KeepAlive { consumed }) => {
-                let _ = buf.split_to(consumed);
+            Err(ParseError::Incomplete) => return Ok(()),
+            Ok(Frame::KeepAlive { consume, pong }) => {
+                let _ = buf.split_to(consume);
+                if pong {
+                    // RFC 5626 4.4.1: a CRLFCRLF ping is answered with one CRLF.
+                    let _ = pong_tx.try_send(Bytes::from_static(b"\r\n"));
+                }
             }
-            Ok(Frame::Message { skip, len }) => {
-                let _ = buf.split_to(skip);
+            Ok(Frame::Message { len }) => {
                 let data = buf.split_to(len).freeze();
-                let msg = Received { data, source: peer, local, transport: Transport::Tcp };
+                let msg = Received {
+                    data,
+                    source: peer,
+                    local,
+                    transport: Transport::Tcp,
+                };
                 if inbound.send(Inbound::Message(msg)).await.is_err() {
                     return Err(ReadOutcome::Closed);
                 }
