@@ -17,7 +17,7 @@ use super::{
 };
 
 /// What the driver must do, for which transaction. Execute in order.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerAction<M> {
     /// The transaction asking.
     pub key: TransactionKey,
@@ -26,7 +26,7 @@ pub struct LayerAction<M> {
 }
 
 /// Union of [`ClientAction`] and [`ServerAction`], as the layer reports them.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<M> {
     /// Send bytes: a client's request to its destination, a server's response to the response
     /// destination (§18.2.2).
