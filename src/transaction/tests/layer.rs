@@ -394,3 +394,25 @@ fn layer_timeout_reports_timed_out_with_its_key() {
     );
     assert!(l.is_empty());
 }
+
+#[test]
+fn layer_deadline_queue_stays_proportional_to_live_transactions() {
+    let (now, mut l, mut out) = (t0(), layer(), Out::new());
+    for i in 0..5000u32 {
+        let branch = format!("z9hG4bK{i}");
+        let key = TransactionKey::client(branch.as_bytes(), MethodKey::Invite);
+        l.start_client_invite(now, key.clone(), b("INVITE"), false, &mut out)
+            .unwrap();
+        // A provisional cancels A and B (two stale items); the transport error removes it.
+        l.on_response(now, &key, 180, status(180), &mut out);
+        l.transport_error(now, &key, &mut out).unwrap();
+        out.clear();
+    }
+    assert!(l.is_empty());
+    assert!(
+        l.queued_deadlines() <= 2 * l.len() + 257,
+        "{}",
+        l.queued_deadlines()
+    );
+    assert_eq!(l.poll_timeout(), None);
+}

@@ -11,6 +11,7 @@ mod invite_client;
 mod invite_server;
 mod key;
 mod layer;
+mod layer_props;
 mod non_invite_client;
 mod non_invite_server;
 mod pair;
