@@ -30,7 +30,7 @@ fn secs(n: u64) -> Duration {
 }
 
 fn t0() -> Instant {
-    Instant::now()
+    super::testing::origin()
 }
 
 fn b(s: &'static str) -> Bytes {
