@@ -416,3 +416,20 @@ fn layer_deadline_queue_stays_proportional_to_live_transactions() {
     );
     assert_eq!(l.poll_timeout(), None);
 }
+
+#[test]
+fn machines_and_keys_stay_small() {
+    use crate::transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer};
+    use std::mem::size_of;
+    let sizes = [
+        ("InviteClient", size_of::<InviteClient>()),
+        ("NonInviteClient", size_of::<NonInviteClient>()),
+        ("InviteServer", size_of::<InviteServer>()),
+        ("NonInviteServer", size_of::<NonInviteServer>()),
+        ("TransactionKey", size_of::<TransactionKey>()),
+    ];
+    println!("{sizes:?}");
+    for (name, size) in sizes {
+        assert!(size <= 256, "{name} is {size} bytes");
+    }
+}
