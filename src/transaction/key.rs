@@ -4,6 +4,16 @@
 //! A key is built from plain fields the parser extracted; it copies them into one small buffer
 //! (one allocation), so it does not pin the message, clones by reference count and hashes a few
 //! dozen bytes.
+//!
+//! Building keys from a parsed message:
+//! - outbound request (client): `TransactionKey::client(branch_we_generated, MethodKey::from_bytes(method))`;
+//!   CANCEL reuses the INVITE's branch with `MethodKey::Cancel` (§9.1).
+//! - inbound response: `TransactionKey::client(top_via.branch, MethodKey::from_bytes(cseq.method))`.
+//! - inbound request whose top Via branch passes [`is_rfc3261_branch`]:
+//!   `TransactionKey::server(top_via.branch, top_via.sent_by, MethodKey::from_bytes(method))`
+//!   (sent-by = `host[:port]` as written).
+//! - otherwise: `TransactionKey::rfc2543(Rfc2543Fields { .. })` from Request-URI, To tag,
+//!   From tag, Call-ID, CSeq number, the top Via value and the method.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -17,7 +17,7 @@ use super::{
 };
 
 /// What the driver must do, for which transaction. Execute in order.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerAction<M> {
     /// The transaction asking.
     pub key: TransactionKey,
@@ -26,7 +26,7 @@ pub struct LayerAction<M> {
 }
 
 /// Union of [`ClientAction`] and [`ServerAction`], as the layer reports them.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<M> {
     /// Send bytes: a client's request to its destination, a server's response to the response
     /// destination (§18.2.2).
@@ -121,6 +121,9 @@ pub enum ResponseDispatch<M> {
     Stray(M),
 }
 
+/// Stale deadline items tolerated before [`Layer`] rebuilds its queue.
+const COMPACT_SLACK: usize = 256;
+
 #[derive(Debug)]
 enum Machine {
     InviteClient(InviteClient),
@@ -196,6 +199,11 @@ impl<M: Clone> Layer<M> {
     /// Whether no transaction is live.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Items in the deadline queue, live and stale (for tests and metrics).
+    pub fn queued_deadlines(&self) -> usize {
+        self.deadlines.len()
     }
 
     /// Whether a live transaction has this key.
@@ -459,6 +467,20 @@ impl<M: Clone> Layer<M> {
             },
         );
         self.settle(key, out);
+        self.compact();
+    }
+
+    /// Rebuilds the deadline queue once stale items (cancelled timers, removed machines)
+    /// outnumber live ones, so the queue stays proportional to the live transactions.
+    fn compact(&mut self) {
+        if self.deadlines.len() <= 2 * self.entries.len() + COMPACT_SLACK {
+            return;
+        }
+        self.deadlines = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| e.armed.map(|d| Reverse((d, k.clone()))))
+            .collect();
     }
 
     /// Moves the machine's actions to `out` with its key, then removes it if it terminated or

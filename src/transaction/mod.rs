@@ -55,7 +55,7 @@ pub enum ClientInput<M> {
 }
 
 /// What a client transaction asks its driver to do.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientAction<M> {
     /// Send these bytes (the request or a retransmission of it) to the transaction's destination.
     Transmit(Bytes),
@@ -93,7 +93,7 @@ pub enum ServerInput {
 }
 
 /// What a server transaction asks its driver to do.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerAction {
     /// Send these bytes (a response or a retransmission of it) to the response destination
     /// (§18.2.2).
