@@ -9,6 +9,12 @@
 //!
 //! Pure logic: no tokio, no clock, no locks on the admission path.
 //!
+//! Spec decisions applied: a local -> local call counts `internal`; an ancestor shared by both ends
+//! is counted once per end (two units); a public forking leg counts `public` from the rule owner
+//! (the forked extension's user, else the organization) upwards (see `path.rs`). On reload
+//! ([`Limiter::reload`]) counters are matched by entity name: surviving ones keep their units and
+//! take the new limit for new admissions; removed ones live on only in the permits holding them.
+//!
 //! ```text
 //! let generation = limiter.current();           // one lock-free load
 //! // route with generation.config(), then:
