@@ -154,56 +154,17 @@ fn run(path: &Path, drain: Duration) -> anyhow::Result<ExitCode> {
         tracing::warn!(issue = %w, "configuration warning");
     }
     tracing::info!(config = %path.display(), summary = %loaded.snapshot.summary(), "configuration loaded");
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(wait_for_shutdown(path, loaded.snapshot))?;
-    tracing::info!(drain_secs = drain.as_secs_f64(), "shutting down");
+    runtime
+        .block_on(callgate::daemon::run(
+            loaded.snapshot,
+            path.to_owned(),
+            drain,
+        ))
+        .context("daemon failed")?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_shutdown(path: &Path, mut current: config::Snapshot) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot register SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot register SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot register SIGHUP")?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => {
-                if let Some(next) = reload(path, &current) {
-                    current = next;
-                }
-            }
-        }
-    }
-}
-
-/// Validates the file again and against the running snapshot; logs one line either way.
-fn reload(path: &Path, current: &config::Snapshot) -> Option<config::Snapshot> {
-    let refused = |issues: Vec<ConfigIssue>| {
-        let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
-        tracing::warn!(config = %path.display(), issues = ?all, "reload refused");
-    };
-    match config::load_file(path) {
-        Ok(loaded) => {
-            let issues = config::check_reload(current, &loaded.snapshot);
-            if !issues.is_empty() {
-                refused(issues);
-                return None;
-            }
-            tracing::info!(summary = %loaded.snapshot.summary(), "reload accepted");
-            Some(loaded.snapshot)
-        }
-        Err(ConfigError::Invalid(issues)) => {
-            refused(issues);
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "reload refused");
-            None
-        }
-    }
 }

@@ -1,1 +1,227 @@
-//! b2bua (being written).
+//! The back-to-back user agent, sans-IO: a call is two independent dialogs (leg A towards the
+//! caller, leg B towards the callee) bridged by callgate, admitted through the limiter before leg
+//! B exists, and released on every way it can end.
+//!
+//! Owns: call and leg state, what crosses from one leg to the other (bodies byte-exact; Via,
+//! Route, Record-Route, Contact, Call-ID, tags and credentials never cross), the mapping of SIP
+//! failures and limiter refusals to responses, and every teardown path. Does not own: sockets,
+//! retransmission of requests (the transaction layer) or the clock (time is passed in).
+//!
+//! Inputs arrive from the driver as method calls on [`B2bua`]; outputs are [`Out`] values the
+//! driver executes in order (respond on a server transaction, start a client transaction, send
+//! an ACK, arm a call timer, account a finished call).
+
+mod call;
+mod dialog;
+mod leg;
+mod setup;
+mod teardown;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::limits::{Limiter, Refusal};
+use crate::transaction::TransactionKey;
+
+pub use call::{Call, CallState, Outcome};
+pub use leg::{Dest, Leg, Side};
+
+/// Something the driver must do, in order.
+#[derive(Debug)]
+pub enum Out {
+    /// Send `bytes` as the response `status` on server transaction `key`.
+    Respond {
+        /// Server transaction.
+        key: TransactionKey,
+        /// Status code.
+        status: u16,
+        /// The response.
+        bytes: Bytes,
+    },
+    /// Start a client INVITE transaction.
+    StartInvite {
+        /// Its key.
+        key: TransactionKey,
+        /// Where it goes.
+        dest: Dest,
+        /// The request.
+        bytes: Bytes,
+    },
+    /// Start a client non-INVITE transaction (BYE, CANCEL, relayed in-dialog requests).
+    StartNonInvite {
+        /// Its key.
+        key: TransactionKey,
+        /// Where it goes.
+        dest: Dest,
+        /// The request.
+        bytes: Bytes,
+    },
+    /// Send outside any transaction (ACK for a 2xx, a 2xx retransmission).
+    Send {
+        /// Where it goes.
+        dest: Dest,
+        /// The message.
+        bytes: Bytes,
+    },
+    /// Wake the call at `at` with `timer`.
+    Arm {
+        /// When.
+        at: Instant,
+        /// Which call.
+        call: u64,
+        /// What for.
+        timer: CallTimer,
+    },
+    /// A call was admitted and its B leg started.
+    Started {
+        /// Which call.
+        call: u64,
+    },
+    /// A call ended; its permit is already released.
+    Ended {
+        /// Which call.
+        call: u64,
+        /// How.
+        outcome: Outcome,
+    },
+    /// An INVITE was refused by the limiter (no leg created).
+    Rejected(Refusal),
+}
+
+/// Call-level timers (transaction timers live in the transaction layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallTimer {
+    /// Retransmit our 2xx to A until its ACK (RFC 3261 13.3.1.4).
+    RetransmitOk,
+    /// No ACK for our 2xx within 64*T1: end the call (BYE both).
+    NoAck,
+    /// `max_call_duration` reached: BYE both legs.
+    MaxDuration,
+}
+
+/// Addresses callgate writes in Via and Contact, per transport.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    /// `host:port` for UDP, when a UDP listener exists.
+    pub udp: Option<String>,
+    /// `host:port` for TCP, when a TCP listener exists.
+    pub tcp: Option<String>,
+}
+
+impl Local {
+    fn sent_by(&self, t: crate::config::model::Transport) -> &str {
+        use crate::config::model::Transport;
+        let pick = match t {
+            Transport::Udp => self.udp.as_ref().or(self.tcp.as_ref()),
+            Transport::Tcp => self.tcp.as_ref().or(self.udp.as_ref()),
+        };
+        pick.map_or("127.0.0.1", String::as_str)
+    }
+
+    fn contact(&self, t: crate::config::model::Transport) -> String {
+        use crate::config::model::Transport;
+        match t {
+            Transport::Udp => format!("<sip:callgate@{}>", self.sent_by(t)),
+            Transport::Tcp => format!("<sip:callgate@{};transport=tcp>", self.sent_by(t)),
+        }
+    }
+}
+
+/// Settings the call logic needs besides the configuration snapshot.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// RFC 3261 T1 (2xx retransmission start, 64*T1 no-ACK limit).
+    pub t1: Duration,
+    /// RFC 3261 T2 (2xx retransmission cap).
+    pub t2: Duration,
+    /// Our addresses.
+    pub local: Local,
+    /// Node name, part of generated Call-IDs.
+    pub node: String,
+}
+
+/// What a client transaction of ours is for.
+#[derive(Debug, Clone)]
+enum ClientRole {
+    /// The B leg's initial INVITE.
+    Invite,
+    /// A request relayed from the other leg; its response goes back to `origin`.
+    Relay {
+        origin: TransactionKey,
+        origin_req: crate::sip::Request,
+        is_invite: bool,
+    },
+    /// A BYE or CANCEL we sent while ending the call; its response is ignored.
+    Teardown,
+}
+
+/// All calls of one driver, with the indexes that route messages to them.
+pub struct B2bua {
+    limiter: Arc<Limiter>,
+    settings: Settings,
+    calls: HashMap<u64, Call>,
+    /// Leg Call-ID -> (call, side).
+    by_call_id: HashMap<String, (u64, Side)>,
+    /// Our client transactions -> (call, role).
+    by_client: HashMap<TransactionKey, (u64, ClientRole)>,
+    /// A-leg INVITE server transactions -> call (CANCEL and Timer H matching).
+    by_a_invite: HashMap<TransactionKey, u64>,
+    next_id: u64,
+    /// Per-process random part of tags, branches and Call-IDs.
+    salt: u64,
+    draining: bool,
+}
+
+impl B2bua {
+    /// An empty call table admitting through `limiter`.
+    pub fn new(limiter: Arc<Limiter>, settings: Settings, salt: u64) -> Self {
+        B2bua {
+            limiter,
+            settings,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            by_client: HashMap::new(),
+            by_a_invite: HashMap::new(),
+            next_id: 1,
+            salt,
+            draining: false,
+        }
+    }
+
+    /// Number of calls in progress.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// True when no call is in progress.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Calls in progress (for the admin API).
+    pub fn calls(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
+    /// The peer addresses of every leg (for transport-failure lookups in tests).
+    pub fn legs_at(&self, peer: SocketAddr) -> Vec<u64> {
+        self.calls
+            .values()
+            .filter(|c| c.a.dest.addr == peer || c.b.dest.addr == peer)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    fn unique(&mut self) -> String {
+        self.next_id += 1;
+        format!("{:x}{:08x}", self.next_id, self.salt as u32)
+    }
+
+    fn branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.unique())
+    }
+}

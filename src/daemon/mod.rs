@@ -1,5 +1,9 @@
-//! The tokio shell around the sans-IO cores: drivers, timers, signals, shutdown and systemd.
-//!
-//! So far only the systemd notification wrapper lives here.
+//! The tokio shell around the sans-IO cores: the driver task, signals, reload, shutdown and
+//! systemd notification. Everything here is thin: decisions live in the cores.
 
+mod bad_request;
+pub mod driver;
+mod run;
 pub mod systemd;
+
+pub use run::{run, Daemon, DaemonError};

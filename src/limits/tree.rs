@@ -368,6 +368,12 @@ impl Generation {
         self.cells.iter().map(|c| &**c)
     }
 
+    /// Level, entity name and kind of a counter of this generation (admin API, logs).
+    pub fn describe(&self, id: CounterId) -> (Level, String, CounterKind) {
+        let c = self.cell(id);
+        (c.level(), c.name().to_owned(), c.kind())
+    }
+
     /// Units in use over all counters of this generation (0 when no call holds anything).
     pub fn in_use(&self) -> u64 {
         self.cells().map(|c| u64::from(c.used())).sum()

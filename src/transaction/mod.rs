@@ -21,6 +21,7 @@ pub mod key;
 pub mod layer;
 pub mod non_invite_client;
 pub mod non_invite_server;
+pub mod sip_keys;
 pub mod timers;
 
 #[cfg(test)]

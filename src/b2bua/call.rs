@@ -1,0 +1,110 @@
+//! A call: the two legs, the A-leg INVITE being answered, the B-leg INVITE in progress, and the
+//! permit that holds its counters.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::leg::Leg;
+use crate::limits::Permit;
+use crate::sip::Request;
+use crate::transaction::TransactionKey;
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// B leg INVITE sent, no provisional response yet.
+    Calling,
+    /// B leg sent a provisional response (ringing / early media).
+    Early,
+    /// B answered; waiting for A's ACK of our 2xx.
+    Answered,
+    /// Both legs confirmed.
+    Confirmed,
+    /// A cancelled before B answered; waiting for B's final response to the INVITE.
+    Cancelling,
+}
+
+impl CallState {
+    /// Lower-case name for logs and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Calling => "calling",
+            CallState::Early => "early",
+            CallState::Answered => "answered",
+            CallState::Confirmed => "confirmed",
+            CallState::Cancelling => "cancelling",
+        }
+    }
+}
+
+/// How a call ended, for `callgate_calls_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It was answered (whatever ended it afterwards).
+    Answered,
+    /// Refused by the limiter before any leg was created.
+    Rejected,
+    /// B failed, timed out, or a transport failed before an answer.
+    Failed,
+    /// The caller cancelled before an answer.
+    Cancelled,
+}
+
+/// One bridged call.
+#[derive(Debug)]
+pub struct Call {
+    /// Call number, unique per driver (also the limiter's call key).
+    pub id: u64,
+    /// Leg towards the caller.
+    pub a: Leg,
+    /// Leg towards the callee.
+    pub b: Leg,
+    /// Current state.
+    pub state: CallState,
+    /// When the A INVITE arrived.
+    pub started: Instant,
+    /// When B answered.
+    pub answered: Option<Instant>,
+    /// The caller's INVITE (responses to A are built from it).
+    pub(super) a_invite: Request,
+    /// Its server transaction.
+    pub(super) a_invite_key: TransactionKey,
+    /// Our INVITE to B, parsed (CANCEL and non-2xx ACK are built from it).
+    pub(super) b_invite: Request,
+    /// ACK for B's 2xx, re-sent when B retransmits the 2xx.
+    pub(super) b_ack: Option<Bytes>,
+    /// Our 2xx to A, retransmitted until A's ACK.
+    pub(super) a_ok: Option<Bytes>,
+    /// Next 2xx retransmission interval.
+    pub(super) a_ok_interval: Duration,
+    /// Whether B's ACK waits for A's (late offer: the SDP answer comes in A's ACK).
+    pub(super) b_ack_waits_for_a: bool,
+    /// A re-INVITE is being relayed (a second one gets 491, RFC 3261 14.1).
+    pub(super) reinvite_pending: bool,
+    /// The counters the call holds; `None` once released.
+    pub(super) permit: Option<Permit>,
+    /// From and To of the A INVITE, for the admin API.
+    pub from: String,
+    /// To of the A INVITE.
+    pub to: String,
+}
+
+impl Call {
+    /// The counters held, as (level, name, counter) strings for the admin API.
+    pub fn counters(&self) -> Vec<(String, String, String)> {
+        let Some(permit) = &self.permit else {
+            return Vec::new();
+        };
+        let generation = permit.generation();
+        permit
+            .path()
+            .ids()
+            .iter()
+            .map(|id| {
+                let key = generation.describe(*id);
+                (key.0.as_str().to_owned(), key.1, key.2.as_str().to_owned())
+            })
+            .collect()
+    }
+}

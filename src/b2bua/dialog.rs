@@ -1,0 +1,502 @@
+//! What happens once leg B exists: B's responses relayed to A, ACKs, CANCEL, and requests inside
+//! either dialog relayed to the other leg (re-INVITE with glare, UPDATE, INFO, OPTIONS, NOTIFY;
+//! REFER refused with 603; unknown dialogs 481).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::call::{Call, CallState, Outcome};
+use super::leg::{InDialog, Side};
+use super::{B2bua, CallTimer, ClientRole, Out};
+use crate::sip::{self, HeaderName, Method, Request, Response};
+use crate::transaction::sip_keys::client_key_for;
+use crate::transaction::TransactionKey;
+
+impl B2bua {
+    /// A response delivered by one of our client transactions (or a 2xx retransmission that
+    /// arrived after it, `key` being its client key).
+    pub fn on_response(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        resp: Response,
+        out: &mut Vec<Out>,
+    ) {
+        let Some((id, role)) = self.by_client.get(key).cloned() else {
+            return;
+        };
+        let is_final = resp.status().is_final();
+        match role {
+            ClientRole::Invite => self.on_b_invite_response(now, id, resp, out),
+            ClientRole::Relay {
+                origin,
+                origin_req,
+                is_invite,
+            } => self.relay_response(id, origin, &origin_req, is_invite, &resp, out),
+            ClientRole::Teardown => {}
+        }
+        if is_final && !matches!(self.by_client.get(key), Some((_, ClientRole::Invite))) {
+            self.by_client.remove(key);
+        }
+    }
+
+    fn on_b_invite_response(&mut self, now: Instant, id: u64, resp: Response, out: &mut Vec<Out>) {
+        let status = resp.status().as_u16();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(tag) = resp.parts().to_tag() {
+            call.b
+                .remote_tag
+                .get_or_insert_with(|| tag.as_str().to_owned());
+        }
+        match status {
+            100 => {}
+            101..=199 => on_b_provisional(call, &resp, &self.settings.local, out),
+            200..=299 => self.on_b_answer(now, id, &resp, out),
+            _ => self.on_b_failure(id, &resp, out),
+        }
+    }
+
+    fn on_b_answer(&mut self, now: Instant, id: u64, resp: &Response, out: &mut Vec<Out>) {
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(ack) = &call.b_ack {
+            // B retransmitted its 2xx: our ACK was lost.
+            out.push(Out::Send {
+                dest: call.b.dest,
+                bytes: ack.clone(),
+            });
+            return;
+        }
+        learn_target(&mut call.b, resp);
+        let ack = b_ack(call, &local, &branch, None);
+        if call.state == CallState::Cancelling {
+            // CANCEL crossed B's 200: confirm and hang up B at once (RFC 3261 9.1 race).
+            out.push(Out::Send {
+                dest: call.b.dest,
+                bytes: ack,
+            });
+            return self.end_call(now, id, Outcome::Cancelled, out);
+        }
+        if call.b_ack_waits_for_a {
+            call.b_ack = None;
+        } else {
+            out.push(Out::Send {
+                dest: call.b.dest,
+                bytes: ack.clone(),
+            });
+            call.b_ack = Some(ack);
+        }
+        call.state = CallState::Answered;
+        call.answered = Some(now);
+        let ok = answer_a(call, resp, &local);
+        call.a_ok = Some(ok.clone());
+        out.push(Out::Respond {
+            key: call.a_invite_key.clone(),
+            status: resp.status().as_u16(),
+            bytes: ok,
+        });
+        let t1 = self.settings.t1;
+        out.push(Out::Arm {
+            at: now + t1,
+            call: id,
+            timer: CallTimer::RetransmitOk,
+        });
+        out.push(Out::Arm {
+            at: now + 64 * t1,
+            call: id,
+            timer: CallTimer::NoAck,
+        });
+    }
+
+    fn on_b_failure(&mut self, id: u64, resp: &Response, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let status = resp.status().as_u16();
+        let cancelled = call.state == CallState::Cancelling;
+        if !cancelled {
+            // Relay B's final status to A with B's reason phrase; A's 487 was sent on CANCEL.
+            let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
+            let bytes = sip::response_to(
+                &call.a_invite,
+                status,
+                &reason,
+                Some(&call.a.local_tag),
+                &[],
+            );
+            out.push(Out::Respond {
+                key: call.a_invite_key.clone(),
+                status,
+                bytes,
+            });
+        }
+        let outcome = if cancelled {
+            Outcome::Cancelled
+        } else {
+            Outcome::Failed
+        };
+        self.forget(id, outcome, out);
+    }
+
+    /// ACK from A. For our 2xx it confirms the call (and, on a late offer, carries the SDP answer
+    /// that B's ACK needs); ACKs of relayed re-INVITEs are absorbed (B was ACKed by us).
+    pub fn on_ack(&mut self, req: &Request, out: &mut Vec<Out>) {
+        let Some(&(id, side)) = self.by_call_id.get(req.parts().call_id()) else {
+            return;
+        };
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if side != Side::A || call.state != CallState::Answered {
+            return;
+        }
+        call.state = CallState::Confirmed;
+        call.a_ok = None;
+        if call.b_ack.is_none() {
+            let body = body_of(req.parts());
+            let ack = b_ack(call, &local, &branch, body);
+            out.push(Out::Send {
+                dest: call.b.dest,
+                bytes: ack.clone(),
+            });
+            call.b_ack = Some(ack);
+        }
+    }
+
+    /// A CANCEL from A matched the A INVITE `invite_key` (the driver already answered the CANCEL
+    /// with 200). Answers the INVITE with 487 and cancels B.
+    pub fn on_cancel(&mut self, invite_key: &TransactionKey, out: &mut Vec<Out>) {
+        let Some(&id) = self.by_a_invite.get(invite_key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !matches!(call.state, CallState::Calling | CallState::Early) {
+            return;
+        }
+        call.state = CallState::Cancelling;
+        let bytes = sip::response_to(
+            &call.a_invite,
+            487,
+            "Request Terminated",
+            Some(&call.a.local_tag),
+            &[],
+        );
+        out.push(Out::Respond {
+            key: call.a_invite_key.clone(),
+            status: 487,
+            bytes,
+        });
+        let cancel = sip::cancel_for(&call.b_invite);
+        let key = client_key_for(invite_branch(&call.b_invite), &Method::Cancel);
+        out.push(Out::StartNonInvite {
+            key: key.clone(),
+            dest: call.b.dest,
+            bytes: cancel,
+        });
+        self.by_client.insert(key, (id, ClientRole::Teardown));
+        // The units go back now: the call is over for the caller. B's 487 (or a racing 200,
+        // which gets ACK + BYE) is still handled through the B INVITE transaction.
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.permit = None;
+        }
+    }
+
+    /// A request with a To tag on server transaction `key`: inside one of our dialogs.
+    pub fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: TransactionKey,
+        out: &mut Vec<Out>,
+    ) {
+        let found = self.by_call_id.get(req.parts().call_id()).copied();
+        let Some((id, side)) = found.filter(|(id, _)| self.calls.contains_key(id)) else {
+            let bytes = sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
+            return out.push(Out::Respond {
+                key,
+                status: 481,
+                bytes,
+            });
+        };
+        match req.method() {
+            Method::Bye => {
+                let bytes = sip::response_to(&req, 200, "OK", None, &[]);
+                out.push(Out::Respond {
+                    key,
+                    status: 200,
+                    bytes,
+                });
+                self.hang_up_from(now, id, side, out);
+            }
+            Method::Refer => {
+                // Transfers are not supported yet: decline rather than half-implement them.
+                let bytes = sip::response_to(&req, 603, "Decline", None, &[]);
+                out.push(Out::Respond {
+                    key,
+                    status: 603,
+                    bytes,
+                });
+            }
+            _ => self.relay_request(id, side, req, key, out),
+        }
+    }
+
+    fn relay_request(
+        &mut self,
+        id: u64,
+        from_side: Side,
+        req: Request,
+        key: TransactionKey,
+        out: &mut Vec<Out>,
+    ) {
+        let is_invite = *req.method() == Method::Invite;
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if is_invite && call.reinvite_pending {
+            let bytes = sip::response_to(&req, 491, "Request Pending", None, &[]);
+            return out.push(Out::Respond {
+                key,
+                status: 491,
+                bytes,
+            });
+        }
+        call.reinvite_pending |= is_invite;
+        let leg = match from_side.other() {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let contact = local.contact(leg.dest.transport);
+        let body = body_of(req.parts());
+        let bytes = leg.request(
+            InDialog {
+                method: req.method().clone(),
+                sent_by: local.sent_by(leg.dest.transport),
+                branch: &branch,
+                contact: &contact,
+                body,
+                extra: &[],
+            },
+            None,
+        );
+        let dest = leg.dest;
+        let client = client_key_for(&branch, req.method());
+        let start = if is_invite {
+            Out::StartInvite {
+                key: client.clone(),
+                dest,
+                bytes,
+            }
+        } else {
+            Out::StartNonInvite {
+                key: client.clone(),
+                dest,
+                bytes,
+            }
+        };
+        out.push(start);
+        self.by_client.insert(
+            client,
+            (
+                id,
+                ClientRole::Relay {
+                    origin: key,
+                    origin_req: req,
+                    is_invite,
+                },
+            ),
+        );
+    }
+
+    fn relay_response(
+        &mut self,
+        id: u64,
+        origin: TransactionKey,
+        origin_req: &Request,
+        is_invite: bool,
+        resp: &Response,
+        out: &mut Vec<Out>,
+    ) {
+        let status = resp.status().as_u16();
+        if status == 100 {
+            return;
+        }
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let side_of_origin = match self.by_call_id.get(origin_req.parts().call_id()) {
+            Some((_, s)) => *s,
+            None => return,
+        };
+        if is_invite && resp.status().is_final() {
+            call.reinvite_pending = false;
+            if resp.status().is_success() {
+                // ACK the re-INVITE's 2xx on the answering leg ourselves; the originator's ACK
+                // for our relayed 2xx is absorbed in `on_ack`.
+                let leg = match side_of_origin.other() {
+                    Side::A => &mut call.a,
+                    Side::B => &mut call.b,
+                };
+                let contact = local.contact(leg.dest.transport);
+                let seq = resp.parts().cseq().seq;
+                let ack = leg.request(
+                    InDialog {
+                        method: Method::Ack,
+                        sent_by: local.sent_by(leg.dest.transport),
+                        branch: &branch,
+                        contact: &contact,
+                        body: None,
+                        extra: &[],
+                    },
+                    Some(seq),
+                );
+                out.push(Out::Send {
+                    dest: leg.dest,
+                    bytes: ack,
+                });
+            }
+        }
+        let origin_leg = match side_of_origin {
+            Side::A => &call.a,
+            Side::B => &call.b,
+        };
+        let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
+        let contact = local.contact(origin_leg.dest.transport);
+        let parts = resp.parts();
+        let ct = parts
+            .header(HeaderName::ContentType)
+            .and_then(|h| h.value_str());
+        let body = ct
+            .filter(|_| !parts.body().is_empty())
+            .map(|ct| (ct, parts.body()));
+        let extra = [("Contact", contact.as_str())];
+        let bytes = sip::response_with_body(origin_req, status, &reason, None, &extra, body);
+        out.push(Out::Respond {
+            key: origin,
+            status,
+            bytes,
+        });
+    }
+}
+
+fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out: &mut Vec<Out>) {
+    if call.state == CallState::Calling {
+        call.state = CallState::Early;
+    }
+    if call.state == CallState::Cancelling {
+        return;
+    }
+    let status = resp.status().as_u16();
+    let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
+    let contact = local.contact(call.a.dest.transport);
+    let parts = resp.parts();
+    let ct = parts
+        .header(HeaderName::ContentType)
+        .and_then(|h| h.value_str());
+    let body = ct
+        .filter(|_| !parts.body().is_empty())
+        .map(|ct| (ct, parts.body()));
+    let extra = [("Contact", contact.as_str())];
+    let bytes = sip::response_with_body(
+        &call.a_invite,
+        status,
+        &reason,
+        Some(&call.a.local_tag),
+        &extra,
+        body,
+    );
+    out.push(Out::Respond {
+        key: call.a_invite_key.clone(),
+        status,
+        bytes,
+    });
+}
+
+/// Our 2xx to A carrying B's answer body.
+fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Bytes {
+    let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
+    let contact = local.contact(call.a.dest.transport);
+    let parts = resp.parts();
+    let ct = parts
+        .header(HeaderName::ContentType)
+        .and_then(|h| h.value_str());
+    let body = ct
+        .filter(|_| !parts.body().is_empty())
+        .map(|ct| (ct, parts.body()));
+    let extra = [("Contact", contact.as_str())];
+    let status = resp.status().as_u16();
+    sip::response_with_body(
+        &call.a_invite,
+        status,
+        &reason,
+        Some(&call.a.local_tag),
+        &extra,
+        body,
+    )
+}
+
+/// Remote target and route set of leg B from its 2xx (RFC 3261 12.1.2: Record-Route reversed).
+fn learn_target(leg: &mut super::Leg, resp: &Response) {
+    let parts = resp.parts();
+    if let Some(uri) = parts
+        .contacts()
+        .filter_map(Result::ok)
+        .find_map(|c| c.address().map(|a| a.uri.to_owned()))
+    {
+        leg.remote_target = uri;
+    }
+    let mut routes: Vec<String> = parts
+        .record_routes()
+        .filter_map(Result::ok)
+        .map(|r| format!("<{}>", r.uri))
+        .collect();
+    routes.reverse();
+    leg.route_set = routes;
+}
+
+/// The ACK for B's 2xx to the initial INVITE (CSeq 1, a new branch: RFC 3261 13.2.2.4).
+fn b_ack(
+    call: &mut Call,
+    local: &super::Local,
+    branch: &str,
+    body: Option<(&str, &[u8])>,
+) -> Bytes {
+    let contact = local.contact(call.b.dest.transport);
+    let sent_by = local.sent_by(call.b.dest.transport).to_owned();
+    call.b.request(
+        InDialog {
+            method: Method::Ack,
+            sent_by: &sent_by,
+            branch,
+            contact: &contact,
+            body,
+            extra: &[],
+        },
+        Some(1),
+    )
+}
+
+fn body_of(parts: &crate::sip::Parts) -> Option<(&str, &[u8])> {
+    let ct = parts
+        .header(HeaderName::ContentType)
+        .and_then(|h| h.value_str())?;
+    (!parts.body().is_empty()).then(|| (ct, parts.body()))
+}
+
+fn invite_branch(req: &Request) -> &str {
+    req.parts().branch().map_or("", |b| b.as_str())
+}

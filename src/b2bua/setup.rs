@@ -1,0 +1,446 @@
+//! Call set-up: a new INVITE on leg A -> identify the caller -> route -> admit (all or nothing)
+//! -> 100 Trying on A and the INVITE on leg B. A refusal answers A with the configured code and a
+//! `Reason`/`Warning` naming the counter; nothing is sent towards B.
+
+use std::time::Instant;
+
+use super::call::{Call, CallState};
+use super::leg::{via_transport, Dest, Leg, Side};
+use super::{B2bua, ClientRole, Out};
+use crate::config::model::{ExtId, Snapshot, Transport, TrunkId};
+use crate::limits::{CallKey, Generation, PathSpec, Permit, Refusal};
+use crate::routing::{self, InboundTarget, Route, RouteError};
+use crate::sip::uri::Uri;
+use crate::sip::{self, HeaderName, Method, Request, RequestBuilder};
+use crate::transaction::sip_keys::client_key_for;
+use crate::transaction::TransactionKey;
+
+/// Where the B leg goes and how it is counted.
+struct Target {
+    dest: Dest,
+    /// User part of the B leg's Request-URI and To.
+    user: String,
+    /// User part of the B leg's From (the caller, or its outbound caller ID on a trunk).
+    from_user: String,
+    /// P-Asserted-Identity/Privacy cross only from trusted sides (trunks and PBXs).
+    trusted_caller: bool,
+}
+
+/// Headers that may cross from leg A to leg B. Everything else that is dialog- or hop-specific
+/// (Via, Route, Record-Route, Contact, Call-ID, From/To tags, CSeq, credentials) never crosses.
+const PASS_THROUGH: &[&str] = &["Allow", "Supported", "User-Agent", "Subject", "Accept"];
+const TRUSTED_ONLY: &[&str] = &["P-Asserted-Identity", "Privacy"];
+
+impl B2bua {
+    /// Starts a call for a new INVITE (no To tag) received on server transaction `key`.
+    pub fn on_new_invite(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: TransactionKey,
+        source: Dest,
+        out: &mut Vec<Out>,
+    ) {
+        if self.draining {
+            let bytes = sip::response_to(
+                &req,
+                503,
+                "Service Unavailable",
+                None,
+                &[("Retry-After", "30")],
+            );
+            out.push(Out::Respond {
+                key,
+                status: 503,
+                bytes,
+            });
+            return;
+        }
+        let generation = self.limiter.current();
+        let snapshot = generation.config().clone();
+        let route = dialled_user(&req)
+            .ok_or_else(|| RouteError::NoRoute(req.uri_str().to_owned()))
+            .and_then(|user| {
+                let caller = routing::identify(&snapshot, source.addr)?;
+                routing::route(&snapshot, &caller, &user)
+            });
+        let route = match route {
+            Ok(r) => r,
+            Err(e) => return self.refuse_route(&req, key, &e, out),
+        };
+        let id = self.next_call_id();
+        match admit(&generation, &snapshot, &route, id) {
+            Ok((permit, target)) => {
+                self.start_b_leg(now, req, key, source, permit, target, id, out)
+            }
+            Err(Admission::Refused(refusal)) => {
+                self.refuse_admission(&req, key, &snapshot, refusal, out)
+            }
+            Err(Admission::Route(e)) => self.refuse_route(&req, key, &e, out),
+        }
+    }
+
+    fn next_call_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn refuse_route(
+        &mut self,
+        req: &Request,
+        key: TransactionKey,
+        e: &RouteError,
+        out: &mut Vec<Out>,
+    ) {
+        let (status, reason) = match e {
+            RouteError::UnknownSource(_) | RouteError::AuthenticationRequired(_) => {
+                (403, "Forbidden")
+            }
+            RouteError::NoRoute(_) => (404, "Not Found"),
+            RouteError::Unreachable(_) => (480, "Temporarily Unavailable"),
+        };
+        tracing::info!(status, error = %e, "call refused by routing");
+        let tag = self.unique();
+        let bytes = sip::response_to(req, status, reason, Some(&tag), &[]);
+        out.push(Out::Respond { key, status, bytes });
+    }
+
+    fn refuse_admission(
+        &mut self,
+        req: &Request,
+        key: TransactionKey,
+        snapshot: &Snapshot,
+        refusal: Refusal,
+        out: &mut Vec<Out>,
+    ) {
+        let status = snapshot.server.reject_code;
+        let text = refusal.to_string().replace('"', "'");
+        tracing::info!(
+            counter.level = refusal.level.as_str(),
+            counter.name = %refusal.name,
+            counter.kind = refusal.counter.as_str(),
+            used = refusal.used,
+            limit = refusal.limit,
+            "admission refused"
+        );
+        let reason = format!("SIP;cause={status};text=\"{text}\"");
+        let warning = format!("399 callgate \"{text}\"");
+        let tag = self.unique();
+        let extra = [("Reason", reason.as_str()), ("Warning", warning.as_str())];
+        let bytes = sip::response_to(req, status, reason_phrase(status), Some(&tag), &extra);
+        out.push(Out::Respond { key, status, bytes });
+        out.push(Out::Rejected(refusal));
+    }
+
+    #[allow(clippy::too_many_arguments)] // one call site; the values are the call's parts
+    fn start_b_leg(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: TransactionKey,
+        source: Dest,
+        permit: Permit,
+        target: Target,
+        id: u64,
+        out: &mut Vec<Out>,
+    ) {
+        tracing::info!(call = id, dest = %target.dest.addr, "call admitted");
+        let a = a_leg(&req, source, self.unique());
+        let trying = sip::response_to(&req, 100, "Trying", None, &[]);
+        out.push(Out::Respond {
+            key: key.clone(),
+            status: 100,
+            bytes: trying,
+        });
+        let branch = self.branch();
+        let b_call_id = format!("{}-{}@{}", self.unique(), id, self.settings.node);
+        let (b, bytes) = self.b_invite(&req, &target, &branch, b_call_id);
+        let Ok(sip::Message::Request(b_invite)) = sip::parse_datagram(bytes.clone()) else {
+            // Our own builder produced something our parser refuses: a bug, not input.
+            tracing::error!(call = id, "built an unparseable B-leg INVITE");
+            let bytes =
+                sip::response_to(&req, 500, "Server Internal Error", Some(&a.local_tag), &[]);
+            out.push(Out::Respond {
+                key,
+                status: 500,
+                bytes,
+            });
+            return;
+        };
+        let b_key = client_key_for(&branch, &Method::Invite);
+        out.push(Out::StartInvite {
+            key: b_key.clone(),
+            dest: target.dest,
+            bytes,
+        });
+        out.push(Out::Started { call: id });
+        if let Some(max) = self.limiter.current().config().server.max_call_duration {
+            out.push(Out::Arm {
+                at: now + max,
+                call: id,
+                timer: super::CallTimer::MaxDuration,
+            });
+        }
+        let from = req.parts().from().uri.to_owned();
+        let to = req.parts().to().uri.to_owned();
+        let b_ack_waits_for_a = req.parts().body().is_empty();
+        self.by_call_id.insert(a.call_id.clone(), (id, Side::A));
+        self.by_call_id.insert(b.call_id.clone(), (id, Side::B));
+        self.by_client.insert(b_key, (id, ClientRole::Invite));
+        self.by_a_invite.insert(key.clone(), id);
+        let call = Call {
+            id,
+            a,
+            b,
+            state: CallState::Calling,
+            started: now,
+            answered: None,
+            a_invite: req,
+            a_invite_key: key,
+            b_invite,
+            b_ack: None,
+            a_ok: None,
+            a_ok_interval: self.settings.t1,
+            b_ack_waits_for_a,
+            reinvite_pending: false,
+            permit: Some(permit),
+            from,
+            to,
+        };
+        self.calls.insert(id, call);
+    }
+
+    /// Builds leg B's dialog state and its INVITE.
+    fn b_invite(
+        &mut self,
+        req: &Request,
+        target: &Target,
+        branch: &str,
+        call_id: String,
+    ) -> (Leg, bytes::Bytes) {
+        let local_tag = self.unique();
+        let local = &self.settings.local;
+        let t = target.dest.transport;
+        let host = target.dest.addr;
+        let uri = match t {
+            Transport::Udp => format!("sip:{}@{}", target.user, host),
+            Transport::Tcp => format!("sip:{}@{};transport=tcp", target.user, host),
+        };
+        let leg = Leg {
+            call_id,
+            local_tag,
+            remote_tag: None,
+            local_uri: format!("<sip:{}@{}>", target.from_user, local.sent_by(t)),
+            remote_uri: format!("<sip:{}@{}>", target.user, host),
+            remote_target: uri.clone(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            dest: target.dest,
+        };
+        let parts = req.parts();
+        let max_forwards = parts.max_forwards().unwrap_or(70).saturating_sub(1);
+        let contact = local.contact(t);
+        let mut b = RequestBuilder::new(Method::Invite, &uri)
+            .via(via_transport(t), local.sent_by(t), branch)
+            .max_forwards(max_forwards)
+            .from(&leg.local_uri, Some(&leg.local_tag))
+            .to(&leg.remote_uri, None)
+            .call_id(&leg.call_id)
+            .cseq(1)
+            .contact(&contact);
+        let copied: Vec<(&str, &str)> = PASS_THROUGH
+            .iter()
+            .chain(if target.trusted_caller {
+                TRUSTED_ONLY
+            } else {
+                &[]
+            })
+            .flat_map(|name| {
+                parts
+                    .headers_raw(name)
+                    .filter_map(move |h| Some((*name, h.value_str()?)))
+            })
+            .collect();
+        for (name, value) in &copied {
+            b = b.header(name, value);
+        }
+        let content_type = parts
+            .header(HeaderName::ContentType)
+            .and_then(|h| h.value_str());
+        if let (Some(ct), false) = (content_type, parts.body().is_empty()) {
+            b = b.body(ct, parts.body());
+        }
+        let bytes = b.build();
+        (leg, bytes)
+    }
+}
+
+/// Leg A's dialog state from the caller's INVITE (RFC 3261 12.1.1).
+fn a_leg(req: &Request, source: Dest, local_tag: String) -> Leg {
+    let parts = req.parts();
+    let from = parts.from();
+    let remote_target = parts
+        .contacts()
+        .filter_map(Result::ok)
+        .find_map(|c| c.address().map(|a| a.uri.to_owned()))
+        .unwrap_or_else(|| from.uri.to_owned());
+    let route_set = parts
+        .record_routes()
+        .filter_map(Result::ok)
+        .map(|r| format!("<{}>", r.uri))
+        .collect();
+    Leg {
+        call_id: parts.call_id().to_owned(),
+        local_tag,
+        remote_tag: parts.from_tag().map(|t| t.as_str().to_owned()),
+        local_uri: format!("<{}>", parts.to().uri),
+        remote_uri: format!("<{}>", from.uri),
+        remote_target,
+        route_set,
+        local_cseq: 0,
+        dest: source,
+    }
+}
+
+/// The user part of the Request-URI (the dialled number).
+fn dialled_user(req: &Request) -> Option<String> {
+    match req.uri() {
+        Uri::Sip(s) => s.user.map(str::to_owned),
+        Uri::Tel(t) => Some(t.number.trim_start_matches('+').to_owned()),
+        Uri::Other { .. } => None,
+    }
+}
+
+enum Admission {
+    Refused(Refusal),
+    Route(RouteError),
+}
+
+/// Chooses the B-leg target for a route and admits the call on its path. Outbound calls try the
+/// rule's trunks in order: a full trunk passes to the next one (spec 7).
+fn admit(
+    g: &std::sync::Arc<Generation>,
+    s: &Snapshot,
+    route: &Route,
+    id: u64,
+) -> Result<(Permit, Target), Admission> {
+    let key = CallKey(id);
+    match route {
+        Route::Internal { caller, callee } => {
+            let (dest, user) = pbx_target(s, *callee, None)?;
+            let spec = PathSpec::LocalToLocal {
+                caller: *caller,
+                callee: *callee,
+            };
+            let from_user = s.extensions[caller.index()].number.clone();
+            let target = Target {
+                dest,
+                user,
+                from_user,
+                trusted_caller: true,
+            };
+            g.try_admit(key, spec)
+                .map(|p| (p, target))
+                .map_err(Admission::Refused)
+        }
+        Route::Outbound {
+            caller,
+            trunks,
+            number,
+        } => {
+            let ext = &s.extensions[caller.index()];
+            let from_user = ext
+                .outbound_caller_id
+                .clone()
+                .unwrap_or_else(|| ext.number.clone());
+            let mut last = None;
+            for trunk in trunks {
+                let Some(dest) = trunk_dest(s, *trunk) else {
+                    continue;
+                };
+                let spec = PathSpec::LocalToPublic {
+                    caller: *caller,
+                    trunk: *trunk,
+                };
+                match g.try_admit(key, spec) {
+                    Ok(p) => {
+                        let target = Target {
+                            dest,
+                            user: number.clone(),
+                            from_user,
+                            trusted_caller: true,
+                        };
+                        return Ok((p, target));
+                    }
+                    Err(r) => last = Some(r),
+                }
+            }
+            Err(last.map_or(
+                Admission::Route(RouteError::Unreachable(number.clone())),
+                Admission::Refused,
+            ))
+        }
+        Route::Inbound {
+            trunk,
+            target: InboundTarget::Extension(callee),
+            did,
+        } => {
+            let (dest, user) = pbx_target(s, *callee, Some(did))?;
+            let spec = PathSpec::PublicToLocal {
+                trunk: *trunk,
+                callee: *callee,
+            };
+            let target = Target {
+                dest,
+                user,
+                from_user: "anonymous".into(),
+                trusted_caller: true,
+            };
+            g.try_admit(key, spec)
+                .map(|p| (p, target))
+                .map_err(Admission::Refused)
+        }
+        // Forking through ring rules is the routing issue's; refuse plainly until then.
+        Route::Inbound { did, .. } => Err(Admission::Route(RouteError::Unreachable(did.clone()))),
+    }
+}
+
+/// A PBX extension's fixed address; phones need the registrar (not built yet): 480.
+fn pbx_target(s: &Snapshot, ext: ExtId, did: Option<&String>) -> Result<(Dest, String), Admission> {
+    let e = &s.extensions[ext.index()];
+    match &e.pbx {
+        Some(pbx) => {
+            let dest = Dest {
+                transport: pbx.transport,
+                addr: pbx.address,
+            };
+            Ok((dest, did.cloned().unwrap_or_else(|| e.number.clone())))
+        }
+        None => Err(Admission::Route(RouteError::Unreachable(e.number.clone()))),
+    }
+}
+
+fn trunk_dest(s: &Snapshot, trunk: TrunkId) -> Option<Dest> {
+    let t = &s.trunks[trunk.index()];
+    t.address.map(|addr| Dest {
+        transport: t.transport,
+        addr,
+    })
+}
+
+/// Standard reason phrase of the reject codes operators configure.
+pub(super) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        403 => "Forbidden",
+        404 => "Not Found",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        _ => "Call Refused",
+    }
+}

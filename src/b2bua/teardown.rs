@@ -1,0 +1,332 @@
+//! Every way a call ends, each releasing the call's permit exactly once (dropping it) and
+//! removing every index entry: BYE from either side, CANCEL (in `dialog`), a failure final from B
+//! (in `dialog`), Timer B on the B INVITE, no ACK for our 2xx, `max_call_duration`, a transport
+//! failure, an operator's `DELETE /calls/{id}` and the daemon's drain.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::call::{CallState, Outcome};
+use super::leg::{InDialog, Side};
+use super::{B2bua, CallTimer, ClientRole, Out};
+use crate::sip::{self, Method};
+use crate::transaction::sip_keys::client_key_for;
+use crate::transaction::TransactionKey;
+
+impl B2bua {
+    /// A BYE arrived on `side`: hang up the other leg.
+    pub(super) fn hang_up_from(&mut self, now: Instant, id: u64, side: Side, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        match (side, call.state) {
+            // BYE from B before it answered is not legal; treat it like a failure of B.
+            (Side::B, CallState::Calling | CallState::Early) => {
+                let bytes = sip::response_to(
+                    &call.a_invite,
+                    480,
+                    "Temporarily Unavailable",
+                    Some(&call.a.local_tag),
+                    &[],
+                );
+                out.push(Out::Respond {
+                    key: call.a_invite_key.clone(),
+                    status: 480,
+                    bytes,
+                });
+                self.forget(id, Outcome::Failed, out);
+            }
+            (_, state) => {
+                let outcome = outcome_of(state);
+                let _ = now;
+                self.send_bye(id, side.other(), out);
+                self.forget(id, outcome, out);
+            }
+        }
+    }
+
+    /// Ends a call from callgate's side: BYE on both legs once answered; before the answer, 480
+    /// to A and CANCEL to B.
+    pub fn end_call(&mut self, _now: Instant, id: u64, outcome: Outcome, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        match call.state {
+            CallState::Calling | CallState::Early => {
+                let bytes = sip::response_to(
+                    &call.a_invite,
+                    480,
+                    "Temporarily Unavailable",
+                    Some(&call.a.local_tag),
+                    &[],
+                );
+                out.push(Out::Respond {
+                    key: call.a_invite_key.clone(),
+                    status: 480,
+                    bytes,
+                });
+                let cancel = sip::cancel_for(&call.b_invite);
+                let branch = call
+                    .b_invite
+                    .parts()
+                    .branch()
+                    .map_or("", |b| b.as_str())
+                    .to_owned();
+                let key = client_key_for(&branch, &Method::Cancel);
+                out.push(Out::StartNonInvite {
+                    key: key.clone(),
+                    dest: call.b.dest,
+                    bytes: cancel,
+                });
+                self.by_client.insert(key, (id, ClientRole::Teardown));
+                self.forget(id, Outcome::Failed, out);
+            }
+            CallState::Cancelling => self.forget(id, Outcome::Cancelled, out),
+            CallState::Answered | CallState::Confirmed => {
+                self.send_bye(id, Side::A, out);
+                self.send_bye(id, Side::B, out);
+                self.forget(id, outcome, out);
+            }
+        }
+    }
+
+    /// Ends the call `id` as the admin API asks (`DELETE /calls/{id}`); false when unknown.
+    pub fn end_call_by_operator(&mut self, now: Instant, id: u64, out: &mut Vec<Out>) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let outcome = outcome_of(call.state);
+        self.end_call(now, id, outcome, out);
+        true
+    }
+
+    /// Drain for shutdown: refuse new calls from now on and end every call in progress.
+    pub fn drain(&mut self, now: Instant, out: &mut Vec<Out>) {
+        self.draining = true;
+        let ids: Vec<u64> = self.calls.keys().copied().collect();
+        for id in ids {
+            let outcome = self
+                .calls
+                .get(&id)
+                .map_or(Outcome::Failed, |c| outcome_of(c.state));
+            self.end_call(now, id, outcome, out);
+        }
+    }
+
+    /// A call timer fired.
+    pub fn on_timer(&mut self, now: Instant, id: u64, timer: CallTimer, out: &mut Vec<Out>) {
+        let t2 = self.settings.t2;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match timer {
+            CallTimer::RetransmitOk => {
+                if let (CallState::Answered, Some(ok)) = (call.state, &call.a_ok) {
+                    out.push(Out::Send {
+                        dest: call.a.dest,
+                        bytes: ok.clone(),
+                    });
+                    call.a_ok_interval = (call.a_ok_interval * 2).min(t2);
+                    out.push(Out::Arm {
+                        at: now + call.a_ok_interval,
+                        call: id,
+                        timer,
+                    });
+                }
+            }
+            CallTimer::NoAck => {
+                if call.state == CallState::Answered {
+                    tracing::info!(call = id, "no ACK for our 2xx; ending the call");
+                    self.end_call(now, id, Outcome::Answered, out);
+                }
+            }
+            CallTimer::MaxDuration => {
+                tracing::info!(call = id, "max_call_duration reached; ending the call");
+                let outcome = outcome_of(call.state);
+                self.end_call(now, id, outcome, out);
+            }
+        }
+    }
+
+    /// One of our client transactions timed out or hit a transport error.
+    pub fn on_client_failure(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        timed_out: bool,
+        out: &mut Vec<Out>,
+    ) {
+        let Some((id, role)) = self.by_client.remove(key) else {
+            return;
+        };
+        match role {
+            ClientRole::Invite => {
+                let Some(call) = self.calls.get(&id) else {
+                    return;
+                };
+                if call.state == CallState::Cancelling {
+                    return self.forget(id, Outcome::Cancelled, out);
+                }
+                if matches!(call.state, CallState::Calling | CallState::Early) {
+                    let (status, reason) = if timed_out {
+                        (408, "Request Timeout")
+                    } else {
+                        (503, "Service Unavailable")
+                    };
+                    let bytes = sip::response_to(
+                        &call.a_invite,
+                        status,
+                        reason,
+                        Some(&call.a.local_tag),
+                        &[],
+                    );
+                    out.push(Out::Respond {
+                        key: call.a_invite_key.clone(),
+                        status,
+                        bytes,
+                    });
+                    self.forget(id, Outcome::Failed, out);
+                }
+            }
+            ClientRole::Relay {
+                origin, origin_req, ..
+            } => {
+                let status = if timed_out { 408 } else { 503 };
+                let bytes = sip::response_to(&origin_req, status, "Request Timeout", None, &[]);
+                out.push(Out::Respond {
+                    key: origin,
+                    status,
+                    bytes,
+                });
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.reinvite_pending = false;
+                }
+                // A leg that no longer answers in-dialog requests is gone (RFC 3261 12.2.1.2).
+                if timed_out || status == 503 {
+                    let outcome = self
+                        .calls
+                        .get(&id)
+                        .map_or(Outcome::Failed, |c| outcome_of(c.state));
+                    self.end_call(now, id, outcome, out);
+                }
+            }
+            ClientRole::Teardown => {}
+        }
+    }
+
+    /// A TCP connection closed: every call with a leg on it loses that leg; the other leg is
+    /// hung up (BYE once answered, 503/CANCEL before).
+    pub fn on_transport_closed(&mut self, now: Instant, peer: SocketAddr, out: &mut Vec<Out>) {
+        let tcp = crate::config::model::Transport::Tcp;
+        let ids: Vec<(u64, Side)> = self
+            .calls
+            .values()
+            .filter_map(|c| {
+                if c.a.dest.transport == tcp && c.a.dest.addr == peer {
+                    Some((c.id, Side::A))
+                } else if c.b.dest.transport == tcp && c.b.dest.addr == peer {
+                    Some((c.id, Side::B))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, lost) in ids {
+            tracing::info!(call = id, leg = lost.as_str(), peer.addr = %peer, "transport closed; ending the call");
+            let Some(call) = self.calls.get(&id) else {
+                continue;
+            };
+            let answered = matches!(call.state, CallState::Answered | CallState::Confirmed);
+            match (answered, lost) {
+                (true, side) => {
+                    self.send_bye(id, side.other(), out);
+                    self.forget(id, Outcome::Answered, out);
+                }
+                (false, Side::B) => {
+                    let bytes = sip::response_to(
+                        &call.a_invite,
+                        503,
+                        "Service Unavailable",
+                        Some(&call.a.local_tag),
+                        &[],
+                    );
+                    out.push(Out::Respond {
+                        key: call.a_invite_key.clone(),
+                        status: 503,
+                        bytes,
+                    });
+                    self.forget(id, Outcome::Failed, out);
+                }
+                (false, Side::A) => self.end_call(now, id, Outcome::Failed, out),
+            }
+        }
+    }
+
+    fn send_bye(&mut self, id: u64, side: Side, out: &mut Vec<Out>) {
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let contact = local.contact(leg.dest.transport);
+        let sent_by = local.sent_by(leg.dest.transport).to_owned();
+        let bytes = leg.request(
+            InDialog {
+                method: Method::Bye,
+                sent_by: &sent_by,
+                branch: &branch,
+                contact: &contact,
+                body: None,
+                extra: &[],
+            },
+            None,
+        );
+        let key = client_key_for(&branch, &Method::Bye);
+        out.push(Out::StartNonInvite {
+            key: key.clone(),
+            dest: leg.dest,
+            bytes,
+        });
+        self.by_client.insert(key, (id, ClientRole::Teardown));
+    }
+
+    /// Removes a call and every index entry pointing at it, dropping its permit (the release).
+    pub(super) fn forget(&mut self, id: u64, outcome: Outcome, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.by_call_id.remove(&call.a.call_id);
+        self.by_call_id.remove(&call.b.call_id);
+        self.by_a_invite.remove(&call.a_invite_key);
+        // Keep teardown transactions (their responses are ignored) but drop everything else.
+        self.by_client
+            .retain(|_, (cid, role)| *cid != id || matches!(role, ClientRole::Teardown));
+        drop(call.permit);
+        out.push(Out::Ended { call: id, outcome });
+    }
+
+    /// Forgets teardown transactions once their transaction ended.
+    pub fn on_client_terminated(&mut self, key: &TransactionKey) {
+        if let Some((id, ClientRole::Teardown)) = self.by_client.get(key) {
+            if !self.calls.contains_key(id) {
+                self.by_client.remove(key);
+            }
+        } else if let Some((id, _)) = self.by_client.get(key) {
+            if !self.calls.contains_key(id) {
+                self.by_client.remove(key);
+            }
+        }
+    }
+}
+
+fn outcome_of(state: CallState) -> Outcome {
+    match state {
+        CallState::Answered | CallState::Confirmed => Outcome::Answered,
+        CallState::Cancelling => Outcome::Cancelled,
+        CallState::Calling | CallState::Early => Outcome::Failed,
+    }
+}
