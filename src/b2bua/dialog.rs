@@ -313,7 +313,7 @@ impl B2bua {
                 id,
                 ClientRole::Relay {
                     origin: key,
-                    origin_req: req,
+                    origin_req: Box::new(req),
                     is_invite,
                 },
             ),

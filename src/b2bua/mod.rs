@@ -152,7 +152,7 @@ enum ClientRole {
     /// A request relayed from the other leg; its response goes back to `origin`.
     Relay {
         origin: TransactionKey,
-        origin_req: crate::sip::Request,
+        origin_req: Box<crate::sip::Request>,
         is_invite: bool,
     },
     /// A BYE or CANCEL we sent while ending the call; its response is ignored.

@@ -180,7 +180,7 @@ impl Transports {
     /// connection to `dest` (inbound or outbound) or opens one, queueing the message meanwhile.
     /// Never blocks the caller.
     pub fn send(
-        &self,
+        self: &Arc<Self>,
         transport: Transport,
         dest: SocketAddr,
         data: Bytes,

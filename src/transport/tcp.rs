@@ -104,7 +104,7 @@ pub(super) async fn accept_loop(listener: TcpListener, transports: Arc<Transport
         }
         let t = transports.clone();
         tokio::spawn(async move {
-            run_connection(stream, peer, local, None, &t).await;
+            serve(stream, peer, local, None, &t).await;
             t.conns.per_ip.remove(peer.ip());
         });
     }
@@ -112,7 +112,7 @@ pub(super) async fn accept_loop(listener: TcpListener, transports: Arc<Transport
 
 /// Queues `data` on the connection to `dest`, opening one when there is none.
 pub(super) fn send(
-    transports: &Transports,
+    transports: &Arc<Transports>,
     dest: SocketAddr,
     data: Bytes,
 ) -> Result<(), TransportError> {
@@ -136,33 +136,22 @@ pub(super) fn send(
         .try_send(data)
         .map_err(|_| TransportError::QueueFull(dest))?;
     let (id, cancel) = (pending.id, pending.cancel.clone());
-    let inbound = transports.inbound.clone();
-    let shutdown = transports.shutdown.clone();
-    let limits = transports.limits;
-    let table = transports.conns.clone();
+    let t = transports.clone();
     tokio::spawn(async move {
+        let connect_timeout = t
+            .limits
+            .idle_timeout
+            .min(std::time::Duration::from_secs(10));
         let stream = tokio::select! {
             _ = cancel.cancelled() => None,
-            s = tokio::time::timeout(limits.idle_timeout.min(std::time::Duration::from_secs(10)), TcpStream::connect(dest)) => s.ok().and_then(Result::ok),
+            s = tokio::time::timeout(connect_timeout, TcpStream::connect(dest)) => s.ok().and_then(Result::ok),
         };
         match stream {
-            Some(stream) => {
-                serve(
-                    stream,
-                    dest,
-                    local,
-                    Some(pending),
-                    &table,
-                    &inbound,
-                    limits,
-                    &shutdown,
-                )
-                .await
-            }
+            Some(stream) => serve(stream, dest, local, Some(pending), &t).await,
             None => {
                 tracing::debug!(peer.addr = %dest, "tcp connect failed");
-                table.unregister(dest, id);
-                let _ = inbound.send(Inbound::Closed { peer: dest }).await;
+                t.conns.unregister(dest, id);
+                let _ = t.inbound.send(Inbound::Closed { peer: dest }).await;
             }
         }
     });
@@ -177,40 +166,18 @@ struct Pending {
     cancel: CancellationToken,
 }
 
-async fn run_connection(
+async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     pending: Option<Pending>,
     t: &Transports,
 ) {
-    serve(
-        stream,
-        peer,
-        local,
-        pending,
-        &t.conns,
-        &t.inbound,
-        t.limits,
-        &t.shutdown,
-    )
-    .await
-}
-
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    pending: Option<Pending>,
-    table: &ConnTable,
-    inbound: &mpsc::Sender<Inbound>,
-    limits: super::TransportLimits,
-    shutdown: &CancellationToken,
-) {
+    let (table, inbound, limits) = (&t.conns, &t.inbound, t.limits);
     let _ = stream.set_nodelay(true);
     let Pending { id, tx, rx, cancel } = match pending {
         Some(p) => p,
-        None => table.register(peer, limits.send_queue, shutdown),
+        None => table.register(peer, limits.send_queue, &t.shutdown),
     };
     let (reader, writer) = stream.into_split();
     let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
