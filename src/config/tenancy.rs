@@ -108,33 +108,33 @@ pub(crate) fn extensions(b: &mut Build<'_>) -> Vec<Extension> {
     for (i, e) in raw.extension.iter().enumerate() {
         let user = b.user_by_name.get(e.user.as_str()).copied();
         let org = user.and_then(|u| b.user_org[u.index()]);
-        let entity = || ext_entity(b.raw, e, org);
-        let ent = entity();
+        // Built only when an issue is recorded: most extensions have none.
+        let ent = &|| ext_entity(raw, e, org);
         if user.is_none() {
-            b.error(ent.clone(), "user", unknown("user", &e.user));
+            b.error(ent(), "user", unknown("user", &e.user));
         }
-        number(b, &ent, e, org, i);
-        let credentials = credentials(b, &ent, e);
+        number(b, ent, e, org, i);
+        let credentials = credentials(b, ent, e);
         if let (Some(out), Some(calls)) = (e.max_outgoing, e.max_calls) {
             if out > calls {
                 let problem = Problem::MaxOutgoingAboveMaxCalls {
                     max_outgoing: out,
                     max_calls: calls,
                 };
-                b.warning(ent.clone(), "max_outgoing", problem);
+                b.warning(ent(), "max_outgoing", problem);
             }
         }
-        let allowed_networks = networks(b, &ent, &e.allowed_networks);
+        let allowed_networks = networks(b, ent, &e.allowed_networks);
         if let (Some(id), Some(org)) = (&e.outbound_caller_id, org) {
-            caller_id(b, &ent, org, id);
+            caller_id(b, ent, org, id);
         }
         let pbx = e.pbx.as_ref().map(|p| Pbx {
-            address: b.socket_addr(|| ent.clone(), "pbx", &p.address),
+            address: b.socket_addr(ent, "pbx", &p.address),
             transport: transport(p.transport),
             authenticate: p.authenticate,
         });
         if let Some(pbx) = &pbx {
-            sip_trunking(b, &ent, user);
+            sip_trunking(b, ent, user);
             pbx_ips.push((pbx.address.ip(), i, pbx.authenticate));
         }
         out.push(Extension {
@@ -153,6 +153,9 @@ pub(crate) fn extensions(b: &mut Build<'_>) -> Vec<Extension> {
     out
 }
 
+/// Builds the entity of the extension being checked, only when an issue needs it.
+type Ent<'a> = &'a dyn Fn() -> Entity;
+
 fn unknown(kind: &'static str, name: &str) -> Problem {
     Problem::UnknownReference {
         kind,
@@ -168,43 +171,43 @@ fn ext_entity(raw: &super::schema::RawConfig, e: &RawExtension, org: Option<OrgI
 }
 
 /// Number syntax and uniqueness within the organization.
-fn number<'r>(b: &mut Build<'r>, ent: &Entity, e: &'r RawExtension, org: Option<OrgId>, i: usize) {
+fn number<'r>(b: &mut Build<'r>, ent: Ent<'_>, e: &'r RawExtension, org: Option<OrgId>, i: usize) {
     let n = e.number.as_str();
     if n.is_empty() {
-        b.error(ent.clone(), "number", Problem::Empty);
+        b.error(ent(), "number", Problem::Empty);
         return;
     }
     let plain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_');
     if !n.bytes().all(plain) {
         let problem = Problem::InvalidExtensionNumber(n.to_owned());
-        b.error(ent.clone(), "number", problem);
+        b.error(ent(), "number", problem);
     }
     if let Some(org) = org {
         if b.ext_by_number.contains_key(&(org, n)) {
             let problem = Problem::DuplicateExtensionNumber {
                 number: n.to_owned(),
             };
-            b.error(ent.clone(), "number", problem);
+            b.error(ent(), "number", problem);
         } else {
             b.ext_by_number.insert((org, n), ExtId(to_u32(i)));
         }
     }
 }
 
-fn credentials(b: &mut Build<'_>, ent: &Entity, e: &RawExtension) -> Option<Credentials> {
+fn credentials(b: &mut Build<'_>, ent: Ent<'_>, e: &RawExtension) -> Option<Credentials> {
     let creds = match (&e.password, &e.ha1) {
         (Some(_), Some(_)) => {
-            b.error(ent.clone(), "ha1", Problem::PasswordAndHa1);
+            b.error(ent(), "ha1", Problem::PasswordAndHa1);
             None
         }
         (Some(p), None) if p.is_empty() => {
-            b.error(ent.clone(), "password", Problem::Empty);
+            b.error(ent(), "password", Problem::Empty);
             None
         }
         (Some(p), None) => Some(Credentials::Password(p.clone())),
         (None, Some(h)) => {
             if h.len() != 32 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                b.error(ent.clone(), "ha1", Problem::InvalidHa1);
+                b.error(ent(), "ha1", Problem::InvalidHa1);
             }
             Some(Credentials::Ha1(h.to_ascii_lowercase()))
         }
@@ -213,16 +216,16 @@ fn credentials(b: &mut Build<'_>, ent: &Entity, e: &RawExtension) -> Option<Cred
     let has_secret = e.password.is_some() || e.ha1.is_some();
     match &e.pbx {
         Some(p) if p.authenticate && !has_secret => {
-            b.error(ent.clone(), "pbx", Problem::AuthenticateWithoutCredentials)
+            b.error(ent(), "pbx", Problem::AuthenticateWithoutCredentials)
         }
-        None if !has_secret => b.error(ent.clone(), "password", Problem::PhoneWithoutCredentials),
+        None if !has_secret => b.error(ent(), "password", Problem::PhoneWithoutCredentials),
         _ => {}
     }
     creds
 }
 
 /// Each entry is a network or a single address, no wider than a /24 (IPv4) or /64 (IPv6).
-fn networks(b: &mut Build<'_>, ent: &Entity, raw: &[String]) -> Vec<IpNet> {
+fn networks(b: &mut Build<'_>, ent: Ent<'_>, raw: &[String]) -> Vec<IpNet> {
     let mut out = Vec::with_capacity(raw.len());
     for text in raw {
         let net = text
@@ -231,7 +234,7 @@ fn networks(b: &mut Build<'_>, ent: &Entity, raw: &[String]) -> Vec<IpNet> {
             .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from));
         let Some(net) = net else {
             let problem = Problem::InvalidNetwork(text.clone());
-            b.error(ent.clone(), "allowed_networks", problem);
+            b.error(ent(), "allowed_networks", problem);
             continue;
         };
         let min = match net {
@@ -240,14 +243,14 @@ fn networks(b: &mut Build<'_>, ent: &Entity, raw: &[String]) -> Vec<IpNet> {
         };
         if net.prefix_len() < min {
             let problem = Problem::NetworkTooWide(text.clone());
-            b.error(ent.clone(), "allowed_networks", problem);
+            b.error(ent(), "allowed_networks", problem);
         }
         out.push(net.trunc());
     }
     out
 }
 
-fn caller_id(b: &mut Build<'_>, ent: &Entity, org: OrgId, id: &str) {
+fn caller_id(b: &mut Build<'_>, ent: Ent<'_>, org: OrgId, id: &str) {
     let in_pool = match parse_dids(id) {
         Ok(r) if r.start == r.end => b
             .pools_by_org
@@ -257,14 +260,14 @@ fn caller_id(b: &mut Build<'_>, ent: &Entity, org: OrgId, id: &str) {
     };
     if !in_pool {
         let problem = Problem::CallerIdNotInPool(id.to_owned());
-        b.error(ent.clone(), "outbound_caller_id", problem);
+        b.error(ent(), "outbound_caller_id", problem);
     }
 }
 
 /// Spec call-control 5: a finite public limit on the chain, and a licence.
-fn sip_trunking(b: &mut Build<'_>, ent: &Entity, user: Option<UserId>) {
+fn sip_trunking(b: &mut Build<'_>, ent: Ent<'_>, user: Option<UserId>) {
     if b.raw.license.sip_trunking_channels == 0 {
-        b.error(ent.clone(), "pbx", Problem::PbxNotLicensed);
+        b.error(ent(), "pbx", Problem::PbxNotLicensed);
     }
     let Some(user) = user else { return };
     let raw = b.raw;
@@ -278,7 +281,7 @@ fn sip_trunking(b: &mut Build<'_>, ent: &Entity, user: Option<UserId>) {
     };
     let sp_limit = raw.service_provider[sp.index()].limits.public;
     if user_limit.is_none() && org_limit.is_none() && sp_limit.is_none() {
-        b.error(ent.clone(), "pbx", Problem::PbxWithoutPublicLimit);
+        b.error(ent(), "pbx", Problem::PbxWithoutPublicLimit);
     }
 }
 
