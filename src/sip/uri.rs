@@ -51,8 +51,12 @@ pub struct TelUri<'a> {
 }
 
 impl<'a> Uri<'a> {
-    /// Parses a URI; `Err` when the scheme is malformed or a `sip`/`sips`/`tel` URI is.
-    pub fn parse(s: &'a str) -> Result<Uri<'a>, ()> {
+    /// Parses a URI; `None` when the scheme is malformed or a `sip`/`sips`/`tel` URI is.
+    pub fn parse(s: &'a str) -> Option<Uri<'a>> {
+        Uri::parse_inner(s).ok()
+    }
+
+    fn parse_inner(s: &'a str) -> Result<Uri<'a>, ()> {
         let colon = s.find(':').ok_or(())?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
@@ -130,8 +134,9 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
             None => (userinfo, None),
         };
         let user_ok = escaped_all(u, |c| is_unreserved(c) || b"&=+$,;?/".contains(&c));
-        let pass_ok =
-            p.is_none_or(|p| escaped_all(p, |c| is_unreserved(c) || b"&=+$,".contains(&c)));
+        let pass_ok = p.map_or(true, |p| {
+            escaped_all(p, |c| is_unreserved(c) || b"&=+$,".contains(&c))
+        });
         if u.is_empty() || !user_ok || !pass_ok {
             return Err(());
         }

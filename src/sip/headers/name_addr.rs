@@ -91,7 +91,7 @@ pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
         if uri.contains(['?', ',']) {
             return Err(());
         }
-        Uri::parse(uri)?;
+        Uri::parse(uri).ok_or(())?;
         let params = Params::parse(params).ok_or(())?;
         return Ok(NameAddr {
             display_name: None,
@@ -103,7 +103,7 @@ pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
     let inner = &rest[1..];
     let gt = inner.find('>').ok_or(())?;
     let uri = &inner[..gt];
-    Uri::parse(uri)?;
+    Uri::parse(uri).ok_or(())?;
     let params = Params::parse(&inner[gt + 1..]).ok_or(())?;
     Ok(NameAddr {
         display_name,
