@@ -50,9 +50,13 @@ pub enum ParseError {
         /// The repeated header.
         name: HeaderName,
     },
-    /// The CSeq method differs from the request method (RFC 4475 mismatch01).
+    /// The CSeq method differs from the request method (RFC 4475 mismatch01, mismatch02).
     #[error("CSeq method does not match the request method")]
-    CSeqMismatch,
+    CSeqMismatch {
+        /// The request method is an extension: answer 501 rather than 400 (RFC 4475
+        /// mismatch02 prefers 501 for forward compatibility).
+        extension_method: bool,
+    },
     /// The body is shorter than Content-Length says (RFC 3261 18.3).
     #[error("Content-Length says {declared} bytes, {available} present")]
     ContentLength {
@@ -82,6 +86,9 @@ impl ParseError {
             ParseError::Incomplete | ParseError::Empty => None,
             ParseError::Version { .. } => Some(505),
             ParseError::TooLarge { .. } => Some(513),
+            ParseError::CSeqMismatch {
+                extension_method: true,
+            } => Some(501),
             _ => Some(400),
         }
     }

@@ -25,38 +25,58 @@ macro_rules! header_names {
 
             /// Recognises a raw name, case-insensitively, in long or compact form.
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                // Lower-case into a stack buffer: every known name is shorter than 32 bytes.
-                let mut low = [0u8; 32];
-                if name.is_empty() || name.len() > low.len() {
+                if name.len() == 1 {
+                    return COMPACT[name[0].to_ascii_lowercase() as usize];
+                }
+                if name.len() < 2 || name.len() > 32 {
                     return HeaderName::Other;
                 }
-                for (d, s) in low.iter_mut().zip(name) {
-                    *d = s.to_ascii_lowercase();
-                }
-                let low = &low[..name.len()];
-                $(
-                    if low.len() == $canon.len() && low == const { lower_const::<{ $canon.len() }>($canon) }.as_slice() {
-                        return HeaderName::$variant;
+                // One table probe picks the only candidate; one comparison confirms it.
+                match LONG[slot(name)] {
+                    Some(i) if name.eq_ignore_ascii_case(LONG_NAMES[i as usize].0.as_bytes()) => {
+                        LONG_NAMES[i as usize].1
                     }
-                    $( if low == $compact.as_bytes() { return HeaderName::$variant; } )?
-                )*
-                HeaderName::Other
+                    _ => HeaderName::Other,
+                }
             }
         }
+
+        const LONG_NAMES: &[(&str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
+        const COMPACT_NAMES: &[(&str, HeaderName)] = &[ $( $( ($compact, HeaderName::$variant), )? )* ];
     };
 }
 
-/// Lower-cases an ASCII literal at compile time.
-const fn lower_const<const N: usize>(s: &str) -> [u8; N] {
-    let b = s.as_bytes();
-    let mut out = [0u8; N];
+/// Table slot of a name (at least 2 bytes): length, first, second and last byte, case-folded.
+/// The coefficients were searched to be collision-free over the known names.
+const fn slot(name: &[u8]) -> usize {
+    let first = name[0].to_ascii_lowercase() as usize;
+    let second = name[1].to_ascii_lowercase() as usize;
+    let last = name[name.len() - 1].to_ascii_lowercase() as usize;
+    (name.len() + first + last * 5 + second * 6) % 256
+}
+
+const LONG: [Option<u8>; 256] = {
+    let mut t = [None; 256];
     let mut i = 0;
-    while i < N {
-        out[i] = b[i].to_ascii_lowercase();
+    while i < LONG_NAMES.len() {
+        let s = slot(LONG_NAMES[i].0.as_bytes());
+        // A collision would make a known header unrecognisable: fail the build instead.
+        assert!(t[s].is_none(), "header name table collision; change slot()");
+        t[s] = Some(i as u8);
         i += 1;
     }
-    out
-}
+    t
+};
+
+const COMPACT: [HeaderName; 256] = {
+    let mut t = [HeaderName::Other; 256];
+    let mut i = 0;
+    while i < COMPACT_NAMES.len() {
+        t[COMPACT_NAMES[i].0.as_bytes()[0] as usize] = COMPACT_NAMES[i].1;
+        i += 1;
+    }
+    t
+};
 
 header_names! {
     /// `Via` / `v`.

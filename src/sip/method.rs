@@ -75,12 +75,11 @@ impl Method {
 
     /// Parses a method from a string, copying extension methods.
     pub fn parse(token: &str) -> Option<Method> {
-        Method::from_slice_of(&Bytes::copy_from_slice(token.as_bytes()), token.as_bytes()).map(
-            |m| match m {
-                Method::Extension(b) => Method::Extension(Bytes::copy_from_slice(&b)),
-                known => known,
-            },
-        )
+        if let Some(m) = Method::known(token.as_bytes()) {
+            return Some(m);
+        }
+        (!token.is_empty() && token.bytes().all(is_token))
+            .then(|| Method::Extension(Bytes::copy_from_slice(token.as_bytes())))
     }
 
     /// The method as written on the wire.

@@ -175,7 +175,8 @@ fn parse(mut buf: Bytes, stream: bool) -> Result<Message, ParseError> {
     let checked = check_headers(&buf, &headers)?;
     if let (StartLine::Request { method, .. }, Some(cseq)) = (&start, &checked.cseq) {
         if *method != cseq.method {
-            return Err(ParseError::CSeqMismatch);
+            let extension_method = matches!(method, Method::Extension(_));
+            return Err(ParseError::CSeqMismatch { extension_method });
         }
     }
     let available = b.len() - body_start;
@@ -254,9 +255,9 @@ fn parse_start_line(buf: &Bytes, end: usize) -> Result<StartLine, ParseError> {
     let uri_str = std::str::from_utf8(uri).map_err(|_| uri_err)?;
     match super::uri::Uri::parse(uri_str) {
         // Headers in a Request-URI are not allowed (RFC 3261 19.1.5, RFC 4475 escruri).
-        Ok(super::uri::Uri::Sip(u)) if u.headers.is_some() => return Err(uri_err),
-        Ok(_) => {}
-        Err(()) => return Err(uri_err),
+        Some(super::uri::Uri::Sip(u)) if u.headers.is_some() => return Err(uri_err),
+        Some(_) => {}
+        None => return Err(uri_err),
     }
     Ok(StartLine::Request {
         method,

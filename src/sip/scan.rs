@@ -37,8 +37,24 @@ pub(crate) fn is_lws(b: u8) -> bool {
 }
 
 /// Trims linear white space on both sides.
+#[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+    let b = s.as_bytes();
+    let (mut start, mut end) = (0, b.len());
+    while start < end && is_lws(b[start]) {
+        start += 1;
+    }
+    while end > start && is_lws(b[end - 1]) {
+        end -= 1;
+    }
+    &s[start..end]
+}
+
+/// Position of the first `b` in `s`. Header pieces are short, where a plain loop beats both
+/// `str::find` (generic char searcher) and a SIMD `memchr` set-up.
+#[inline]
+pub(crate) fn find_byte(s: &str, b: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&c| c == b)
 }
 
 /// Parses an all-digit string into a `u64`, refusing overflow, signs and empty input.
@@ -82,25 +98,15 @@ impl<'a> Iterator for SplitTop<'a> {
 /// Position of the first `sep` outside quotes and angle brackets.
 pub(crate) fn find_top(s: &str, sep: u8) -> Option<usize> {
     let b = s.as_bytes();
-    let (mut quoted, mut angle, mut i) = (false, false, 0);
+    let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        if quoted {
-            match c {
-                b'\\' => i += 1,
-                b'"' => quoted = false,
-                _ => {}
-            }
-        } else if angle {
-            angle = c != b'>';
-        } else if c == sep {
-            return Some(i);
-        } else if c == b'"' {
-            quoted = true;
-        } else if c == b'<' {
-            angle = true;
+        // Jump to the next byte that matters; most values contain no quotes or brackets.
+        i += memchr::memchr3(sep, b'"', b'<', &b[i..])?;
+        match b[i] {
+            c if c == sep => return Some(i),
+            b'"' => i += quoted_end(&b[i..])?,
+            _ => i += memchr::memchr(b'>', &b[i..])? + 1,
         }
-        i += 1;
     }
     None
 }
@@ -200,7 +206,7 @@ impl<'a> Params<'a> {
 }
 
 fn split_param(p: &str) -> (&str, Option<&str>) {
-    match p.find('=') {
+    match find_byte(p, b'=') {
         Some(eq) => (trim_lws(&p[..eq]), Some(trim_lws(&p[eq + 1..]))),
         None => (trim_lws(p), None),
     }

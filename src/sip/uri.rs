@@ -4,7 +4,7 @@
 //! Escapes (`%HH`) are validated but never decoded here: comparisons that need decoding are
 //! the caller's (RFC 4475 esc01, escnull).
 
-use super::scan::{is_lws, Params};
+use super::scan::{find_byte, is_lws, Params};
 
 /// A parsed URI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +51,13 @@ pub struct TelUri<'a> {
 }
 
 impl<'a> Uri<'a> {
-    /// Parses a URI; `Err` when the scheme is malformed or a `sip`/`sips`/`tel` URI is.
-    pub fn parse(s: &'a str) -> Result<Uri<'a>, ()> {
-        let colon = s.find(':').ok_or(())?;
+    /// Parses a URI; `None` when the scheme is malformed or a `sip`/`sips`/`tel` URI is.
+    pub fn parse(s: &'a str) -> Option<Uri<'a>> {
+        Uri::parse_inner(s).ok()
+    }
+
+    fn parse_inner(s: &'a str) -> Result<Uri<'a>, ()> {
+        let colon = find_byte(s, b':').ok_or(())?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         let b = scheme.as_bytes();
@@ -65,18 +69,17 @@ impl<'a> Uri<'a> {
         {
             return Err(());
         }
-        if s.bytes()
-            .any(|c| is_lws(c) || matches!(c, b'<' | b'>' | b'"') || c < 0x20)
-        {
-            return Err(());
-        }
         if scheme.eq_ignore_ascii_case("sip") {
             parse_sip(rest, false).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("sips") {
             parse_sip(rest, true).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("tel") {
             parse_tel(rest).map(Uri::Tel)
-        } else if rest.is_empty() {
+        } else if rest.is_empty()
+            || s.bytes()
+                .any(|c| is_lws(c) || matches!(c, b'<' | b'>' | b'"') || c < 0x20)
+        {
+            // Opaque schemes are only checked for what would break the message around them.
             Err(())
         } else {
             Ok(Uri::Other { scheme, raw: s })
@@ -92,28 +95,68 @@ impl<'a> Uri<'a> {
     }
 }
 
-fn is_unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
-}
+/// Character classes of RFC 3261 25.1 as bit sets, one table probe per byte.
+const USER: u8 = 1;
+const PASSWORD: u8 = 2;
+const HEADER: u8 = 4;
+/// `paramchar` plus `=` and `;` (a whole `;name=value;...` run is checked at once).
+const PARAMS: u8 = 8;
+const HOST: u8 = 16;
 
-/// Checks every byte with `ok`, accepting `%HH` escapes.
-fn escaped_all(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let unreserved = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        let mut bits = 0;
+        if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            bits |= USER;
+        }
+        if unreserved || matches!(c, b'&' | b'=' | b'+' | b'$' | b',') {
+            bits |= PASSWORD;
+        }
+        if unreserved
+            || matches!(
+                c,
+                b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+            )
+        {
+            bits |= HEADER;
+        }
+        if unreserved
+            || matches!(
+                c,
+                b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=' | b';'
+            )
+        {
+            bits |= PARAMS;
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_') {
+            bits |= HOST;
+        }
+        t[i] = bits;
+        i += 1;
+    }
+    t
+};
+
+/// Checks every byte against `class`, accepting `%HH` escapes.
+fn escaped_all(s: &str, class: u8) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-            {
-                return false;
-            }
-            i += 3;
-        } else if ok(b[i]) {
+        if CLASS[b[i] as usize] & class != 0 {
             i += 1;
+        } else if b[i] == b'%'
+            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            i += 3;
         } else {
             return false;
         }
@@ -123,15 +166,14 @@ fn escaped_all(s: &str, ok: impl Fn(u8) -> bool) -> bool {
 
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
     let (mut user, mut password, mut hostpart) = (None, None, rest);
-    if let Some(at) = rest.find('@') {
+    if let Some(at) = find_byte(rest, b'@') {
         let userinfo = &rest[..at];
-        let (u, p) = match userinfo.find(':') {
+        let (u, p) = match find_byte(userinfo, b':') {
             Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
             None => (userinfo, None),
         };
-        let user_ok = escaped_all(u, |c| is_unreserved(c) || b"&=+$,;?/".contains(&c));
-        let pass_ok =
-            p.is_none_or(|p| escaped_all(p, |c| is_unreserved(c) || b"&=+$,".contains(&c)));
+        let user_ok = escaped_all(u, USER);
+        let pass_ok = p.map_or(true, |p| escaped_all(p, PASSWORD));
         if u.is_empty() || !user_ok || !pass_ok {
             return Err(());
         }
@@ -139,25 +181,27 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
         password = p;
         hostpart = &rest[at + 1..];
     }
-    let (hostpart, headers) = match hostpart.find('?') {
+    let (hostpart, headers) = match find_byte(hostpart, b'?') {
         Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
         None => (hostpart, None),
     };
     if let Some(h) = headers {
-        if h.is_empty() || !escaped_all(h, |c| is_unreserved(c) || b"[]/?:+$=&".contains(&c)) {
+        if h.is_empty() || !escaped_all(h, HEADER) {
             return Err(());
         }
     }
-    let (hostport, params) = match hostpart.find(';') {
+    let (hostport, params) = match find_byte(hostpart, b';') {
         Some(sc) => (&hostpart[..sc], &hostpart[sc..]),
         None => (hostpart, ""),
     };
     let (host, port) = split_hostport(hostport)?;
-    let params_ok = params.is_empty()
-        || params[1..].split(';').all(|p| {
-            let name = p.split('=').next().unwrap_or("");
-            !name.is_empty() && escaped_all(p, |c| is_unreserved(c) || b"[]/:&+$=".contains(&c))
-        });
+    // Every parameter needs a name: no empty `;;` and no `;=`.
+    let p = params.as_bytes();
+    let params_ok = escaped_all(params, PARAMS)
+        && !p.ends_with(b";")
+        && !p
+            .windows(2)
+            .any(|w| w[0] == b';' && (w[1] == b';' || w[1] == b'='));
     if !params_ok {
         return Err(());
     }
@@ -175,7 +219,7 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
 /// Splits `host[:port]`, checking the host (hostname, IPv4, or `[IPv6]`).
 pub(crate) fn split_hostport(s: &str) -> Result<(&str, Option<u16>), ()> {
     let (host, port) = if s.starts_with('[') {
-        let close = s.find(']').ok_or(())?;
+        let close = find_byte(s, b']').ok_or(())?;
         let inner = &s[1..close];
         if inner.is_empty()
             || !inner
@@ -186,13 +230,9 @@ pub(crate) fn split_hostport(s: &str) -> Result<(&str, Option<u16>), ()> {
         }
         (&s[..=close], &s[close + 1..])
     } else {
-        let end = s.find(':').unwrap_or(s.len());
+        let end = find_byte(s, b':').unwrap_or(s.len());
         let host = &s[..end];
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-        {
+        if host.is_empty() || !host.bytes().all(|c| CLASS[c as usize] & HOST != 0) {
             return Err(());
         }
         (host, &s[end..])
@@ -209,7 +249,7 @@ pub(crate) fn split_hostport(s: &str) -> Result<(&str, Option<u16>), ()> {
 }
 
 fn parse_tel(rest: &str) -> Result<TelUri<'_>, ()> {
-    let (number, params) = match rest.find(';') {
+    let (number, params) = match find_byte(rest, b';') {
         Some(sc) => (&rest[..sc], &rest[sc..]),
         None => (rest, ""),
     };

@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use crate::sip::scan::{is_token, is_token_str, quoted_end, split_top, trim_lws, unquote};
+use crate::sip::scan::{
+    find_byte, is_token, is_token_str, quoted_end, split_top, trim_lws, unquote,
+};
 
 /// `scheme auth-param *(COMMA auth-param)`, shared by credentials and challenges.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,7 +27,7 @@ impl<'a> AuthValue<'a> {
             return Err(());
         }
         for p in split_top(params, b',').filter(|p| !p.is_empty()) {
-            let eq = p.find('=').ok_or(())?;
+            let eq = find_byte(p, b'=').ok_or(())?;
             let (n, v) = (trim_lws(&p[..eq]), trim_lws(&p[eq + 1..]));
             let v_ok = if v.starts_with('"') {
                 quoted_end(v.as_bytes()) == Some(v.len())
@@ -43,7 +45,7 @@ impl<'a> AuthValue<'a> {
         split_top(self.params, b',')
             .filter(|p| !p.is_empty())
             .map(|p| {
-                let eq = p.find('=').unwrap_or(p.len());
+                let eq = find_byte(p, b'=').unwrap_or(p.len());
                 (
                     trim_lws(&p[..eq]),
                     unquote(trim_lws(p.get(eq + 1..).unwrap_or(""))),

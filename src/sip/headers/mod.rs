@@ -17,7 +17,7 @@ pub use cseq::CSeq;
 pub use name_addr::{Contact, NameAddr};
 pub use via::{Rport, Via};
 
-use super::scan::{find_top, is_token_str, parse_digits, quoted_end, trim_lws};
+use super::scan::{find_byte, find_top, is_token_str, parse_digits, quoted_end, trim_lws};
 
 macro_rules! checked_str {
     ($(#[$doc:meta])* $name:ident) => {
@@ -111,7 +111,7 @@ pub struct MediaType<'a> {
 impl<'a> MediaType<'a> {
     pub(crate) fn parse(s: &'a str) -> Result<MediaType<'a>, ()> {
         let (t, params) = split_params(s);
-        let slash = t.find('/').ok_or(())?;
+        let slash = find_byte(t, b'/').ok_or(())?;
         let kind = trim_lws(&t[..slash]);
         let subtype = trim_lws(&t[slash + 1..]);
         if !is_token_str(kind) || !is_token_str(subtype) {
@@ -219,7 +219,7 @@ impl<'a> RetryAfter<'a> {
         let mut rest = trim_lws(&s[digits_end..]);
         let mut comment = None;
         if let Some(r) = rest.strip_prefix('(') {
-            let close = r.find(')').ok_or(())?;
+            let close = find_byte(r, b')').ok_or(())?;
             comment = Some(&r[..close]);
             rest = trim_lws(&r[close + 1..]);
         }
@@ -245,13 +245,13 @@ pub struct Warning<'a> {
 impl<'a> Warning<'a> {
     pub(crate) fn parse(s: &'a str) -> Result<Warning<'a>, ()> {
         let s = trim_lws(s);
-        let sp = s.find(' ').ok_or(())?;
+        let sp = find_byte(s, b' ').ok_or(())?;
         let code = &s[..sp];
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(());
         }
         let rest = trim_lws(&s[sp..]);
-        let sp = rest.find(' ').ok_or(())?;
+        let sp = find_byte(rest, b' ').ok_or(())?;
         let agent = &rest[..sp];
         let text = trim_lws(&rest[sp..]);
         if agent.is_empty() || quoted_end(text.as_bytes()) != Some(text.len()) {

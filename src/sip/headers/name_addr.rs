@@ -2,7 +2,7 @@
 //! (RFC 3261 20.10, 20.20, 20.39, 25.1).
 
 use super::{Params, Tag};
-use crate::sip::scan::{find_top, is_lws, is_token, quoted_end, trim_lws};
+use crate::sip::scan::{find_byte, find_top, is_lws, is_token, quoted_end, trim_lws};
 use crate::sip::uri::Uri;
 
 /// An address with its header parameters.
@@ -75,7 +75,7 @@ pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
             return Err(());
         }
         (Some(&s[1..end - 1]), rest)
-    } else if let Some(lt) = s.find('<') {
+    } else if let Some(lt) = find_byte(s, b'<') {
         let words = trim_lws(&s[..lt]);
         if !valid_words(words) {
             return Err(());
@@ -84,14 +84,14 @@ pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
     } else {
         // addr-spec: the URI ends at the first ';' and may not carry '?' headers or ','
         // (RFC 3261 20.10; RFC 4475 regbadct).
-        let (uri, params) = match s.find(';') {
+        let (uri, params) = match find_byte(s, b';') {
             Some(i) => (trim_lws(&s[..i]), &s[i..]),
             None => (s, ""),
         };
         if uri.contains(['?', ',']) {
             return Err(());
         }
-        Uri::parse(uri)?;
+        Uri::parse(uri).ok_or(())?;
         let params = Params::parse(params).ok_or(())?;
         return Ok(NameAddr {
             display_name: None,
@@ -101,9 +101,9 @@ pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
         });
     };
     let inner = &rest[1..];
-    let gt = inner.find('>').ok_or(())?;
+    let gt = find_byte(inner, b'>').ok_or(())?;
     let uri = &inner[..gt];
-    Uri::parse(uri)?;
+    Uri::parse(uri).ok_or(())?;
     let params = Params::parse(&inner[gt + 1..]).ok_or(())?;
     Ok(NameAddr {
         display_name,

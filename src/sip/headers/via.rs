@@ -1,7 +1,7 @@
 //! Via (RFC 3261 20.42, 18.2.1; `rport` RFC 3581).
 
 use super::{Branch, Params};
-use crate::sip::scan::{find_top, is_lws, is_token, trim_lws};
+use crate::sip::scan::{find_byte, find_top, is_lws, is_token, trim_lws};
 use crate::sip::uri::split_hostport;
 
 /// One Via value.
@@ -109,7 +109,7 @@ pub(crate) fn parse(s: &str) -> Result<Via<'_>, ()> {
 /// `host [ SWS ":" SWS port ]`.
 fn sent_by_parts(s: &str) -> Result<(&str, Option<u16>), ()> {
     let host_end = if s.starts_with('[') {
-        s.find(']').ok_or(())? + 1
+        find_byte(s, b']').ok_or(())? + 1
     } else {
         s.bytes()
             .position(|b| b == b':' || is_lws(b))
