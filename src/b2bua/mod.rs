@@ -16,6 +16,8 @@ mod dialog;
 mod leg;
 mod setup;
 mod teardown;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -25,7 +25,7 @@ pub mod sip_keys;
 pub mod timers;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,346 @@
+//! Sans-IO call tests: messages in, `Out` actions out, time passed by hand. Every ending checks
+//! that the limiter is back at zero.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::model::Transport;
+use crate::sip::{self, Message};
+use crate::transaction::sip_keys::{client_key, server_key};
+
+const CFG: &str = r#"
+[server]
+name = "t"
+reject_code = 486
+[license]
+sip_trunking_channels = 10
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[[service_provider]]
+name = "sp"
+limits = { public = 1 }
+[[organization]]
+name = "acme"
+service_provider = "sp"
+domain = "acme.example"
+[[user]]
+name = "u"
+organization = "acme"
+[[extension]]
+number = "200"
+user = "u"
+pbx = { address = "127.0.0.11:5060", transport = "udp", authenticate = false }
+[[trunk]]
+name = "carrier"
+kind = "ip"
+address = "127.0.0.1:5080"
+[[outbound_rule]]
+organization = "acme"
+pattern = "^[0-9]+$"
+trunks = ["carrier"]
+"#;
+
+struct Fixture {
+    b2bua: B2bua,
+    limiter: Arc<Limiter>,
+    now: Instant,
+    out: Vec<Out>,
+}
+
+fn fixture() -> Fixture {
+    let snapshot = crate::config::load(CFG)
+        .map(|l| l.snapshot)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let limiter = Arc::new(Limiter::new(Arc::new(snapshot)));
+    let settings = Settings {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        local: Local {
+            udp: Some("127.0.0.1:5070".into()),
+            tcp: None,
+        },
+        node: "t".into(),
+    };
+    let b2bua = B2bua::new(limiter.clone(), settings, 7);
+    // The clock is never read by the core: any fixed origin works.
+    let now = crate::transaction::testing::origin();
+    Fixture {
+        b2bua,
+        limiter,
+        now,
+        out: Vec::new(),
+    }
+}
+
+fn pbx() -> Dest {
+    Dest {
+        transport: Transport::Udp,
+        addr: "127.0.0.11:5060".parse::<SocketAddr>().expect("addr"),
+    }
+}
+
+fn request(text: &str) -> sip::Request {
+    match sip::parse_datagram(Bytes::from(text.replace('\n', "\r\n"))) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("test request did not parse: {other:?}"),
+    }
+}
+
+fn response(bytes: &Bytes) -> sip::Response {
+    match sip::parse_datagram(bytes.clone()) {
+        Ok(Message::Response(r)) => r,
+        other => panic!("test response did not parse: {other:?}"),
+    }
+}
+
+fn invite(call_id: &str) -> sip::Request {
+    request(&format!(
+        "INVITE sip:3125559999@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bK{call_id}\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:200@127.0.0.11:5060>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: 4\n\nv=0\n"
+    ))
+}
+
+/// The B-leg INVITE the call started (its bytes), from the outputs.
+fn b_invite(out: &[Out]) -> Bytes {
+    out.iter()
+        .find_map(|o| match o {
+            Out::StartInvite { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("a B-leg INVITE was started")
+}
+
+/// A response from the callee to our B INVITE.
+fn b_response(b_inv: &Bytes, status: u16, reason: &str) -> sip::Response {
+    let req = match sip::parse_datagram(b_inv.clone()) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    let extra = [("Contact", "<sip:uas@127.0.0.1:5080>")];
+    response(&sip::response_to(&req, status, reason, Some("b1"), &extra))
+}
+
+fn statuses(out: &[Out]) -> Vec<u16> {
+    out.iter()
+        .filter_map(|o| {
+            if let Out::Respond { status, .. } = o {
+                Some(*status)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn ended(out: &[Out]) -> Option<Outcome> {
+    out.iter().find_map(|o| {
+        if let Out::Ended { outcome, .. } = o {
+            Some(*outcome)
+        } else {
+            None
+        }
+    })
+}
+
+impl Fixture {
+    fn start_call(&mut self, call_id: &str) -> Bytes {
+        let inv = invite(call_id);
+        let key = server_key(&inv);
+        self.b2bua
+            .on_new_invite(self.now, inv, key, pbx(), &mut self.out);
+        assert_eq!(statuses(&self.out), vec![100]);
+        assert_eq!(self.limiter.in_use(), 8, "local->public holds 8 counters");
+        let b = b_invite(&self.out);
+        self.out.clear();
+        b
+    }
+
+    fn b_says(&mut self, b_inv: &Bytes, status: u16, reason: &str) {
+        let resp = b_response(b_inv, status, reason);
+        let key = client_key(&resp).expect("our branch");
+        self.b2bua.on_response(self.now, &key, resp, &mut self.out);
+    }
+}
+
+#[test]
+fn answered_call_released_by_bye_from_caller() {
+    let mut f = fixture();
+    let b = f.start_call("c1");
+    let text = String::from_utf8_lossy(&b).into_owned();
+    assert!(text.contains("v=0"), "SDP crosses byte-exact");
+    assert!(!text.contains("Call-ID: c1"), "leg B has its own Call-ID");
+    f.b_says(&b, 200, "OK");
+    assert_eq!(statuses(&f.out), vec![200]);
+    assert!(
+        f.out.iter().any(|o| matches!(o, Out::Send { .. })),
+        "B's 2xx is ACKed"
+    );
+    f.out.clear();
+    let bye = request("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKbye1\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag=x\nCall-ID: c1\nCSeq: 2 BYE\nContent-Length: 0\n\n");
+    let key = server_key(&bye);
+    f.b2bua.on_in_dialog(f.now, bye, key, &mut f.out);
+    assert_eq!(statuses(&f.out), vec![200]);
+    assert!(
+        f.out
+            .iter()
+            .any(|o| matches!(o, Out::StartNonInvite { .. })),
+        "BYE sent to B"
+    );
+    assert_eq!(ended(&f.out), Some(Outcome::Answered));
+    assert_eq!(f.limiter.in_use(), 0);
+    assert!(f.b2bua.is_empty());
+}
+
+#[test]
+fn busy_callee_is_relayed_and_releases() {
+    let mut f = fixture();
+    let b = f.start_call("c2");
+    f.b_says(&b, 486, "Busy Here");
+    assert_eq!(statuses(&f.out), vec![486]);
+    assert_eq!(ended(&f.out), Some(Outcome::Failed));
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn full_counter_refuses_with_reason_and_no_b_leg() {
+    let mut f = fixture();
+    let _held = f.start_call("c3");
+    let inv = invite("c4");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    let refusal = f.out.iter().find_map(|o| match o {
+        Out::Respond {
+            status: 486, bytes, ..
+        } => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    });
+    let text = refusal.expect("486 to the caller");
+    assert!(
+        text.contains("Reason: SIP;cause=486;text=\"service_provider sp: public 1/1\""),
+        "{text}"
+    );
+    assert!(
+        !f.out.iter().any(|o| matches!(o, Out::StartInvite { .. })),
+        "nothing towards B"
+    );
+    assert_eq!(f.limiter.in_use(), 8, "only the first call holds units");
+}
+
+#[test]
+fn cancel_before_answer_sends_487_and_cancel() {
+    let mut f = fixture();
+    let b = f.start_call("c5");
+    f.b_says(&b, 180, "Ringing");
+    assert_eq!(statuses(&f.out), vec![180]);
+    f.out.clear();
+    let key = server_key(&invite("c5"));
+    f.b2bua.on_cancel(&key, &mut f.out);
+    assert_eq!(statuses(&f.out), vec![487]);
+    assert!(
+        f.out
+            .iter()
+            .any(|o| matches!(o, Out::StartNonInvite { .. })),
+        "CANCEL to B"
+    );
+    assert_eq!(f.limiter.in_use(), 0, "units released at CANCEL");
+    f.out.clear();
+    f.b_says(&b, 487, "Request Terminated");
+    assert_eq!(ended(&f.out), Some(Outcome::Cancelled));
+    assert!(statuses(&f.out).is_empty(), "A already has its 487");
+}
+
+#[test]
+fn answer_racing_cancel_gets_ack_and_bye() {
+    let mut f = fixture();
+    let b = f.start_call("c6");
+    let key = server_key(&invite("c6"));
+    f.b2bua.on_cancel(&key, &mut f.out);
+    f.out.clear();
+    f.b_says(&b, 200, "OK");
+    assert!(
+        f.out.iter().any(|o| matches!(o, Out::Send { .. })),
+        "ACK to B"
+    );
+    assert_eq!(ended(&f.out), Some(Outcome::Cancelled));
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn b_invite_timeout_answers_408() {
+    let mut f = fixture();
+    let b = f.start_call("c7");
+    let req = match sip::parse_datagram(b) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    let key = crate::transaction::sip_keys::client_key_for(
+        req.parts().branch().map_or("", |b| b.as_str()),
+        &sip::Method::Invite,
+    );
+    f.b2bua.on_client_failure(f.now, &key, true, &mut f.out);
+    assert_eq!(statuses(&f.out), vec![408]);
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn missing_ack_ends_the_call_after_64_t1() {
+    let mut f = fixture();
+    let b = f.start_call("c8");
+    f.b_says(&b, 200, "OK");
+    let arms: Vec<(Instant, CallTimer)> = f
+        .out
+        .iter()
+        .filter_map(|o| {
+            if let Out::Arm { at, timer, .. } = o {
+                Some((*at, *timer))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let (at, _) = *arms
+        .iter()
+        .find(|(_, t)| *t == CallTimer::NoAck)
+        .expect("no-ACK timer armed");
+    assert_eq!(at, f.now + Duration::from_millis(500) * 64);
+    let id = f.b2bua.calls().next().map(|c| c.id).expect("one call");
+    f.out.clear();
+    f.b2bua.on_timer(at, id, CallTimer::NoAck, &mut f.out);
+    let byes = f
+        .out
+        .iter()
+        .filter(|o| matches!(o, Out::StartNonInvite { .. }))
+        .count();
+    assert_eq!(byes, 2, "BYE on both legs");
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn drain_refuses_new_calls_and_ends_calls_in_progress() {
+    let mut f = fixture();
+    let b = f.start_call("c9");
+    f.b_says(&b, 200, "OK");
+    f.out.clear();
+    f.b2bua.drain(f.now, &mut f.out);
+    assert_eq!(f.limiter.in_use(), 0);
+    f.out.clear();
+    let inv = invite("c10");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    assert_eq!(statuses(&f.out), vec![503]);
+}
+
+#[test]
+fn transport_loss_on_a_leg_hangs_up_the_other() {
+    let mut f = fixture();
+    let b = f.start_call("c11");
+    f.b_says(&b, 200, "OK");
+    f.out.clear();
+    // Leg A is UDP here; a TCP close of B's peer must not touch it, a close of the UDP peer either.
+    f.b2bua.on_transport_closed(f.now, pbx().addr, &mut f.out);
+    assert_eq!(f.limiter.in_use(), 8, "UDP legs have no connection to lose");
+}
