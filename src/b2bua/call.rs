@@ -82,6 +82,10 @@ pub struct Call {
     pub(super) b_ack_waits_for_a: bool,
     /// A re-INVITE is being relayed (a second one gets 491, RFC 3261 14.1).
     pub(super) reinvite_pending: bool,
+    /// RFC 4028 session interval agreed with A (A refreshes; callgate only watches).
+    pub(super) session: Option<Duration>,
+    /// When the session expires unless refreshed.
+    pub(super) session_deadline: Option<Instant>,
     /// The counters the call holds; `None` once released.
     pub(super) permit: Option<Permit>,
     /// From and To of the A INVITE, for the admin API.
@@ -107,4 +111,33 @@ impl Call {
             })
             .collect()
     }
+}
+
+/// The session interval for a call (RFC 4028): ours, or the caller's when it asked for less, as
+/// long as the caller supports the extension (else it could not refresh and the call would die).
+pub(super) fn session_interval(invite: &Request, ours: Option<Duration>) -> Option<Duration> {
+    let ours = ours?;
+    let parts = invite.parts();
+    let supports = parts
+        .supported()
+        .filter_map(Result::ok)
+        .any(|t| t.eq_ignore_ascii_case("timer"));
+    if !supports {
+        return None;
+    }
+    let asked = parts
+        .session_expires()
+        .and_then(Result::ok)
+        .map(|se| Duration::from_secs(se.secs.into()));
+    // 90 s is RFC 4028's minimum Min-SE.
+    Some(match asked {
+        Some(a) if a < ours && a >= Duration::from_secs(90) => a,
+        _ => ours,
+    })
+}
+
+/// When callgate, the non-refresher, ends an unrefreshed session: min(32 s, interval/3) before
+/// it expires (RFC 4028 10).
+pub(super) fn session_deadline(now: Instant, interval: Duration) -> Instant {
+    now + interval - (interval / 3).min(Duration::from_secs(32))
 }

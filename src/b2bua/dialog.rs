@@ -33,7 +33,10 @@ impl B2bua {
                 origin,
                 origin_req,
                 is_invite,
-            } => self.relay_response(id, origin, &origin_req, is_invite, &resp, out),
+            } => {
+                self.refresh_session(now, id, &origin_req, &resp, out);
+                self.relay_response(id, origin, &origin_req, is_invite, &resp, out)
+            }
             ClientRole::Teardown => {}
         }
         if is_final && !matches!(self.by_client.get(key), Some((_, ClientRole::Invite))) {
@@ -96,6 +99,15 @@ impl B2bua {
         call.answered = Some(now);
         let ok = answer_a(call, resp, &local);
         call.a_ok = Some(ok.clone());
+        if let Some(interval) = call.session {
+            let at = super::call::session_deadline(now, interval);
+            call.session_deadline = Some(at);
+            out.push(Out::Arm {
+                at,
+                call: id,
+                timer: CallTimer::SessionExpiry,
+            });
+        }
         out.push(Out::Respond {
             key: call.a_invite_key.clone(),
             status: resp.status().as_u16(),
@@ -393,6 +405,33 @@ impl B2bua {
     }
 }
 
+impl B2bua {
+    /// A 2xx to a relayed re-INVITE or UPDATE refreshes the session (RFC 4028 10).
+    fn refresh_session(
+        &mut self,
+        now: Instant,
+        id: u64,
+        req: &Request,
+        resp: &Response,
+        out: &mut Vec<Out>,
+    ) {
+        let refresh =
+            matches!(req.method(), Method::Invite | Method::Update) && resp.status().is_success();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let (true, Some(interval)) = (refresh, call.session) {
+            let at = super::call::session_deadline(now, interval);
+            call.session_deadline = Some(at);
+            out.push(Out::Arm {
+                at,
+                call: id,
+                timer: CallTimer::SessionExpiry,
+            });
+        }
+    }
+}
+
 fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out: &mut Vec<Out>) {
     if call.state == CallState::Calling {
         call.state = CallState::Early;
@@ -437,7 +476,13 @@ fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Bytes {
     let body = ct
         .filter(|_| !parts.body().is_empty())
         .map(|ct| (ct, parts.body()));
-    let extra = [("Contact", contact.as_str())];
+    let se = call
+        .session
+        .map(|d| format!("{};refresher=uac", d.as_secs()));
+    let mut extra = vec![("Contact", contact.as_str())];
+    if let Some(se) = &se {
+        extra.extend([("Session-Expires", se.as_str()), ("Require", "timer")]);
+    }
     let status = resp.status().as_u16();
     sip::response_with_body(
         &call.a_invite,

@@ -103,6 +103,8 @@ pub enum CallTimer {
     NoAck,
     /// `max_call_duration` reached: BYE both legs.
     MaxDuration,
+    /// RFC 4028: no session refresh before the session expired: BYE both legs.
+    SessionExpiry,
 }
 
 /// Addresses callgate writes in Via and Contact, per transport.

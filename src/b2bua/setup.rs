@@ -184,6 +184,10 @@ impl B2bua {
         let from = req.parts().from().uri.to_owned();
         let to = req.parts().to().uri.to_owned();
         let b_ack_waits_for_a = req.parts().body().is_empty();
+        let session = super::call::session_interval(
+            &req,
+            self.limiter.current().config().server.session_expires,
+        );
         self.by_call_id.insert(a.call_id.clone(), (id, Side::A));
         self.by_call_id.insert(b.call_id.clone(), (id, Side::B));
         self.by_client.insert(b_key, (id, ClientRole::Invite));
@@ -203,6 +207,8 @@ impl B2bua {
             a_ok_interval: self.settings.t1,
             b_ack_waits_for_a,
             reinvite_pending: false,
+            session,
+            session_deadline: None,
             permit: Some(permit),
             from,
             to,
@@ -263,6 +269,13 @@ impl B2bua {
             .collect();
         for (name, value) in &copied {
             b = b.header(name, value);
+        }
+        // Leg B gets callgate's session timer: callgate is the refresher towards B, and its
+        // refreshes are the caller's, relayed (RFC 4028 as a B2BUA).
+        let session = self.limiter.current().config().server.session_expires;
+        let se = session.map(|d| format!("{};refresher=uac", d.as_secs()));
+        if let Some(se) = &se {
+            b = b.header("Session-Expires", se).header("Supported", "timer");
         }
         let content_type = parts
             .header(HeaderName::ContentType)

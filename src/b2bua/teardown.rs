@@ -140,6 +140,16 @@ impl B2bua {
                     self.end_call(now, id, Outcome::Answered, out);
                 }
             }
+            CallTimer::SessionExpiry => {
+                // Stale wake-ups (the session was refreshed since) carry an earlier deadline.
+                if call.session_deadline.is_some_and(|d| d <= now) {
+                    tracing::info!(
+                        call = id,
+                        "session expired without refresh; ending the call"
+                    );
+                    self.end_call(now, id, Outcome::Answered, out);
+                }
+            }
             CallTimer::MaxDuration => {
                 tracing::info!(call = id, "max_call_duration reached; ending the call");
                 let outcome = outcome_of(call.state);

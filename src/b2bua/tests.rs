@@ -344,3 +344,88 @@ fn transport_loss_on_a_leg_hangs_up_the_other() {
     f.b2bua.on_transport_closed(f.now, pbx().addr, &mut f.out);
     assert_eq!(f.limiter.in_use(), 8, "UDP legs have no connection to lose");
 }
+
+fn with_session_timer() -> Fixture {
+    let cfg = CFG.replace(
+        "reject_code = 486",
+        "reject_code = 486\nsession_expires = \"300s\"",
+    );
+    let snapshot = crate::config::load(&cfg)
+        .map(|l| l.snapshot)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let f = fixture();
+    f.limiter.reload(Arc::new(snapshot));
+    f
+}
+
+fn timer_invite(call_id: &str) -> sip::Request {
+    let text = String::from_utf8_lossy(invite(call_id).parts().as_bytes()).into_owned();
+    let text = text.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: timer\r\n",
+    );
+    request(&text.replace("\r\n", "\n"))
+}
+
+#[test]
+fn unrefreshed_session_ends_the_call_rfc4028() {
+    let mut f = with_session_timer();
+    let inv = timer_invite("s1");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    let b = b_invite(&f.out);
+    assert!(String::from_utf8_lossy(&b).contains("Session-Expires: 300;refresher=uac"));
+    f.out.clear();
+    f.b_says(&b, 200, "OK");
+    let ok = f.out.iter().find_map(|o| match o {
+        Out::Respond {
+            status: 200, bytes, ..
+        } => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    });
+    let ok = ok.expect("200 to A");
+    assert!(
+        ok.contains("Session-Expires: 300;refresher=uac") && ok.contains("Require: timer"),
+        "{ok}"
+    );
+    let at = f.out.iter().find_map(|o| match o {
+        Out::Arm {
+            at,
+            timer: CallTimer::SessionExpiry,
+            ..
+        } => Some(*at),
+        _ => None,
+    });
+    // The non-refresher hangs up min(32 s, SE/3) before expiry: 300 - 32 = 268 s.
+    assert_eq!(at, Some(f.now + Duration::from_secs(268)));
+    let id = f.b2bua.calls().next().map(|c| c.id).expect("one call");
+    f.out.clear();
+    f.b2bua.on_timer(
+        f.now + Duration::from_secs(268),
+        id,
+        CallTimer::SessionExpiry,
+        &mut f.out,
+    );
+    assert_eq!(
+        f.out
+            .iter()
+            .filter(|o| matches!(o, Out::StartNonInvite { .. }))
+            .count(),
+        2
+    );
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn caller_without_timer_support_gets_no_session_timer() {
+    let mut f = with_session_timer();
+    let b = f.start_call("s2");
+    f.b_says(&b, 200, "OK");
+    assert!(!f.out.iter().any(|o| matches!(
+        o,
+        Out::Arm {
+            timer: CallTimer::SessionExpiry,
+            ..
+        }
+    )));
+}
