@@ -90,6 +90,7 @@ impl Daemon {
             path,
             limiter: limiter.clone(),
             metrics: metrics.clone(),
+            transports: transports.clone(),
         });
         let mut daemon = Daemon {
             sip: transports.bound(),
@@ -137,6 +138,11 @@ impl Daemon {
             }
         });
         Ok(bound)
+    }
+
+    /// SIP listeners bound now (they change with reloads).
+    pub fn bound(&self) -> Vec<(Transport, SocketAddr)> {
+        self.transports.bound()
     }
 
     /// Re-reads the configuration file (SIGHUP, `POST /reload`).
@@ -223,6 +229,7 @@ struct Reloader {
     path: Option<PathBuf>,
     limiter: Arc<Limiter>,
     metrics: Arc<Metrics>,
+    transports: Arc<Transports>,
 }
 
 impl Reloader {
@@ -240,10 +247,18 @@ impl Reloader {
         if !issues.is_empty() {
             return self.refuse(issues.iter().map(ToString::to_string).collect());
         }
+        // Listeners first: a port that cannot be bound refuses the whole file.
+        let listeners = match self.transports.reconcile(&loaded.snapshot.listen) {
+            Ok(l) => l,
+            Err(e) => return self.refuse(vec![e.to_string()]),
+        };
         let summary_line = loaded.snapshot.summary().to_string();
         let changes = self.limiter.reload(Arc::new(loaded.snapshot));
         self.metrics.config_reload(true);
         tracing::info!(took = ?started.elapsed(), counters.kept = changes.kept, counters.added = changes.added, counters.removed = changes.removed, "reload accepted: {summary_line}");
+        if listeners != Default::default() {
+            tracing::info!(added = ?listeners.added, removed = ?listeners.removed, "listeners changed");
+        }
         ReloadResult::accepted(vec![
             summary_line,
             format!(

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -105,10 +106,28 @@ pub enum TransportError {
     },
 }
 
+/// One bound listener: its configuration entry, what it is bound to, and the token that stops
+/// its receive or accept task when a reload removes it.
+struct Listener {
+    listen: Listen,
+    bound: SocketAddr,
+    udp: Option<Arc<tokio::net::UdpSocket>>,
+    stop: CancellationToken,
+}
+
+/// What a reload changed in the listener set.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListenerChanges {
+    /// Newly bound `(transport, address)`.
+    pub added: Vec<(Transport, SocketAddr)>,
+    /// Closed `(transport, address)`.
+    pub removed: Vec<(Transport, SocketAddr)>,
+}
+
 /// The bound listeners and the TCP connection table, shared by the driver and the listener tasks.
 pub struct Transports {
-    udp: Vec<Arc<tokio::net::UdpSocket>>,
-    tcp_addrs: Vec<SocketAddr>,
+    /// Swapped as a whole on reload; read lock-free on every send.
+    listeners: ArcSwap<Vec<Listener>>,
     conns: Arc<tcp::ConnTable>,
     inbound: mpsc::Sender<Inbound>,
     limits: TransportLimits,
@@ -124,55 +143,112 @@ impl Transports {
         limits: TransportLimits,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, TransportError> {
-        let conns = Arc::new(tcp::ConnTable::default());
-        let mut udp_sockets = Vec::new();
-        let mut tcp_listeners = Vec::new();
-        for listen in listens {
-            match listen.transport {
-                Transport::Udp => udp_sockets.push(Arc::new(udp::bind(listen.address)?)),
-                Transport::Tcp => tcp_listeners.push(tcp::bind(listen.address).await?),
-            }
-        }
-        let tcp_addrs = tcp_listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
         let this = Arc::new(Transports {
-            udp: udp_sockets,
-            tcp_addrs,
-            conns,
+            listeners: ArcSwap::from_pointee(Vec::new()),
+            conns: Arc::new(tcp::ConnTable::default()),
             inbound,
             limits,
             shutdown,
         });
-        for socket in &this.udp {
-            tokio::spawn(udp::receive_loop(
-                socket.clone(),
-                this.inbound.clone(),
-                this.shutdown.clone(),
-            ));
+        let mut bound = Vec::new();
+        for listen in listens {
+            match this.open(listen) {
+                Ok(l) => bound.push(l),
+                Err(e) => {
+                    bound.iter().for_each(|l: &Listener| l.stop.cancel());
+                    return Err(e);
+                }
+            }
         }
-        for listener in tcp_listeners {
-            tokio::spawn(tcp::accept_loop(listener, this.clone()));
-        }
+        this.listeners.store(Arc::new(bound));
         Ok(this)
+    }
+
+    /// Binds one listener and spawns its task (must run inside the runtime).
+    fn open(self: &Arc<Self>, listen: &Listen) -> Result<Listener, TransportError> {
+        let stop = self.shutdown.child_token();
+        let (bound, udp) = match listen.transport {
+            Transport::Udp => {
+                let socket = Arc::new(udp::bind(listen.address)?);
+                let bound = local_of(socket.local_addr(), listen)?;
+                tokio::spawn(udp::receive_loop(
+                    socket.clone(),
+                    self.inbound.clone(),
+                    stop.clone(),
+                ));
+                (bound, Some(socket))
+            }
+            Transport::Tcp => {
+                let listener = tcp::bind(listen.address)?;
+                let bound = local_of(listener.local_addr(), listen)?;
+                tokio::spawn(tcp::accept_loop(listener, self.clone(), stop.clone()));
+                (bound, None)
+            }
+        };
+        Ok(Listener {
+            listen: listen.clone(),
+            bound,
+            udp,
+            stop,
+        })
+    }
+
+    /// Applies a reloaded `[[listen]]` list: binds the new entries, stops accepting on removed
+    /// ones (TCP connections already open live on until they close), keeps the rest untouched.
+    /// On a bind failure nothing changes.
+    pub fn reconcile(
+        self: &Arc<Self>,
+        listens: &[Listen],
+    ) -> Result<ListenerChanges, TransportError> {
+        let current = self.listeners.load_full();
+        let mut changes = ListenerChanges::default();
+        let mut next = Vec::new();
+        for listen in listens {
+            match current.iter().find(|l| l.listen == *listen) {
+                Some(kept) => next.push(Listener {
+                    listen: kept.listen.clone(),
+                    bound: kept.bound,
+                    udp: kept.udp.clone(),
+                    stop: kept.stop.clone(),
+                }),
+                None => match self.open(listen) {
+                    Ok(l) => {
+                        changes.added.push((l.listen.transport, l.bound));
+                        next.push(l);
+                    }
+                    Err(e) => {
+                        next.iter()
+                            .filter(|l| changes.added.contains(&(l.listen.transport, l.bound)))
+                            .for_each(|l| l.stop.cancel());
+                        return Err(e);
+                    }
+                },
+            }
+        }
+        for old in current.iter().filter(|o| !listens.contains(&o.listen)) {
+            old.stop.cancel();
+            changes.removed.push((old.listen.transport, old.bound));
+        }
+        self.listeners.store(Arc::new(next));
+        Ok(changes)
     }
 
     /// Local address of the first listener of `transport` (what Via and Contact advertise when no
     /// `advertise` is configured).
     pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
-        match transport {
-            Transport::Udp => self.udp.first().and_then(|s| s.local_addr().ok()),
-            Transport::Tcp => self.tcp_addrs.first().copied(),
-        }
+        self.listeners
+            .load()
+            .iter()
+            .find(|l| l.listen.transport == transport)
+            .map(|l| l.bound)
     }
 
     /// Every bound address, for logs and tests.
     pub fn bound(&self) -> Vec<(Transport, SocketAddr)> {
-        let udp = self.udp.iter().filter_map(|s| s.local_addr().ok());
-        let tcp = self.tcp_addrs.iter().copied();
-        udp.map(|a| (Transport::Udp, a))
-            .chain(tcp.map(|a| (Transport::Tcp, a)))
+        self.listeners
+            .load()
+            .iter()
+            .map(|l| (l.listen.transport, l.bound))
             .collect()
     }
 
@@ -192,11 +268,12 @@ impl Transports {
     }
 
     fn send_udp(&self, dest: SocketAddr, data: Bytes) -> Result<(), TransportError> {
-        let socket = self
-            .udp
-            .iter()
+        let listeners = self.listeners.load();
+        let mut udp = listeners.iter().filter_map(|l| l.udp.as_ref());
+        let socket = udp
+            .clone()
             .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == dest.is_ipv4()))
-            .or(self.udp.first())
+            .or_else(|| udp.next())
             .ok_or(TransportError::NoListener(Transport::Udp))?;
         match socket.try_send_to(&data, dest) {
             Ok(_) => Ok(()),
@@ -239,4 +316,15 @@ impl PerIp {
             }
         }
     }
+}
+
+fn local_of(
+    addr: std::io::Result<SocketAddr>,
+    listen: &Listen,
+) -> Result<SocketAddr, TransportError> {
+    addr.map_err(|source| TransportError::Bind {
+        transport: listen.transport,
+        address: listen.address,
+        source,
+    })
 }

@@ -69,23 +69,29 @@ impl ConnTable {
     }
 }
 
-pub(super) async fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| TransportError::Bind {
-            transport: Transport::Tcp,
-            address,
-            source,
-        })
+/// Binds synchronously so a reload (which runs on a blocking thread) can add listeners.
+pub(super) fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
+    let err = |source| TransportError::Bind {
+        transport: Transport::Tcp,
+        address,
+        source,
+    };
+    let std_listener = std::net::TcpListener::bind(address).map_err(err)?;
+    std_listener.set_nonblocking(true).map_err(err)?;
+    TcpListener::from_std(std_listener).map_err(err)
 }
 
-pub(super) async fn accept_loop(listener: TcpListener, transports: Arc<Transports>) {
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    transports: Arc<Transports>,
+    stop: CancellationToken,
+) {
     let Ok(local) = listener.local_addr() else {
         return;
     };
     loop {
         let accepted = tokio::select! {
-            _ = transports.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
@@ -123,9 +129,7 @@ pub(super) fn send(
             .map_err(|_| TransportError::QueueFull(dest));
     }
     let local = transports
-        .tcp_addrs
-        .first()
-        .copied()
+        .local_addr(Transport::Tcp)
         .ok_or(TransportError::NoListener(Transport::Tcp))?;
     let pending =
         transports
