@@ -168,6 +168,7 @@ async fn wait_for_shutdown(path: &Path, mut current: config::Snapshot) -> anyhow
     let mut term = signal(SignalKind::terminate()).context("cannot register SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot register SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot register SIGHUP")?;
+    tracing::info!("running; SIGHUP reloads, SIGTERM or SIGINT stops");
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
