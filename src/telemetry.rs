@@ -1,6 +1,8 @@
 //! The tracing subscriber: text or JSON lines on stderr, filtered by an `EnvFilter` directive
 //! (`info`, `info,callgate::transaction=debug`). Installed once by `main`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
@@ -37,7 +39,9 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), TelemetryError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

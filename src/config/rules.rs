@@ -73,7 +73,7 @@ fn kind_requirements(b: &mut Build<'_>, t: &RawTrunk) -> TrunkKind {
         RawTrunkKind::Register => (TrunkKind::Register, "register", true, true),
         RawTrunkKind::AcceptRegister => (TrunkKind::AcceptRegister, "accept-register", false, true),
     };
-    let missing = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    let missing = |v: &Option<String>| v.as_deref().map_or(true, str::is_empty);
     let mut require = |field, absent: bool| {
         if absent {
             let problem = Problem::TrunkKindRequires { kind: name };
@@ -292,6 +292,8 @@ fn destination(
 pub(crate) fn outbound_rules(b: &mut Build<'_>) -> Vec<OutboundRule> {
     let raw = b.raw;
     let mut out = Vec::with_capacity(raw.outbound_rule.len());
+    // Stands in for an invalid pattern; the file is refused then, so it never matches anything.
+    let placeholder = Regex::new("$^").expect("invariant: valid regex");
     for (i, r) in raw.outbound_rule.iter().enumerate() {
         let ent = || Entity::OutboundRule {
             position: i + 1,
@@ -315,7 +317,7 @@ pub(crate) fn outbound_rules(b: &mut Build<'_>) -> Vec<OutboundRule> {
             .collect();
         out.push(OutboundRule {
             organization: org.unwrap_or(OrgId(0)),
-            pattern: pattern.unwrap_or_else(|| Regex::new("$^").expect("invariant: valid regex")),
+            pattern: pattern.unwrap_or_else(|| placeholder.clone()),
             trunks,
             strip: r.strip,
             prepend: r.prepend.clone(),

@@ -1,6 +1,7 @@
 //! Validation of the tenancy tree: service providers, organizations, users and extensions,
 //! including the SIP trunking extension rules of spec call-control 5.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -183,13 +184,16 @@ fn number<'r>(b: &mut Build<'r>, ent: Ent<'_>, e: &'r RawExtension, org: Option<
         b.error(ent(), "number", problem);
     }
     if let Some(org) = org {
-        if b.ext_by_number.contains_key(&(org, n)) {
-            let problem = Problem::DuplicateExtensionNumber {
-                number: n.to_owned(),
-            };
-            b.error(ent(), "number", problem);
-        } else {
-            b.ext_by_number.insert((org, n), ExtId(to_u32(i)));
+        match b.ext_by_number.entry((org, n)) {
+            Entry::Occupied(_) => {
+                let problem = Problem::DuplicateExtensionNumber {
+                    number: n.to_owned(),
+                };
+                b.error(ent(), "number", problem);
+            }
+            Entry::Vacant(v) => {
+                v.insert(ExtId(to_u32(i)));
+            }
         }
     }
 }

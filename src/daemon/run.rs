@@ -196,7 +196,7 @@ pub async fn run(snapshot: Snapshot, path: PathBuf, drain: Duration) -> Result<(
     let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
     let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
     let daemon = Daemon::start(snapshot, Some(path)).await?;
-    tracing::info!(sip = ?daemon.sip, admin = ?daemon.admin, "callgate ready");
+    tracing::info!(sip = ?daemon.sip, admin = ?daemon.admin, "ready; SIGHUP reloads, SIGTERM or SIGINT stops");
     systemd::ready();
     if let Some(every) = systemd::watchdog_interval() {
         let stop = daemon.shutdown.clone();
@@ -270,13 +270,8 @@ impl Reloader {
 
     fn refuse(&self, errors: Vec<String>) -> ReloadResult {
         self.metrics.config_reload(false);
-        tracing::warn!(
-            errors = errors.len(),
-            "reload refused; running configuration kept"
-        );
-        for e in &errors {
-            tracing::warn!("reload refused: {e}");
-        }
+        // One line with every issue: operators grep for it, and a bad file must not flood.
+        tracing::warn!(issues = ?errors, "reload refused; running configuration kept");
         ReloadResult::refused(errors)
     }
 }
