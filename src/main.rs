@@ -55,6 +55,13 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_drain)]
         drain: Duration,
     },
+    /// Active calls, counters near their limit and registrations, from the admin API.
+    Status {
+        /// Admin API base URL; the token, when one is configured, comes from
+        /// $CALLGATE_ADMIN_TOKEN.
+        #[arg(long, default_value = "http://127.0.0.1:9060")]
+        admin: String,
+    },
 }
 
 fn parse_drain(text: &str) -> Result<Duration, String> {
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => Ok(check_config(&cli.config)),
         Command::LicenseReport { json } => license_report(&cli.config, json),
         Command::Run { drain } => run(&cli.config, drain),
+        Command::Status { admin } => status(&admin),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -167,4 +175,23 @@ fn run(path: &Path, drain: Duration) -> anyhow::Result<ExitCode> {
         ))
         .context("daemon failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `callgate status`: exit 0 with the tables, 1 when the admin API cannot be read.
+fn status(url: &str) -> anyhow::Result<ExitCode> {
+    let token = std::env::var(callgate::admin::status::TOKEN_ENV).ok();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match runtime.block_on(callgate::admin::status(url, token.as_deref())) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+    }
 }
