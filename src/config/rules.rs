@@ -73,7 +73,7 @@ fn kind_requirements(b: &mut Build<'_>, t: &RawTrunk) -> TrunkKind {
         RawTrunkKind::Register => (TrunkKind::Register, "register", true, true),
         RawTrunkKind::AcceptRegister => (TrunkKind::AcceptRegister, "accept-register", false, true),
     };
-    let missing = |v: &Option<String>| v.as_deref().map_or(true, str::is_empty);
+    let missing = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
     let mut require = |field, absent: bool| {
         if absent {
             let problem = Problem::TrunkKindRequires { kind: name };
