@@ -1,12 +1,21 @@
 //! Calls bridged end to end between SIPp processes: a PBX extension (SIPp UAC or UAS) on one side,
 //! an `ip` trunk (SIPp UAS or UAC) on the other, callgate in between. Every test ends with every
-//! counter back at 0.
+//! counter back at 0 (the limiter and `GET /counters`).
+//!
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 11..=29 here.
 
 mod support;
 
 use std::time::Duration;
 
 use support::{acme, config, Harness, Net, Sipp, SippOpts, DID, PUBLIC_NUMBER};
+
+/// Units an outbound call from the PBX holds: extension max_calls and max_outgoing, user,
+/// organization, provider and server public, trunk max_calls and max_outbound.
+const OUTBOUND_UNITS: u64 = 8;
+
+/// The 64*T1 limits (Timer B, no ACK) with the default T1 of 500 ms, plus margin.
+const SLOW: Duration = Duration::from_secs(45);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_calls_set_up_and_hung_up_by_the_caller_over_udp() {
@@ -21,7 +30,180 @@ async fn twenty_calls_set_up_and_hung_up_by_the_caller_over_udp() {
         PUBLIC_NUMBER,
         SippOpts::calls(20).arg(&["-r", "50", "-l", "5"]),
     );
+    let caller = uac.finish().await;
+    caller.assert_ok("uac");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    assert_eq!(callee.received("INVITE ").len(), 20);
+    assert_eq!(callee.received("BYE ").len(), 20);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_call_to_a_did_reaches_the_pbx_with_the_did_kept() {
+    let net = Net(12);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas.xml", pbx, SippOpts::default()).await;
+    let uac = Sipp::uac("uac.xml", trunk, h.udp, DID, SippOpts::default());
     uac.finish().await.assert_ok("uac");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    let invite = callee.received("INVITE ");
+    assert!(invite[0].starts_with(&format!("INVITE sip:{DID}@")), "{}", invite[0]);
+    assert!(invite[0].contains(&format!("To: <sip:{DID}@")), "{}", invite[0]);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_hangs_up_and_the_caller_gets_the_bye() {
+    let net = Net(13);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas-bye.xml", trunk, SippOpts::calls(3)).await;
+    let uac = Sipp::uac("uac-hold.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::calls(3));
+    uas.finish().await.assert_ok("uas-bye");
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-hold");
+    assert_eq!(caller.received("BYE ").len(), 3);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_cancels_a_ringing_call() {
+    let net = Net(14);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas-ring.xml", trunk, SippOpts::calls(3)).await;
+    let uac = Sipp::uac("uac-cancel.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::calls(3));
+    uac.finish().await.assert_ok("uac-cancel");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas-ring");
+    assert_eq!(callee.received("CANCEL ").len(), 3);
+    h.assert_all_released().await;
+}
+
+/// B refuses with `status`; the caller must get the same code.
+async fn callee_refusal_is_relayed(net: Net, callee: &str, status: &str, reason: &str) {
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas(callee, trunk, SippOpts::default()).await;
+    let uac = Sipp::uac("uac-fail.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::default());
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-fail");
+    uas.finish().await.assert_ok(callee);
+    let finals = caller.received("SIP/2.0 ");
+    let last = finals.last().expect("a final response");
+    assert!(
+        last.starts_with(&format!("SIP/2.0 {status} {reason}")),
+        "caller got {last}"
+    );
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_486_from_the_callee_is_relayed_to_the_caller() {
+    callee_refusal_is_relayed(Net(15), "uas-busy.xml", "486", "Busy Here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_503_from_the_callee_is_relayed_to_the_caller() {
+    callee_refusal_is_relayed(Net(16), "uas-unavailable.xml", "503", "Service Unavailable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_callee_gives_the_caller_408_after_timer_b() {
+    let net = Net(17);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    // A callee that reads nothing and answers nothing (the port is open: no ICMP error).
+    let _silent = std::net::UdpSocket::bind(trunk).expect("bind the silent callee");
+    let opts = SippOpts {
+        timeout: SLOW,
+        ..SippOpts::default()
+    };
+    let uac = Sipp::uac("uac-fail.xml", pbx, h.udp, PUBLIC_NUMBER, opts);
+    h.wait_in_use(OUTBOUND_UNITS).await;
+    let caller = uac.finish_within(SLOW).await;
+    caller.assert_ok("uac-fail");
+    let finals = caller.received("SIP/2.0 408");
+    assert_eq!(finals.len(), 1, "{}", caller.messages);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_that_never_acks_is_hung_up_on_both_legs_after_64_t1() {
+    let net = Net(18);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let slow = SippOpts {
+        timeout: SLOW,
+        ..SippOpts::default()
+    };
+    let uas = Sipp::uas("uas.xml", trunk, slow.clone()).await;
+    let uac = Sipp::uac("uac-noack.xml", pbx, h.udp, PUBLIC_NUMBER, slow);
+    h.wait_in_use(OUTBOUND_UNITS).await;
+    let caller = uac.finish_within(SLOW).await;
+    caller.assert_ok("uac-noack");
+    let callee = uas.finish_within(SLOW).await;
+    callee.assert_ok("uas");
+    assert_eq!(caller.received("BYE ").len(), 1);
+    assert_eq!(callee.received("BYE ").len(), 1);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_invite_from_the_caller_is_relayed_and_answered() {
+    let net = Net(19);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas-reinvite.xml", trunk, SippOpts::default()).await;
+    let uac = Sipp::uac("uac-reinvite.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::default());
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-reinvite");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas-reinvite");
+    let invites = callee.received("INVITE ");
+    assert_eq!(invites.len(), 2);
+    // The new offer crossed byte-exact; the callee's new answer came back to the caller.
+    assert!(invites[1].contains("2353687638"), "{}", invites[1]);
+    let answers = caller.received("SIP/2.0 200");
+    assert!(answers.iter().any(|a| a.contains("o=user2 53655765 2353687638")));
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_caller_to_udp_callee() {
+    let net = Net(20);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "tcp", trunk))).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::calls(5)).await;
+    let tcp = SippOpts {
+        transport: "t1",
+        ..SippOpts::calls(5)
+    };
+    let uac = Sipp::uac("uac.xml", pbx, h.tcp, PUBLIC_NUMBER, tcp);
+    uac.finish().await.assert_ok("uac over tcp");
     uas.finish().await.assert_ok("uas");
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_caller_dropping_its_connection_gets_the_callee_hung_up() {
+    let net = Net(21);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "tcp", trunk))).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::calls(2)).await;
+    let tcp = SippOpts {
+        transport: "t1",
+        ..SippOpts::calls(2)
+    };
+    let mut uac = Sipp::uac("uac-hold.xml", pbx, h.tcp, PUBLIC_NUMBER, tcp);
+    h.wait_in_use(2 * OUTBOUND_UNITS).await;
+    h.wait_calls(2).await;
+    uac.kill();
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    assert_eq!(callee.received("BYE ").len(), 2);
     h.assert_all_released().await;
 }

@@ -280,6 +280,10 @@ pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> boo
     .is_ok()
 }
 
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(name)).map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// Where the scenario files are.
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -391,8 +395,20 @@ impl SippOpts {
 impl Sipp {
     /// A callee bound at `bind`, running `scenario`; returns once its socket is bound.
     pub async fn uas(scenario_file: &str, bind: SocketAddr, opts: SippOpts) -> Sipp {
-        let sipp = Sipp::spawn(scenario_file, bind, None, opts);
-        let bound = wait_until(WAIT, || std::net::UdpSocket::bind(bind).is_err()).await;
+        let mut sipp = Sipp::spawn(scenario_file, bind, None, opts);
+        let mut exited = None;
+        let bound = wait_until(WAIT, || {
+            exited = sipp.child.try_wait().ok().flatten();
+            exited.is_some() || std::net::UdpSocket::bind(bind).is_err()
+        })
+        .await;
+        if let Some(status) = exited {
+            sipp.reaped = true;
+            panic!(
+                "sipp {scenario_file} exited at start ({status}): {}",
+                sipp.logs(status.code()).errors
+            );
+        }
         assert!(bound, "sipp {scenario_file} did not bind {bind}");
         sipp
     }
@@ -441,7 +457,7 @@ impl Sipp {
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log_file(dir.path(), "stderr.log"));
         let child = cmd.spawn().expect("sipp is installed and starts");
         Sipp {
             child,
@@ -503,7 +519,7 @@ impl Sipp {
         SippRun {
             code,
             messages: read("messages.log"),
-            errors: read("errors.log"),
+            errors: read("errors.log") + &read("stderr.log"),
         }
     }
 }
