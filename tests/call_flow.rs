@@ -50,8 +50,16 @@ async fn inbound_call_to_a_did_reaches_the_pbx_with_the_did_kept() {
     let callee = uas.finish().await;
     callee.assert_ok("uas");
     let invite = callee.received("INVITE ");
-    assert!(invite[0].starts_with(&format!("INVITE sip:{DID}@")), "{}", invite[0]);
-    assert!(invite[0].contains(&format!("To: <sip:{DID}@")), "{}", invite[0]);
+    assert!(
+        invite[0].starts_with(&format!("INVITE sip:{DID}@")),
+        "{}",
+        invite[0]
+    );
+    assert!(
+        invite[0].contains(&format!("To: <sip:{DID}@")),
+        "{}",
+        invite[0]
+    );
     h.assert_all_released().await;
 }
 
@@ -61,7 +69,13 @@ async fn callee_hangs_up_and_the_caller_gets_the_bye() {
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
     let uas = Sipp::uas("uas-bye.xml", trunk, SippOpts::calls(3)).await;
-    let uac = Sipp::uac("uac-hold.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::calls(3));
+    let uac = Sipp::uac(
+        "uac-hold.xml",
+        pbx,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::calls(3),
+    );
     uas.finish().await.assert_ok("uas-bye");
     let caller = uac.finish().await;
     caller.assert_ok("uac-hold");
@@ -75,7 +89,13 @@ async fn caller_cancels_a_ringing_call() {
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
     let uas = Sipp::uas("uas-ring.xml", trunk, SippOpts::calls(3)).await;
-    let uac = Sipp::uac("uac-cancel.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::calls(3));
+    let uac = Sipp::uac(
+        "uac-cancel.xml",
+        pbx,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::calls(3),
+    );
     uac.finish().await.assert_ok("uac-cancel");
     let callee = uas.finish().await;
     callee.assert_ok("uas-ring");
@@ -88,7 +108,13 @@ async fn callee_refusal_is_relayed(net: Net, callee: &str, status: &str, reason:
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
     let uas = Sipp::uas(callee, trunk, SippOpts::default()).await;
-    let uac = Sipp::uac("uac-fail.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::default());
+    let uac = Sipp::uac(
+        "uac-fail.xml",
+        pbx,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::default(),
+    );
     let caller = uac.finish().await;
     caller.assert_ok("uac-fail");
     uas.finish().await.assert_ok(callee);
@@ -158,7 +184,13 @@ async fn re_invite_from_the_caller_is_relayed_and_answered() {
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
     let uas = Sipp::uas("uas-reinvite.xml", trunk, SippOpts::default()).await;
-    let uac = Sipp::uac("uac-reinvite.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::default());
+    let uac = Sipp::uac(
+        "uac-reinvite.xml",
+        pbx,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::default(),
+    );
     let caller = uac.finish().await;
     caller.assert_ok("uac-reinvite");
     let callee = uas.finish().await;
@@ -168,7 +200,9 @@ async fn re_invite_from_the_caller_is_relayed_and_answered() {
     // The new offer crossed byte-exact; the callee's new answer came back to the caller.
     assert!(invites[1].contains("2353687638"), "{}", invites[1]);
     let answers = caller.received("SIP/2.0 200");
-    assert!(answers.iter().any(|a| a.contains("o=user2 53655765 2353687638")));
+    assert!(answers
+        .iter()
+        .any(|a| a.contains("o=user2 53655765 2353687638")));
     h.assert_all_released().await;
 }
 
@@ -200,10 +234,31 @@ async fn tcp_caller_dropping_its_connection_gets_the_callee_hung_up() {
     };
     let mut uac = Sipp::uac("uac-hold.xml", pbx, h.tcp, PUBLIC_NUMBER, tcp);
     h.wait_in_use(2 * OUTBOUND_UNITS).await;
-    h.wait_calls(2).await;
+    h.wait_confirmed(2).await;
     uac.kill();
     let callee = uas.finish().await;
     callee.assert_ok("uas");
     assert_eq!(callee.received("BYE ").len(), 2);
     h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_held_calls_with_bye_on_both_legs() {
+    let net = Net(22);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::calls(5)).await;
+    let five = SippOpts::calls(5).arg(&["-l", "5", "-r", "50"]);
+    let uac = Sipp::uac("uac-hold.xml", pbx, h.udp, PUBLIC_NUMBER, five);
+    h.wait_confirmed(5).await;
+    h.wait_in_use(5 * OUTBOUND_UNITS).await;
+    let (left, limiter) = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(left, 0, "calls still up after the drain");
+    assert_eq!(limiter.in_use(), 0, "{:?}", limiter.snapshot());
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-hold");
+    assert_eq!(caller.received("BYE ").len(), 5);
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    assert_eq!(callee.received("BYE ").len(), 5);
 }

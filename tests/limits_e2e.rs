@@ -109,9 +109,9 @@ async fn e1_the_provider_caps_its_oversold_users() {
     let uas = Sipp::uas("uas.xml", trunk, SippOpts::calls(4)).await;
     // PBX 1 fills its user (3/3), PBX 2 takes the provider's last unit (4/4).
     let from_pbx1 = held_calls(&h, pbx1, PUBLIC_NUMBER, 3);
-    h.wait_calls(3).await;
+    h.wait_confirmed(3).await;
     let from_pbx2 = held_calls(&h, pbx2, PUBLIC_NUMBER, 1);
-    h.wait_calls(4).await;
+    h.wait_confirmed(4).await;
     assert_eq!(h.counter_used("service_provider", "sp", "public").await, 4);
     assert_eq!(h.counter_used("user", "u2", "public").await, 1);
     // PBX 2 (its user at 1/3) calls again, from another port of its IP: the provider refuses.
@@ -122,7 +122,11 @@ async fn e1_the_provider_caps_its_oversold_users() {
     from_pbx2.finish().await.assert_ok("pbx2 held call");
     let callee = uas.finish().await;
     callee.assert_ok("trunk");
-    assert_eq!(callee.received("INVITE ").len(), 4, "the refused call never reached B");
+    assert_eq!(
+        callee.received("INVITE ").len(),
+        4,
+        "the refused call never reached B"
+    );
     h.assert_all_released().await;
 }
 
@@ -197,7 +201,7 @@ async fn e2_trunk_admits_max_outbound_calls_and_refuses_the_next() {
     let h = Harness::start(&config(&tenancy)).await;
     let uas = Sipp::uas("uas.xml", trunk, SippOpts::calls(2)).await;
     let held = held_calls(&h, pbx, PUBLIC_NUMBER, 2);
-    h.wait_calls(2).await;
+    h.wait_confirmed(2).await;
     assert_eq!(h.counter_used("trunk", "carrier", "max_outbound").await, 2);
     let refused = refused_call(&h, net.addr(1), PUBLIC_NUMBER).await;
     assert_refused(&refused, "trunk carrier: max_outbound 2/2");
@@ -240,14 +244,21 @@ async fn max_outgoing_refuses_a_second_outgoing_call_but_not_an_incoming_one() {
     let trunk_uas = Sipp::uas("uas.xml", trunk, SippOpts::default()).await;
     let pbx_uas = Sipp::uas("uas.xml", pbx, SippOpts::default()).await;
     let outgoing = held_calls(&h, net.addr(1), PUBLIC_NUMBER, 1);
-    h.wait_calls(1).await;
+    h.wait_confirmed(1).await;
     let refused = refused_call(&h, net.addr(1), PUBLIC_NUMBER).await;
     assert_refused(&refused, "extension 201@acme: max_outgoing 1/1");
     // An incoming call still fits in max_calls = 2.
     let incoming = held_calls(&h, net.addr(2), DID, 1);
-    h.wait_calls(2).await;
-    assert_eq!(h.counter_used("extension", "201@acme", "max_calls").await, 2);
-    assert_eq!(h.counter_used("extension", "201@acme", "max_outgoing").await, 1);
+    h.wait_confirmed(2).await;
+    assert_eq!(
+        h.counter_used("extension", "201@acme", "max_calls").await,
+        2
+    );
+    assert_eq!(
+        h.counter_used("extension", "201@acme", "max_outgoing")
+            .await,
+        1
+    );
     assert_eq!(h.end_all_calls().await, 2);
     outgoing.finish().await.assert_ok("outgoing held call");
     incoming.finish().await.assert_ok("incoming held call");

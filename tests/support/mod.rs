@@ -186,17 +186,24 @@ impl Harness {
         );
     }
 
-    /// Waits until `calls` calls are up in the driver.
-    pub async fn wait_calls(&self, calls: usize) {
+    /// Waits until exactly `calls` calls are up and every one of them is confirmed (answered and
+    /// ACKed), as `GET /calls` shows them: a call ended earlier would be CANCELled instead.
+    pub async fn wait_confirmed(&self, calls: usize) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let now = self.daemon.calls().await;
-            if now == calls {
+            let list = self.get_json("/calls").await;
+            let list = list.as_array().expect("GET /calls is a JSON array");
+            let confirmed = list
+                .iter()
+                .filter(|c| c["legs"][0]["state"] == "confirmed")
+                .count();
+            if list.len() == calls && confirmed == calls {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{now} calls up, expected {calls}"
+                "{} calls up ({confirmed} confirmed), expected {calls} confirmed",
+                list.len()
             );
             tokio::time::sleep(POLL).await;
         }
@@ -216,7 +223,11 @@ impl Harness {
     /// Every counter back at 0: the limiter directly and `GET /counters` of the admin API.
     pub async fn assert_all_released(&self) {
         self.wait_in_use(0).await;
-        assert!(self.used_counters().is_empty(), "{:?}", self.used_counters());
+        assert!(
+            self.used_counters().is_empty(),
+            "{:?}",
+            self.used_counters()
+        );
         let counters = self.get_json("/counters").await;
         let list = counters.as_array().expect("GET /counters is a JSON array");
         assert!(!list.is_empty(), "GET /counters lists the counters");
@@ -515,11 +526,25 @@ impl Sipp {
     }
 
     fn logs(&self, code: Option<i32>) -> SippRun {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         SippRun {
             code,
             messages: read("messages.log"),
             errors: read("errors.log") + &read("stderr.log"),
         }
+    }
+}
+
+impl Harness {
+    /// Shuts the daemon down with `grace` (drain: BYE both legs of every call); returns the
+    /// calls still up at the deadline and the limiter, to read the counters afterwards.
+    pub async fn shutdown(
+        self,
+        grace: Duration,
+    ) -> (usize, std::sync::Arc<callgate::limits::Limiter>) {
+        let limiter = self.daemon.limiter.clone();
+        let left = self.daemon.shutdown(grace).await;
+        (left, limiter)
     }
 }
