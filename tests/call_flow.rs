@@ -262,3 +262,50 @@ async fn shutdown_drains_held_calls_with_bye_on_both_legs() {
     callee.assert_ok("uas");
     assert_eq!(callee.received("BYE ").len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_hangs_up_on_a_tcp_caller() {
+    let net = Net(23);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "tcp", trunk))).await;
+    let uas = Sipp::uas("uas-bye.xml", trunk, SippOpts::calls(2)).await;
+    let tcp = SippOpts {
+        transport: "t1",
+        ..SippOpts::calls(2)
+    };
+    let uac = Sipp::uac("uac-hold.xml", pbx, h.tcp, PUBLIC_NUMBER, tcp);
+    uas.finish().await.assert_ok("uas-bye");
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-hold over tcp");
+    assert_eq!(caller.received("BYE ").len(), 2);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_call_between_two_pbx_extensions_counts_internal_units() {
+    let net = Net(24);
+    let (pbx, other, trunk) = (net.addr(1), net.addr(3), net.addr(2));
+    let second = format!(
+        r#"
+[[extension]]
+number = "300"
+user = "alice"
+pbx = {{ address = "{other}", transport = "udp", authenticate = false }}
+"#
+    );
+    let h = Harness::start(&config(&(acme(pbx, "udp", trunk) + &second))).await;
+    let uas = Sipp::uas("uas.xml", other, SippOpts::default()).await;
+    let uac = Sipp::uac("uac-hold.xml", pbx, h.udp, "300", SippOpts::default());
+    h.wait_confirmed(1).await;
+    // One organization on both ends: each shared ancestor is counted once per end (spec 3).
+    assert_eq!(h.counter_used("organization", "acme", "internal").await, 2);
+    assert_eq!(h.counter_used("organization", "acme", "public").await, 0);
+    assert_eq!(h.counter_used("extension", "300@acme", "max_calls").await, 1);
+    assert_eq!(h.end_all_calls().await, 1);
+    uac.finish().await.assert_ok("uac-hold");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    let invite = callee.received("INVITE ");
+    assert!(invite[0].starts_with("INVITE sip:300@"), "{}", invite[0]);
+    h.assert_all_released().await;
+}
