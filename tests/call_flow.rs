@@ -300,12 +300,39 @@ pbx = {{ address = "{other}", transport = "udp", authenticate = false }}
     // One organization on both ends: each shared ancestor is counted once per end (spec 3).
     assert_eq!(h.counter_used("organization", "acme", "internal").await, 2);
     assert_eq!(h.counter_used("organization", "acme", "public").await, 0);
-    assert_eq!(h.counter_used("extension", "300@acme", "max_calls").await, 1);
+    assert_eq!(
+        h.counter_used("extension", "300@acme", "max_calls").await,
+        1
+    );
     assert_eq!(h.end_all_calls().await, 1);
     uac.finish().await.assert_ok("uac-hold");
     let callee = uas.finish().await;
     callee.assert_ok("uas");
     let invite = callee.received("INVITE ");
     assert!(invite[0].starts_with("INVITE sip:300@"), "{}", invite[0]);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_offer_answer_in_the_ack_reaches_the_callee() {
+    let net = Net(25);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::default()).await;
+    let uac = Sipp::uac(
+        "uac-late-offer.xml",
+        pbx,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::default(),
+    );
+    uac.finish().await.assert_ok("uac-late-offer");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    let invite = callee.received("INVITE ");
+    assert!(invite[0].contains("Content-Length: 0"), "{}", invite[0]);
+    let ack = callee.received("ACK ");
+    assert_eq!(ack.len(), 1);
+    assert!(ack[0].contains("o=user1 53655765 2353687637"), "{}", ack[0]);
     h.assert_all_released().await;
 }
