@@ -336,3 +336,27 @@ async fn late_offer_answer_in_the_ack_reaches_the_callee() {
     assert!(ack[0].contains("o=user1 53655765 2353687637"), "{}", ack[0]);
     h.assert_all_released().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_ending_a_ringing_call_cancels_the_callee() {
+    let net = Net(27);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&acme(pbx, "udp", trunk))).await;
+    let uas = Sipp::uas("uas-ring.xml", trunk, SippOpts::default()).await;
+    let uac = Sipp::uac(
+        "uac-fail.xml",
+        pbx,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::default(),
+    );
+    h.wait_state(1, "early").await;
+    assert_eq!(h.end_all_calls().await, 1);
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-fail");
+    assert_eq!(caller.received("SIP/2.0 480").len(), 1);
+    let callee = uas.finish().await;
+    callee.assert_ok("uas-ring");
+    assert_eq!(callee.received("CANCEL ").len(), 1);
+    h.assert_all_released().await;
+}

@@ -189,20 +189,25 @@ impl Harness {
     /// Waits until exactly `calls` calls are up and every one of them is confirmed (answered and
     /// ACKed), as `GET /calls` shows them: a call ended earlier would be CANCELled instead.
     pub async fn wait_confirmed(&self, calls: usize) {
+        self.wait_state(calls, "confirmed").await;
+    }
+
+    /// Waits until exactly `calls` calls are up, all in `state` (`GET /calls`).
+    pub async fn wait_state(&self, calls: usize, state: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let list = self.get_json("/calls").await;
             let list = list.as_array().expect("GET /calls is a JSON array");
             let confirmed = list
                 .iter()
-                .filter(|c| c["legs"][0]["state"] == "confirmed")
+                .filter(|c| c["legs"][0]["state"] == state)
                 .count();
             if list.len() == calls && confirmed == calls {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{} calls up ({confirmed} confirmed), expected {calls} confirmed",
+                "{} calls up ({confirmed} {state}), expected {calls} {state}",
                 list.len()
             );
             tokio::time::sleep(POLL).await;
