@@ -3,6 +3,7 @@
 
 mod bad_request;
 pub mod driver;
+pub mod engine;
 mod run;
 pub mod systemd;
 

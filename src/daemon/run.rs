@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{Command, Driver};
+use super::engine::Engine;
 use super::systemd;
 use crate::admin::{
     self, AdminBackend, AdminState, CallView, CounterView, Metrics, RegistrationView, ReloadResult,
@@ -78,12 +79,8 @@ impl Daemon {
         .await?;
         let settings = settings(&snapshot, &transports);
         let b2bua = B2bua::new(limiter.clone(), settings, salt());
-        let driver = Driver::new(
-            b2bua,
-            Layer::new(TimerConfig::default()),
-            transports.clone(),
-            metrics.clone(),
-        );
+        let engine = Engine::new(b2bua, Layer::new(TimerConfig::default()), metrics.clone());
+        let driver = Driver::new(engine, transports.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         tokio::spawn(driver.run(in_rx, cmd_rx));
         let reloader = Arc::new(Reloader {
@@ -155,8 +152,17 @@ impl Daemon {
 
     /// Calls in progress.
     pub async fn calls(&self) -> usize {
+        self.ask(Command::Count).await
+    }
+
+    /// Calls in progress plus teardown requests (BYE, CANCEL) still awaiting a final response.
+    async fn busy(&self) -> usize {
+        self.ask(Command::Busy).await
+    }
+
+    async fn ask(&self, make: impl FnOnce(oneshot::Sender<usize>) -> Command) -> usize {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Count(tx)).await.is_err() {
+        if self.commands.send(make(tx)).await.is_err() {
             return 0;
         }
         rx.await.unwrap_or(0)
@@ -167,18 +173,16 @@ impl Daemon {
     pub async fn shutdown(self, grace: Duration) -> usize {
         let _ = self.commands.send(Command::Drain).await;
         let deadline = tokio::time::Instant::now() + grace;
-        let mut left = self.calls().await;
-        while left > 0 && tokio::time::Instant::now() < deadline {
+        // Wait for the calls and for our BYEs/CANCELs to be answered (they are retransmitted
+        // meanwhile, and a callee's 487 gets its ACK), within the grace period.
+        while self.busy().await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            left = self.calls().await;
         }
-        // Let the BYEs we just queued leave before the sockets close.
-        tokio::task::yield_now().await;
+        let left = self.calls().await;
         if left > 0 {
             tracing::warn!(calls = left, "drain period over with calls still up");
         }
         self.shutdown.cancel();
-        let _ = &self.transports;
         left
     }
 }
