@@ -27,3 +27,21 @@ fn parse_seeds_replay_without_panic() {
 fn roundtrip_seeds_replay_without_mismatch() {
     assert!(replay("roundtrip", callgate::sip::fuzzing::roundtrip) >= 10);
 }
+
+#[test]
+fn engine_seeds_replay_and_release_every_counter() {
+    assert!(replay("engine", callgate::daemon::fuzzing::engine) >= 10);
+}
+
+#[test]
+fn parse_seeds_through_the_engine_from_every_source() {
+    // Every RFC 4475 message, as sent by the PBX, the TCP PBX, the trunk and a stranger.
+    let run = |data: &[u8]| {
+        for source in 0u8..4 {
+            let mut input = vec![source];
+            input.extend_from_slice(data);
+            callgate::daemon::fuzzing::engine(&input);
+        }
+    };
+    assert!(replay("parse", run) >= 49);
+}

@@ -4,6 +4,7 @@
 mod bad_request;
 pub mod driver;
 pub mod engine;
+pub mod fuzzing;
 mod run;
 pub mod systemd;
 
