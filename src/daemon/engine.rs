@@ -156,9 +156,12 @@ impl Engine {
         self.metrics
             .sip_request(req.method().as_str(), Direction::In);
         let method = req.method().clone();
+        // Responses go where RFC 3261 18.2.2 / RFC 3581 say; the leg itself keeps the packet's
+        // source (symmetric signalling through NATs).
+        let (req, reply_to) = super::rport::stamp(req, source);
         if method != Method::Ack && req.parts().max_forwards() == Some(0) {
             return self.stateless(
-                source,
+                reply_to,
                 sip::response_to(&req, 483, "Too Many Hops", None, &[]),
             );
         }
@@ -176,7 +179,7 @@ impl Engine {
         };
         match dispatch {
             Dispatch::NewTransaction => {
-                self.dests.insert(key.clone(), source);
+                self.dests.insert(key.clone(), reply_to);
                 self.on_new_request(now, req, key, source);
             }
             Dispatch::Retransmission => {}
@@ -187,16 +190,16 @@ impl Engine {
             }
             Dispatch::StrayAck => self.b2bua.on_ack(&req, &mut self.out),
             Dispatch::CancelFor(invite) => {
-                self.dests.insert(key.clone(), source);
+                self.dests.insert(key.clone(), reply_to);
                 self.respond(now, &key, sip::response_to(&req, 200, "OK", None, &[]), 200);
                 self.b2bua.on_cancel(&invite, &mut self.out);
             }
             Dispatch::CancelTooLate(_) => {
-                self.dests.insert(key.clone(), source);
+                self.dests.insert(key.clone(), reply_to);
                 self.respond(now, &key, sip::response_to(&req, 200, "OK", None, &[]), 200);
             }
             Dispatch::CancelUnmatched => {
-                self.dests.insert(key.clone(), source);
+                self.dests.insert(key.clone(), reply_to);
                 let bytes =
                     sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
                 self.respond(now, &key, bytes, 481);

@@ -74,21 +74,42 @@ pub fn engine(data: &[u8]) {
     let settings = Settings {
         t1: Duration::from_millis(500),
         t2: Duration::from_secs(4),
-        local: Local { udp: Some("127.0.0.1:5060".into()), tcp: Some("127.0.0.1:5060".into()) },
+        local: Local {
+            udp: Some("127.0.0.1:5060".into()),
+            tcp: Some("127.0.0.1:5060".into()),
+        },
         node: "fuzz".into(),
     };
     let b2bua = B2bua::new(limiter.clone(), settings, 1);
-    let mut engine = Engine::new(b2bua, Layer::new(TimerConfig::default()), Arc::new(Metrics::new()));
+    let mut engine = Engine::new(
+        b2bua,
+        Layer::new(TimerConfig::default()),
+        Arc::new(Metrics::new()),
+    );
     let sources = [
-        Dest { transport: Transport::Udp, addr: ([127, 0, 0, 11], 5060).into() },
-        Dest { transport: Transport::Tcp, addr: ([127, 0, 0, 12], 5060).into() },
-        Dest { transport: Transport::Udp, addr: ([127, 0, 0, 1], 5080).into() },
-        Dest { transport: Transport::Udp, addr: ([127, 0, 0, 99], 5060).into() },
+        Dest {
+            transport: Transport::Udp,
+            addr: ([127, 0, 0, 11], 5060).into(),
+        },
+        Dest {
+            transport: Transport::Tcp,
+            addr: ([127, 0, 0, 12], 5060).into(),
+        },
+        Dest {
+            transport: Transport::Udp,
+            addr: ([127, 0, 0, 1], 5080).into(),
+        },
+        Dest {
+            transport: Transport::Udp,
+            addr: ([127, 0, 0, 99], 5060).into(),
+        },
     ];
     let mut now = std::time::Instant::now();
     let mut sink = Vec::new();
     for chunk in split(data) {
-        let Some((&control, message)) = chunk.split_first() else { continue };
+        let Some((&control, message)) = chunk.split_first() else {
+            continue;
+        };
         let source = sources[usize::from(control & 3)];
         now += Duration::from_millis(u64::from(control >> 2) * 50);
         engine.on_timeouts(now);

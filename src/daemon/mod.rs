@@ -5,6 +5,7 @@ mod bad_request;
 pub mod driver;
 pub mod engine;
 pub mod fuzzing;
+mod rport;
 mod run;
 pub mod systemd;
 
