@@ -173,7 +173,7 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
             None => (userinfo, None),
         };
         let user_ok = escaped_all(u, USER);
-        let pass_ok = p.map_or(true, |p| escaped_all(p, PASSWORD));
+        let pass_ok = p.is_none_or(|p| escaped_all(p, PASSWORD));
         if u.is_empty() || !user_ok || !pass_ok {
             return Err(());
         }
