@@ -77,6 +77,10 @@ impl B2bua {
             return;
         }
         learn_target(&mut call.b, resp);
+        // The 2xx's tag names the confirmed dialog, whichever early dialog came before it.
+        if let Some(tag) = resp.parts().to_tag() {
+            call.b.remote_tag = Some(tag.as_str().to_owned());
+        }
         let ack = b_ack(call, &local, &branch, None);
         if call.state == CallState::Cancelling {
             // CANCEL crossed B's 200: confirm and hang up B at once (RFC 3261 9.1 race).
@@ -84,7 +88,8 @@ impl B2bua {
                 dest: call.b.dest,
                 bytes: ack,
             });
-            return self.end_call(now, id, Outcome::Cancelled, out);
+            self.send_bye(id, Side::B, out);
+            return self.forget(id, Outcome::Cancelled, out);
         }
         if call.b_ack_waits_for_a {
             call.b_ack = None;

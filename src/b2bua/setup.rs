@@ -28,7 +28,12 @@ struct Target {
 
 /// Headers that may cross from leg A to leg B. Everything else that is dialog- or hop-specific
 /// (Via, Route, Record-Route, Contact, Call-ID, From/To tags, CSeq, credentials) never crosses.
-const PASS_THROUGH: &[&str] = &["Allow", "Supported", "User-Agent", "Subject", "Accept"];
+/// `Supported` does not cross: an extension callgate does not implement itself (100rel, replaces)
+/// cannot be promised on the other leg.
+const PASS_THROUGH: &[&str] = &["Allow", "User-Agent", "Subject", "Accept"];
+
+/// Option tags callgate implements (RFC 3261 8.2.2.3: anything else in Require gets 420).
+const SUPPORTED: &[&str] = &["timer"];
 const TRUSTED_ONLY: &[&str] = &["P-Asserted-Identity", "Privacy"];
 
 impl B2bua {
@@ -52,6 +57,16 @@ impl B2bua {
             out.push(Out::Respond {
                 key,
                 status: 503,
+                bytes,
+            });
+            return;
+        }
+        if let Some(unsupported) = unsupported_requirements(&req) {
+            let extra = [("Unsupported", unsupported.as_str())];
+            let bytes = sip::response_to(&req, 420, "Bad Extension", Some("cg-420"), &extra);
+            out.push(Out::Respond {
+                key,
+                status: 420,
                 bytes,
             });
             return;
@@ -313,6 +328,17 @@ fn a_leg(req: &Request, source: Dest, local_tag: String) -> Leg {
         local_cseq: 0,
         dest: source,
     }
+}
+
+/// Option tags in `Require` that callgate does not implement, comma-separated, if any.
+fn unsupported_requirements(req: &Request) -> Option<String> {
+    let tags: Vec<&str> = req
+        .parts()
+        .require()
+        .filter_map(Result::ok)
+        .filter(|t| !SUPPORTED.iter().any(|s| t.eq_ignore_ascii_case(s)))
+        .collect();
+    (!tags.is_empty()).then(|| tags.join(", "))
 }
 
 /// The user part of the Request-URI (the dialled number).

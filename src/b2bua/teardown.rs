@@ -36,6 +36,11 @@ impl B2bua {
                 });
                 self.forget(id, Outcome::Failed, out);
             }
+            // BYE from A in an early dialog: it gives up on the call, as with CANCEL.
+            (Side::A, CallState::Calling | CallState::Early) => {
+                let key = call.a_invite_key.clone();
+                self.on_cancel(&key, out);
+            }
             (_, state) => {
                 let outcome = outcome_of(state);
                 let _ = now;
@@ -272,7 +277,7 @@ impl B2bua {
         }
     }
 
-    fn send_bye(&mut self, id: u64, side: Side, out: &mut Vec<Out>) {
+    pub(super) fn send_bye(&mut self, id: u64, side: Side, out: &mut Vec<Out>) {
         let local = self.settings.local.clone();
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
