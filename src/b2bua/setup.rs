@@ -114,7 +114,7 @@ impl B2bua {
             RouteError::NoRoute(_) => (404, "Not Found"),
             RouteError::Unreachable(_) => (480, "Temporarily Unavailable"),
         };
-        tracing::info!(status, error = %e, "call refused by routing");
+        tracing::info!(call_id = %req.parts().call_id(), status, error = %e, "call refused by routing");
         let tag = self.unique();
         let bytes = sip::response_to(req, status, reason, Some(&tag), &[]);
         out.push(Out::Respond { key, status, bytes });
@@ -131,6 +131,7 @@ impl B2bua {
         let status = snapshot.server.reject_code;
         let text = refusal.to_string().replace('"', "'");
         tracing::info!(
+            call_id = %req.parts().call_id(),
             counter.level = refusal.level.as_str(),
             counter.name = %refusal.name,
             counter.kind = refusal.counter.as_str(),
@@ -159,7 +160,7 @@ impl B2bua {
         id: u64,
         out: &mut Vec<Out>,
     ) {
-        tracing::info!(call = id, dest = %target.dest.addr, "call admitted");
+        tracing::info!(call = id, call_id = %req.parts().call_id(), dest = %target.dest.addr, "call admitted");
         let a = a_leg(&req, source, self.unique());
         let trying = sip::response_to(&req, 100, "Trying", None, &[]);
         out.push(Out::Respond {

@@ -321,6 +321,7 @@ impl B2bua {
         self.by_client
             .retain(|_, (cid, role)| *cid != id || matches!(role, ClientRole::Teardown));
         drop(call.permit);
+        tracing::info!(call = id, call_id = %call.a.call_id, b_call_id = %call.b.call_id, outcome = ?outcome, "call ended");
         out.push(Out::Ended { call: id, outcome });
     }
 

@@ -153,6 +153,9 @@ impl Engine {
     }
 
     fn on_request(&mut self, now: Instant, req: Request, source: Dest) {
+        // Debug-level: free at the default info level, a per-message trail when asked for.
+        let span = tracing::debug_span!("sip", call_id = %req.parts().call_id(), method = %req.method().as_str(), peer.addr = %source.addr);
+        let _entered = span.enter();
         self.metrics
             .sip_request(req.method().as_str(), Direction::In);
         let method = req.method().clone();
@@ -323,7 +326,6 @@ impl Engine {
                 self.started_unix.remove(&call);
                 self.timers.retain(|_, (c, _)| *c != call);
                 self.metrics.call_ended(metric_outcome(outcome));
-                tracing::info!(call, outcome = ?outcome, "call ended");
             }
             Out::Rejected(refusal) => {
                 self.metrics.call_started();
