@@ -177,6 +177,12 @@ impl Daemon {
         if left > 0 {
             tracing::warn!(calls = left, "drain period over with calls still up");
         }
+        // Operators (and tests of the binary) read here that shutdown released every counter.
+        tracing::info!(
+            calls = left,
+            units = self.limiter.in_use(),
+            "drain finished"
+        );
         self.shutdown.cancel();
         let _ = &self.transports;
         left
