@@ -241,7 +241,7 @@ struct Reloader {
 impl Reloader {
     fn reload(&self) -> ReloadResult {
         let Some(path) = &self.path else {
-            return ReloadResult::refused(vec!["no configuration file to reload".into()]);
+            return self.refuse(vec!["no configuration file to reload".into()]);
         };
         let started = std::time::Instant::now();
         let loaded = match config::load_file(path) {
