@@ -110,6 +110,8 @@ pub struct DaemonProcess {
     pub sip: SocketAddr,
     /// The admin API.
     pub admin: AdminUrl,
+    /// The admin API's address.
+    pub admin_addr: SocketAddr,
     _dir: tempfile::TempDir,
     exited: Option<ExitStatus>,
 }
@@ -160,6 +162,7 @@ impl DaemonProcess {
             config,
             sip,
             admin: admin_url,
+            admin_addr: admin,
             _dir: dir,
             exited: None,
         };
@@ -261,6 +264,32 @@ impl Drop for DaemonProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `GET path` on the admin API at `addr` with no cap on the answer's size (the admin client
+/// caps it at 16 MiB, which `/counters` and `/metrics` of a 100 000-extension file exceed).
+/// Panics unless the status is 200.
+pub async fn get_unbounded(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+        s.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).expect("send the request");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read the answer");
+        let text = String::from_utf8(raw).expect("UTF-8 answer");
+        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+            "chunked answer to {path}"
+        );
+        body.to_owned()
+    })
+    .await
+    .expect("join")
 }
 
 /// `GET path` on an admin API: status and body.
