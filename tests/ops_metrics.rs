@@ -58,7 +58,13 @@ async fn metrics_follow_a_known_call_mix() {
     // The trunk takes no inbound call: a call to a DID is refused at admission.
     let toml = config(&tenancy_with(pbx, trunk, "", "max_inbound = 0"));
     let h = Harness::start(&toml).await;
-    calls(&h, ("uac.xml", pbx, PUBLIC_NUMBER), Some(("uas.xml", trunk)), 5).await;
+    calls(
+        &h,
+        ("uac.xml", pbx, PUBLIC_NUMBER),
+        Some(("uas.xml", trunk)),
+        5,
+    )
+    .await;
     // The provider calls from another port of the trunk's IP.
     calls(&h, ("uac-fail.xml", net.addr(2), DID), None, 2).await;
     let busy = Some(("uas-busy.xml", trunk));
@@ -76,7 +82,11 @@ async fn metrics_follow_a_known_call_mix() {
     for name in SPEC_METRICS {
         assert!(m.declares(name), "no `# TYPE` for {name}: {:?}", m.types);
     }
-    assert!(m.matching("callgate_admission_rejections_total", &[]).count() > 0);
+    assert!(
+        m.matching("callgate_admission_rejections_total", &[])
+            .count()
+            > 0
+    );
     let outcome = |o: &str| m.value("callgate_calls_total", &[("outcome", o)]);
     assert_eq!(outcome("answered"), Some(5.0));
     assert_eq!(outcome("rejected"), Some(2.0));
@@ -175,7 +185,13 @@ async fn calls_and_counters_show_held_calls_and_delete_ends_one() {
     let mut callers: Vec<Sipp> = (0..3)
         .map(|_| {
             let from = net.addr(1);
-            Sipp::uac("uac-hold.xml", from, h.udp, PUBLIC_NUMBER, SippOpts::default())
+            Sipp::uac(
+                "uac-hold.xml",
+                from,
+                h.udp,
+                PUBLIC_NUMBER,
+                SippOpts::default(),
+            )
         })
         .collect();
     h.wait_confirmed(3).await;
@@ -191,7 +207,10 @@ async fn calls_and_counters_show_held_calls_and_delete_ends_one() {
             assert!(!leg["call_id"].as_str().unwrap_or_default().is_empty());
             assert_eq!(leg["state"], "confirmed", "{call}");
             assert!(
-                leg["to"].as_str().unwrap_or_default().contains(PUBLIC_NUMBER),
+                leg["to"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(PUBLIC_NUMBER),
                 "{call}"
             );
         }

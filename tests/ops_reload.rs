@@ -10,9 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::ops::{
-    binary_config, daemon_addrs, scrape, tenancy, wait_released, DaemonProcess,
-};
+use support::ops::{binary_config, daemon_addrs, scrape, tenancy, wait_released, DaemonProcess};
 use support::{Net, Sipp, SippOpts, PUBLIC_NUMBER, WAIT};
 
 /// Calls per second, and for how long.
@@ -79,7 +77,11 @@ async fn reload_under_load_drops_no_call_and_lowers_the_limit_for_new_calls_only
             std::fs::write(&d.config, &invalid).expect("write the invalid file");
             d.signal("-HUP");
             d.wait_log("reload refused", 1, WAIT).await;
-            assert_eq!(acme_public(&d).await.0, u64::from(LOWERED), "refused file ignored");
+            assert_eq!(
+                acme_public(&d).await.0,
+                u64::from(LOWERED),
+                "refused file ignored"
+            );
             continue;
         }
         let lower = accepted % 2 == 0;

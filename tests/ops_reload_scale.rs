@@ -137,10 +137,7 @@ async fn reload_of_100k_extensions_under_load_fails_no_call() {
     if cfg!(debug_assertions) {
         eprintln!("debug build: reload time not asserted (run with --release for the figure)");
     } else {
-        assert!(
-            times[0] <= Duration::from_secs(1),
-            "reload took {times:?}"
-        );
+        assert!(times[0] <= Duration::from_secs(1), "reload took {times:?}");
     }
     d.signal("-TERM");
     let status = d.wait_exit(WAIT).await.expect("callgate exits");

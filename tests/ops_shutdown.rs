@@ -37,7 +37,10 @@ async fn sigterm_drains_50_calls_with_bye_on_both_legs_and_exits_0() {
     let uac = held_calls(pbx, d.sip);
     d.wait_confirmed(CALLS as usize).await;
     let m = scrape(&d.admin).await;
-    assert_eq!(m.value("callgate_calls_active", &[]), Some(f64::from(CALLS)));
+    assert_eq!(
+        m.value("callgate_calls_active", &[]),
+        Some(f64::from(CALLS))
+    );
     assert_eq!(
         m.sum("callgate_counter_used"),
         f64::from(CALLS) * OUTBOUND_UNITS as f64

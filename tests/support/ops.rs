@@ -283,7 +283,9 @@ pub async fn get_unbounded(addr: SocketAddr, path: &str) -> String {
         let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
         assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
         assert!(
-            !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
             "chunked answer to {path}"
         );
         body.to_owned()
@@ -297,7 +299,10 @@ pub async fn admin_get(admin: &AdminUrl, path: &str) -> (u16, String) {
     let resp = client::request(admin, "GET", path, None)
         .await
         .expect("admin request");
-    (resp.status, String::from_utf8_lossy(&resp.body).into_owned())
+    (
+        resp.status,
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    )
 }
 
 /// `GET path` on an admin API, as JSON (status 200 required).
@@ -400,10 +405,7 @@ impl Exposition {
     /// The value of the sample `name` whose labels include every pair of `labels`, if exactly
     /// one matches; panics when several do.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<f64> = self
-            .matching(name, labels)
-            .map(|(_, _, v)| *v)
-            .collect();
+        let found: Vec<f64> = self.matching(name, labels).map(|(_, _, v)| *v).collect();
         assert!(found.len() <= 1, "{name} {labels:?} matches {found:?}");
         found.first().copied()
     }
