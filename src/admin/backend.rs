@@ -61,7 +61,7 @@ pub struct LegView {
 pub struct CounterRef {
     /// `server`, `service_provider`, `organization`, `user`, `extension` or `trunk`.
     pub level: String,
-    /// The entity's name in the configuration (empty for `server`).
+    /// The entity's name in the configuration (`[server] name` for `server`).
     pub name: String,
     /// The counter kind: `public`, `internal`, `max_calls`, `max_outgoing`, ...
     pub counter: String,
@@ -72,7 +72,7 @@ pub struct CounterRef {
 pub struct CounterView {
     /// `server`, `service_provider`, `organization`, `user`, `extension` or `trunk`.
     pub level: String,
-    /// The entity's name in the configuration (empty for `server`).
+    /// The entity's name in the configuration (`[server] name` for `server`).
     pub name: String,
     /// The counter kind: `public`, `internal`, `max_calls`, `max_outgoing`, ...
     pub counter: String,

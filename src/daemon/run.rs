@@ -182,6 +182,12 @@ impl Daemon {
         if left > 0 {
             tracing::warn!(calls = left, "drain period over with calls still up");
         }
+        // Operators (and tests of the binary) read here that shutdown released every counter.
+        tracing::info!(
+            calls = left,
+            units = self.limiter.in_use(),
+            "drain finished"
+        );
         self.shutdown.cancel();
         left
     }
@@ -239,7 +245,7 @@ struct Reloader {
 impl Reloader {
     fn reload(&self) -> ReloadResult {
         let Some(path) = &self.path else {
-            return ReloadResult::refused(vec!["no configuration file to reload".into()]);
+            return self.refuse(vec!["no configuration file to reload".into()]);
         };
         let started = std::time::Instant::now();
         let loaded = match config::load_file(path) {
