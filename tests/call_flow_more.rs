@@ -209,6 +209,19 @@ async fn refreshed_session_outlives_its_first_deadline() {
     assert_eq!(callee.received("INVITE ").len(), 2);
     assert_eq!(callee.received("UPDATE ").len(), 1);
     assert_eq!(callee.received("BYE ").len(), 1);
+    // RFC 4028 9: each 2xx to a refresh carries the interval (the callee, which was not asked,
+    // answered without one); a refresher seeing none would conclude the timer is off and stop.
+    let se = format!("{};refresher=uac", SESSION.as_secs());
+    let oks = caller.received("SIP/2.0 200");
+    let refreshes: Vec<&&str> = oks
+        .iter()
+        .filter(|m| matches!(header(m, "CSeq"), Some("2 INVITE" | "3 UPDATE")))
+        .collect();
+    assert_eq!(refreshes.len(), 2, "{}", caller.messages);
+    for ok in refreshes {
+        assert_eq!(header(ok, "Session-Expires"), Some(se.as_str()), "{ok}");
+        assert_eq!(header(ok, "Require"), Some("timer"), "{ok}");
+    }
     h.assert_all_released().await;
 }
 
