@@ -24,7 +24,13 @@ fn held_calls(h: &Harness, from: SocketAddr, n: u32, rate: u32, timeout: Duratio
 
 /// One call that must be refused, placed from `from`.
 async fn refused_call(h: &Harness, from: SocketAddr) -> support::SippRun {
-    let uac = Sipp::uac("uac-fail.xml", from, h.udp, PUBLIC_NUMBER, SippOpts::default());
+    let uac = Sipp::uac(
+        "uac-fail.xml",
+        from,
+        h.udp,
+        PUBLIC_NUMBER,
+        SippOpts::default(),
+    );
     uac.finish().await
 }
 

@@ -592,7 +592,9 @@ pub fn header<'m>(message: &'m str, name: &str) -> Option<&'m str> {
 /// [`config`] with more keys in `[server]` (e.g. `session_expires = "6s"`).
 pub fn config_with_server(server_keys: &str, tenancy: &str) -> String {
     let base = config(tenancy);
-    let at = base.find("[license]").expect("config has a [license] table");
+    let at = base
+        .find("[license]")
+        .expect("config has a [license] table");
     format!("{}{server_keys}\n\n{}", &base[..at], &base[at..])
 }
 
