@@ -226,6 +226,26 @@ async fn refreshed_session_outlives_its_first_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_without_timer_support_gets_no_session_timer_on_either_leg() {
+    let net = Net(89);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&session_config(pbx, trunk)).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::default()).await;
+    let uac = Sipp::uac("uac.xml", pbx, h.udp, PUBLIC_NUMBER, SippOpts::default());
+    let caller = uac.finish().await;
+    caller.assert_ok("uac");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    // Callgate only relays the caller's refreshes; a caller that cannot send any must not leave
+    // the callee expecting them (a compliant callee would hang up when they do not come).
+    let invite = callee.received("INVITE ");
+    assert_eq!(header(invite[0], "Session-Expires"), None, "{}", invite[0]);
+    let answer = caller.received("SIP/2.0 200");
+    assert_eq!(header(answer[0], "Session-Expires"), None, "{}", answer[0]);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_call_duration_ends_an_answered_call_with_bye_on_both_legs() {
     let net = Net(86);
     let (pbx, trunk) = (net.addr(1), net.addr(2));

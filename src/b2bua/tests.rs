@@ -473,3 +473,10 @@ fn caller_s_refresh_is_answered_with_the_session_interval_rfc4028() {
         "{ok}"
     );
 }
+
+#[test]
+fn callee_is_offered_no_session_timer_the_caller_cannot_refresh() {
+    let mut f = with_session_timer();
+    let b = f.start_call("s4");
+    assert!(!String::from_utf8_lossy(&b).contains("Session-Expires"));
+}
