@@ -400,7 +400,19 @@ impl B2bua {
         let body = ct
             .filter(|_| !parts.body().is_empty())
             .map(|ct| (ct, parts.body()));
-        let extra = [("Contact", contact.as_str())];
+        // A 2xx to the caller's session refresh tells it the interval callgate keeps watching
+        // (RFC 4028 9): the callee was not asked, and without it the caller would stop refreshing.
+        let refreshed = side_of_origin == Side::A
+            && resp.status().is_success()
+            && matches!(origin_req.method(), Method::Invite | Method::Update);
+        let se = call
+            .session
+            .filter(|_| refreshed)
+            .map(|d| format!("{};refresher=uac", d.as_secs()));
+        let mut extra = vec![("Contact", contact.as_str())];
+        if let Some(se) = &se {
+            extra.extend([("Session-Expires", se.as_str()), ("Require", "timer")]);
+        }
         let bytes = sip::response_with_body(origin_req, status, &reason, None, &extra, body);
         out.push(Out::Respond {
             key: origin,

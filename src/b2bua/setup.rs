@@ -286,9 +286,11 @@ impl B2bua {
         for (name, value) in &copied {
             b = b.header(name, value);
         }
-        // Leg B gets callgate's session timer: callgate is the refresher towards B, and its
-        // refreshes are the caller's, relayed (RFC 4028 as a B2BUA).
-        let session = self.limiter.current().config().server.session_expires;
+        // Leg B gets the call's session timer: callgate is the refresher towards B, and its
+        // refreshes are the caller's, relayed (RFC 4028 as a B2BUA). A caller without timer
+        // support sends none, so B is offered no timer it would expire on.
+        let ours = self.limiter.current().config().server.session_expires;
+        let session = super::call::session_interval(req, ours);
         let se = session.map(|d| format!("{};refresher=uac", d.as_secs()));
         if let Some(se) = &se {
             b = b.header("Session-Expires", se).header("Supported", "timer");

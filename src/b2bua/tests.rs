@@ -452,3 +452,54 @@ fn required_extension_we_lack_gets_420_and_no_admission() {
     assert!(reply.is_some_and(|r| r.contains("Unsupported: 100rel")));
     assert_eq!(f.limiter.in_use(), 0);
 }
+
+#[test]
+fn caller_s_refresh_is_answered_with_the_session_interval_rfc4028() {
+    let mut f = with_session_timer();
+    let inv = timer_invite("s3");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    let b = b_invite(&f.out);
+    f.out.clear();
+    f.b_says(&b, 200, "OK");
+    let ok = f.out.iter().find_map(|o| match o {
+        Out::Respond {
+            status: 200, bytes, ..
+        } => Some(response(bytes)),
+        _ => None,
+    });
+    let our_tag = ok
+        .expect("200 to A")
+        .parts()
+        .to_tag()
+        .map(|t| t.as_str().to_owned())
+        .expect("our To tag");
+    f.out.clear();
+    // A refreshes with a re-INVITE; B (not asked about timers) answers a plain 200.
+    let refresh = request(&format!(
+        "INVITE sip:gate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKs3r\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag={our_tag}\nCall-ID: s3\nCSeq: 2 INVITE\nContact: <sip:200@127.0.0.11:5060>\nSupported: timer\nSession-Expires: 300;refresher=uac\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    ));
+    let key = server_key(&refresh);
+    f.b2bua.on_in_dialog(f.now, refresh, key, &mut f.out);
+    let relayed = b_invite(&f.out);
+    f.out.clear();
+    f.b_says(&relayed, 200, "OK");
+    let ok = f.out.iter().find_map(|o| match o {
+        Out::Respond {
+            status: 200, bytes, ..
+        } => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    });
+    let ok = ok.expect("the refresh's 200 relayed to A");
+    assert!(
+        ok.contains("Session-Expires: 300;refresher=uac") && ok.contains("Require: timer"),
+        "{ok}"
+    );
+}
+
+#[test]
+fn callee_is_offered_no_session_timer_the_caller_cannot_refresh() {
+    let mut f = with_session_timer();
+    let b = f.start_call("s4");
+    assert!(!String::from_utf8_lossy(&b).contains("Session-Expires"));
+}

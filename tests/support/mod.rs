@@ -555,3 +555,60 @@ impl Harness {
         (left, limiter)
     }
 }
+
+impl Sipp {
+    /// A callee listening on TCP at `bind` (`-t t1`: callgate connects to it), running
+    /// `scenario_file`; returns once its listening socket is bound.
+    pub async fn uas_tcp(scenario_file: &str, bind: SocketAddr, opts: SippOpts) -> Sipp {
+        let opts = SippOpts {
+            transport: "t1",
+            ..opts
+        };
+        let mut sipp = Sipp::spawn(scenario_file, bind, None, opts);
+        let mut exited = None;
+        let bound = wait_until(WAIT, || {
+            exited = sipp.child.try_wait().ok().flatten();
+            exited.is_some() || std::net::TcpListener::bind(bind).is_err()
+        })
+        .await;
+        if let Some(status) = exited {
+            sipp.reaped = true;
+            panic!(
+                "sipp {scenario_file} exited at start ({status}): {}",
+                sipp.logs(status.code()).errors
+            );
+        }
+        assert!(bound, "sipp {scenario_file} did not listen on TCP {bind}");
+        sipp
+    }
+}
+
+/// The value of header `name` (e.g. `Session-Expires`) in one logged message, if present.
+pub fn header<'m>(message: &'m str, name: &str) -> Option<&'m str> {
+    message.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// [`config`] with more keys in `[server]` (e.g. `session_expires = "6s"`).
+pub fn config_with_server(server_keys: &str, tenancy: &str) -> String {
+    let base = config(tenancy);
+    let at = base
+        .find("[license]")
+        .expect("config has a [license] table");
+    format!("{}{server_keys}\n\n{}", &base[..at], &base[at..])
+}
+
+/// Callgate's refusal as the caller saw it (a `uac-fail.xml` run): one `486 Busy Here` whose
+/// `Reason` and `Warning` name `counter` (e.g. `trunk carrier: max_outbound 2/2`).
+pub fn assert_refused_by(run: &SippRun, counter: &str) {
+    run.assert_ok("uac-fail");
+    let refusals = run.received("SIP/2.0 486 Busy Here");
+    assert_eq!(refusals.len(), 1, "{}", run.messages);
+    let refusal = refusals[0];
+    let reason = format!("Reason: SIP;cause=486;text=\"{counter}\"");
+    let warning = format!("Warning: 399 callgate \"{counter}\"");
+    assert!(refusal.contains(&reason), "no `{reason}` in\n{refusal}");
+    assert!(refusal.contains(&warning), "no `{warning}` in\n{refusal}");
+}
