@@ -448,16 +448,19 @@ fn check_headers(buf: &Bytes, headers: &[Entry]) -> Result<Checked, ParseError> 
     let v = std::str::from_utf8(raw).map_err(|_| err)?;
     // The top Via is the first comma-separated value of the first Via line.
     let top = super::scan::split_top(v, b',').next().unwrap_or("");
-    let top = via::parse(top).map_err(|()| err)?;
-    c.branch = top.branch().map(|br| span_of(buf, br.as_str()));
+    let (_, branch) = via::parse_with_branch(top).map_err(|()| err)?;
+    if let Some(branch) = branch {
+        let branch = branch.and_then(super::headers::Branch::parse).ok_or(err)?;
+        c.branch = Some(span_of(buf, branch.as_str()));
+    }
     for (slot, which, name) in [
         (&mut c.from_tag, from, HeaderName::From),
         (&mut c.to_tag, to, HeaderName::To),
     ] {
         let (raw, err) = which.ok_or(missing(name))?;
         let v = std::str::from_utf8(raw).map_err(|_| err)?;
-        let na = name_addr::parse(v).map_err(|()| err)?;
-        if let Some(tag) = na.params.get("tag") {
+        let (_, tag) = name_addr::parse_with_tag(v).map_err(|()| err)?;
+        if let Some(tag) = tag {
             let tag = tag.and_then(super::headers::Tag::parse).ok_or(err)?;
             *slot = Some(span_of(buf, tag.as_str()));
         }

@@ -181,30 +181,67 @@ fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
         password = p;
         hostpart = &rest[at + 1..];
     }
-    let (hostpart, headers) = match find_byte(hostpart, b'?') {
-        Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
-        None => (hostpart, None),
+    // One pass over hostport, then parameters, then headers.
+    let b = hostpart.as_bytes();
+    let mut i = if b.first() == Some(&b'[') {
+        let close = find_byte(hostpart, b']').ok_or(())?;
+        let inner = &b[1..close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'))
+        {
+            return Err(());
+        }
+        close + 1
+    } else {
+        b.iter()
+            .position(|&c| CLASS[c as usize] & HOST == 0)
+            .unwrap_or(b.len())
     };
-    if let Some(h) = headers {
-        if h.is_empty() || !escaped_all(h, HEADER) {
+    if i == 0 {
+        return Err(());
+    }
+    let host = &hostpart[..i];
+    let mut port = None;
+    if b.get(i) == Some(&b':') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 5 {
+            return Err(());
+        }
+        let n = b[i + 1..i + 1 + digits]
+            .iter()
+            .fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+        port = Some(u16::try_from(n).map_err(|_| ())?);
+        i += 1 + digits;
+    }
+    let q = b[i..]
+        .iter()
+        .position(|&c| c == b'?')
+        .map_or(b.len(), |q| i + q);
+    let params = &hostpart[i..q];
+    if !params.is_empty() {
+        // Every parameter needs a name: no empty `;;` and no `;=`.
+        let p = params.as_bytes();
+        let ok = p[0] == b';'
+            && escaped_all(params, PARAMS)
+            && !p.ends_with(b";")
+            && !p
+                .windows(2)
+                .any(|w| w[0] == b';' && (w[1] == b';' || w[1] == b'='));
+        if !ok {
             return Err(());
         }
     }
-    let (hostport, params) = match find_byte(hostpart, b';') {
-        Some(sc) => (&hostpart[..sc], &hostpart[sc..]),
-        None => (hostpart, ""),
+    let headers = if q < b.len() {
+        let h = &hostpart[q + 1..];
+        if h.is_empty() || !escaped_all(h, HEADER) {
+            return Err(());
+        }
+        Some(h)
+    } else {
+        None
     };
-    let (host, port) = split_hostport(hostport)?;
-    // Every parameter needs a name: no empty `;;` and no `;=`.
-    let p = params.as_bytes();
-    let params_ok = escaped_all(params, PARAMS)
-        && !p.ends_with(b";")
-        && !p
-            .windows(2)
-            .any(|w| w[0] == b';' && (w[1] == b';' || w[1] == b'='));
-    if !params_ok {
-        return Err(());
-    }
     Ok(SipUri {
         secure,
         user,
