@@ -166,20 +166,50 @@ fn escaped_all(s: &str, class: u8) -> bool {
 
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
     let (mut user, mut password, mut hostpart) = (None, None, rest);
-    if let Some(at) = find_byte(rest, b'@') {
-        let userinfo = &rest[..at];
-        let (u, p) = match find_byte(userinfo, b':') {
-            Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
-            None => (userinfo, None),
-        };
-        let user_ok = escaped_all(u, USER);
-        let pass_ok = p.map_or(true, |p| escaped_all(p, PASSWORD));
-        if u.is_empty() || !user_ok || !pass_ok {
+    // One pass over a userinfo candidate: it ends at '@', or is not userinfo at all when a
+    // byte that userinfo cannot hold comes first (then the host starts at 0).
+    let b = rest.as_bytes();
+    let (mut i, mut colon, mut user_ok, mut pass_ok) = (0, None, true, true);
+    while i < b.len() {
+        let c = b[i];
+        if c == b'@' {
+            break;
+        }
+        if c == b':' {
+            pass_ok &= colon.is_none();
+            colon.get_or_insert(i);
+            i += 1;
+            continue;
+        }
+        if c == b'%' {
+            // Hosts never hold '%': a bad escape is an error whatever this turns out to be.
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return Err(());
+            }
+            i += 3;
+            continue;
+        }
+        let class = CLASS[c as usize];
+        if class & (USER | PASSWORD) == 0 {
+            break;
+        }
+        if colon.is_none() {
+            user_ok &= class & USER != 0;
+        } else {
+            pass_ok &= class & PASSWORD != 0;
+        }
+        i += 1;
+    }
+    if b.get(i) == Some(&b'@') {
+        let user_end = colon.unwrap_or(i);
+        if user_end == 0 || !user_ok || !pass_ok {
             return Err(());
         }
-        user = Some(u);
-        password = p;
-        hostpart = &rest[at + 1..];
+        user = Some(&rest[..user_end]);
+        password = colon.map(|c| &rest[c + 1..i]);
+        hostpart = &rest[i + 1..];
     }
     // One pass over hostport, then parameters, then headers.
     let b = hostpart.as_bytes();
