@@ -232,3 +232,164 @@ fn cancel_and_builder_produce_parseable_requests() {
     assert_eq!(b.body(), SDP.as_bytes());
     assert_eq!(b.top_via().rport(), Rport::Requested);
 }
+
+#[test]
+fn every_known_header_name_is_recognised_in_any_case_and_compact_form() {
+    let all = [
+        (HeaderName::Via, "v"),
+        (HeaderName::From, "f"),
+        (HeaderName::To, "t"),
+        (HeaderName::CallId, "i"),
+        (HeaderName::Contact, "m"),
+        (HeaderName::ContentLength, "l"),
+        (HeaderName::ContentType, "c"),
+        (HeaderName::ContentEncoding, "e"),
+        (HeaderName::SessionExpires, "x"),
+        (HeaderName::Supported, "k"),
+        (HeaderName::Subject, "s"),
+        (HeaderName::Event, "o"),
+        (HeaderName::AllowEvents, "u"),
+        (HeaderName::ReferTo, "r"),
+        (HeaderName::ReferredBy, "b"),
+    ];
+    for (name, compact) in all {
+        assert_eq!(HeaderName::from_bytes(compact.as_bytes()), name);
+        assert_eq!(
+            HeaderName::from_bytes(compact.to_uppercase().as_bytes()),
+            name
+        );
+    }
+    for name in [
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::Route,
+        HeaderName::RecordRoute,
+        HeaderName::Expires,
+        HeaderName::Authorization,
+        HeaderName::ProxyAuthorization,
+        HeaderName::WwwAuthenticate,
+        HeaderName::ProxyAuthenticate,
+        HeaderName::Reason,
+        HeaderName::MinSe,
+        HeaderName::Require,
+        HeaderName::ProxyRequire,
+        HeaderName::Unsupported,
+        HeaderName::Allow,
+        HeaderName::Accept,
+        HeaderName::RetryAfter,
+        HeaderName::Warning,
+        HeaderName::UserAgent,
+        HeaderName::Server,
+        HeaderName::Timestamp,
+        HeaderName::Date,
+        HeaderName::RSeq,
+        HeaderName::RAck,
+        HeaderName::ContentDisposition,
+        HeaderName::Via,
+        HeaderName::CallId,
+        HeaderName::SessionExpires,
+        HeaderName::ReferredBy,
+    ] {
+        let s = name.as_str();
+        assert_eq!(HeaderName::from_bytes(s.as_bytes()), name, "{s}");
+        assert_eq!(
+            HeaderName::from_bytes(s.to_lowercase().as_bytes()),
+            name,
+            "{s}"
+        );
+        assert_eq!(
+            HeaderName::from_bytes(s.to_uppercase().as_bytes()),
+            name,
+            "{s}"
+        );
+    }
+    for other in [
+        "X-Custom",
+        "Vias",
+        "Cal-ID",
+        "Contact2",
+        "",
+        "q",
+        "Content-Lengthy",
+        "C%6Fntact",
+    ] {
+        assert_eq!(
+            HeaderName::from_bytes(other.as_bytes()),
+            HeaderName::Other,
+            "{other}"
+        );
+    }
+}
+
+#[test]
+fn authorization_debug_never_shows_the_response() {
+    let raw = "REGISTER sip:example.org SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+From: <sip:bob@example.org>;tag=1\r\nTo: <sip:bob@example.org>\r\nCall-ID: r1\r\nCSeq: 2 REGISTER\r\n\
+Authorization: Digest username=\"bob\", realm=\"example.org\", nonce=\"abc\", uri=\"sip:example.org\", response=\"6629fae49393a05397450978507c4ef1\"\r\n\
+Content-Length: 0\r\n\r\n";
+    let msg = parse(raw);
+    let cred = msg.authorization().expect("present").expect("valid");
+    assert_eq!(cred.scheme(), "Digest");
+    assert_eq!(cred.param("username"), Some("bob"));
+    assert_eq!(
+        cred.param("response"),
+        Some("6629fae49393a05397450978507c4ef1")
+    );
+    let dbg = format!("{cred:?} {msg:?}");
+    assert!(!dbg.contains("6629fae4"), "{dbg}");
+    assert!(!dbg.contains("abc"), "nonce redacted too: {dbg}");
+}
+
+#[test]
+fn typed_views_of_less_common_headers() {
+    let raw = "SIP/2.0 503 Service Unavailable\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;rport=5062;received=192.0.2.1\r\n\
+From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+Retry-After: 120 (maintenance);duration=60\r\nWarning: 399 callgate.example \"limit reached\"\r\n\
+Reason: SIP;cause=503;text=\"trunk full\"\r\nAllow: INVITE, ACK, BYE\r\n\
+WWW-Authenticate: Digest realm=\"x\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"\r\n\
+Content-Length: 0\r\n\r\n";
+    let msg = parse(raw);
+    assert_eq!(msg.top_via().rport(), Rport::Value(5062));
+    let ra = msg.retry_after().expect("ra").expect("valid");
+    assert_eq!(
+        (ra.secs, ra.comment, ra.params.get("duration")),
+        (120, Some("maintenance"), Some(Some("60")))
+    );
+    let w = msg.warnings().next().expect("w").expect("valid");
+    assert_eq!(
+        (w.code, w.agent, w.text),
+        (399, "callgate.example", "limit reached")
+    );
+    let r = msg.reasons().next().expect("r").expect("valid");
+    assert_eq!(
+        (r.protocol, r.cause(), r.text()),
+        ("SIP", Some(503), Some("trunk full"))
+    );
+    let allow: Vec<_> = msg.allow().map(|m| m.expect("token")).collect();
+    assert_eq!(allow, ["INVITE", "ACK", "BYE"]);
+    let ch = msg.www_authenticate().next().expect("ch").expect("valid");
+    assert_eq!(
+        (ch.scheme(), ch.param("nonce"), ch.param("qop")),
+        ("Digest", Some("n1"), Some("auth"))
+    );
+}
+
+#[test]
+fn ipv6_and_tel_uris() {
+    let raw = "INVITE sip:[2001:db8::5]:5080;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP [2001:db8::1];branch=z9hG4bK1\r\n\
+From: <tel:+1-201-555-0123;phone-context=example.com>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let msg = parse(raw);
+    let Uri::Sip(u) = msg.as_request().expect("req").uri() else {
+        panic!("sip")
+    };
+    assert_eq!(
+        (u.host, u.port, u.params.get("transport")),
+        ("[2001:db8::5]", Some(5080), Some(Some("tcp")))
+    );
+    let Uri::Tel(t) = msg.from().parsed_uri() else {
+        panic!("tel")
+    };
+    assert_eq!(t.number, "+1-201-555-0123");
+    assert_eq!(t.params.get("phone-context"), Some(Some("example.com")));
+    assert_eq!(msg.top_via().host, "[2001:db8::1]");
+}

@@ -33,7 +33,7 @@ macro_rules! header_names {
                 }
                 // One table probe picks the only candidate; one comparison confirms it.
                 match LONG[slot(name)] {
-                    Some(i) if name.eq_ignore_ascii_case(LONG_NAMES[i as usize].0.as_bytes()) => {
+                    Some(i) if folded_eq(name, LONG_NAMES[i as usize].0.as_bytes()) => {
                         LONG_NAMES[i as usize].1
                     }
                     _ => HeaderName::Other,
@@ -44,6 +44,31 @@ macro_rules! header_names {
         const LONG_NAMES: &[(&str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
         const COMPACT_NAMES: &[(&str, HeaderName)] = &[ $( $( ($compact, HeaderName::$variant), )? )* ];
     };
+}
+
+/// Case-insensitive equality against a known name made of letters and `-` only: setting
+/// bit 0x20 folds ASCII letters and leaves `-` alone; no token character folds onto a letter
+/// except the upper-case letters themselves.
+#[inline]
+fn folded_eq(name: &[u8], known: &[u8]) -> bool {
+    if name.len() != known.len() {
+        return false;
+    }
+    // Eight bytes at a time: names are 2..=19 bytes, so this is two or three compares.
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let mut a = name.chunks_exact(8);
+    let mut b = known.chunks_exact(8);
+    for (x, y) in a.by_ref().zip(b.by_ref()) {
+        let x = u64::from_le_bytes(x.try_into().expect("invariant: chunk of 8"));
+        let y = u64::from_le_bytes(y.try_into().expect("invariant: chunk of 8"));
+        if x | FOLD != y | FOLD {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(x, y)| x | 0x20 == y | 0x20)
 }
 
 /// Table slot of a name (at least 2 bytes): length, first, second and last byte, case-folded.

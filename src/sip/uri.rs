@@ -166,45 +166,112 @@ fn escaped_all(s: &str, class: u8) -> bool {
 
 fn parse_sip(rest: &str, secure: bool) -> Result<SipUri<'_>, ()> {
     let (mut user, mut password, mut hostpart) = (None, None, rest);
-    if let Some(at) = find_byte(rest, b'@') {
-        let userinfo = &rest[..at];
-        let (u, p) = match find_byte(userinfo, b':') {
-            Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
-            None => (userinfo, None),
-        };
-        let user_ok = escaped_all(u, USER);
-        let pass_ok = p.is_none_or(|p| escaped_all(p, PASSWORD));
-        if u.is_empty() || !user_ok || !pass_ok {
+    // One pass over a userinfo candidate: it ends at '@', or is not userinfo at all when a
+    // byte that userinfo cannot hold comes first (then the host starts at 0).
+    let b = rest.as_bytes();
+    let (mut i, mut colon, mut user_ok, mut pass_ok) = (0, None, true, true);
+    while i < b.len() {
+        let c = b[i];
+        if c == b'@' {
+            break;
+        }
+        if c == b':' {
+            pass_ok &= colon.is_none();
+            colon.get_or_insert(i);
+            i += 1;
+            continue;
+        }
+        if c == b'%' {
+            // Hosts never hold '%': a bad escape is an error whatever this turns out to be.
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return Err(());
+            }
+            i += 3;
+            continue;
+        }
+        let class = CLASS[c as usize];
+        if class & (USER | PASSWORD) == 0 {
+            break;
+        }
+        if colon.is_none() {
+            user_ok &= class & USER != 0;
+        } else {
+            pass_ok &= class & PASSWORD != 0;
+        }
+        i += 1;
+    }
+    if b.get(i) == Some(&b'@') {
+        let user_end = colon.unwrap_or(i);
+        if user_end == 0 || !user_ok || !pass_ok {
             return Err(());
         }
-        user = Some(u);
-        password = p;
-        hostpart = &rest[at + 1..];
+        user = Some(&rest[..user_end]);
+        password = colon.map(|c| &rest[c + 1..i]);
+        hostpart = &rest[i + 1..];
     }
-    let (hostpart, headers) = match find_byte(hostpart, b'?') {
-        Some(q) => (&hostpart[..q], Some(&hostpart[q + 1..])),
-        None => (hostpart, None),
+    // One pass over hostport, then parameters, then headers.
+    let b = hostpart.as_bytes();
+    let mut i = if b.first() == Some(&b'[') {
+        let close = find_byte(hostpart, b']').ok_or(())?;
+        let inner = &b[1..close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'))
+        {
+            return Err(());
+        }
+        close + 1
+    } else {
+        b.iter()
+            .position(|&c| CLASS[c as usize] & HOST == 0)
+            .unwrap_or(b.len())
     };
-    if let Some(h) = headers {
+    if i == 0 {
+        return Err(());
+    }
+    let host = &hostpart[..i];
+    let mut port = None;
+    if b.get(i) == Some(&b':') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 5 {
+            return Err(());
+        }
+        let n = b[i + 1..i + 1 + digits]
+            .iter()
+            .fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+        port = Some(u16::try_from(n).map_err(|_| ())?);
+        i += 1 + digits;
+    }
+    let q = b[i..]
+        .iter()
+        .position(|&c| c == b'?')
+        .map_or(b.len(), |q| i + q);
+    let params = &hostpart[i..q];
+    if !params.is_empty() {
+        // Every parameter needs a name: no empty `;;` and no `;=`.
+        let p = params.as_bytes();
+        let ok = p[0] == b';'
+            && escaped_all(params, PARAMS)
+            && !p.ends_with(b";")
+            && !p
+                .windows(2)
+                .any(|w| w[0] == b';' && (w[1] == b';' || w[1] == b'='));
+        if !ok {
+            return Err(());
+        }
+    }
+    let headers = if q < b.len() {
+        let h = &hostpart[q + 1..];
         if h.is_empty() || !escaped_all(h, HEADER) {
             return Err(());
         }
-    }
-    let (hostport, params) = match find_byte(hostpart, b';') {
-        Some(sc) => (&hostpart[..sc], &hostpart[sc..]),
-        None => (hostpart, ""),
+        Some(h)
+    } else {
+        None
     };
-    let (host, port) = split_hostport(hostport)?;
-    // Every parameter needs a name: no empty `;;` and no `;=`.
-    let p = params.as_bytes();
-    let params_ok = escaped_all(params, PARAMS)
-        && !p.ends_with(b";")
-        && !p
-            .windows(2)
-            .any(|w| w[0] == b';' && (w[1] == b';' || w[1] == b'='));
-    if !params_ok {
-        return Err(());
-    }
     Ok(SipUri {
         secure,
         user,

@@ -67,6 +67,12 @@ fn valid_words(s: &str) -> bool {
 
 /// Parses `name-addr / addr-spec` followed by parameters.
 pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
+    parse_with_tag(s).map(|(na, _)| na)
+}
+
+/// Parses and, in the same pass over the parameters, finds `tag` (`Some(None)` when the
+/// parameter has no value).
+pub(crate) fn parse_with_tag(s: &str) -> Result<(NameAddr<'_>, Option<Option<&str>>), ()> {
     let s = trim_lws(s);
     let (display_name, rest) = if s.starts_with('"') {
         let end = quoted_end(s.as_bytes()).ok_or(())?;
@@ -92,25 +98,29 @@ pub(crate) fn parse(s: &str) -> Result<NameAddr<'_>, ()> {
             return Err(());
         }
         Uri::parse(uri).ok_or(())?;
-        let params = Params::parse(params).ok_or(())?;
-        return Ok(NameAddr {
+        let (params, tag) = Params::parse_find(params, "tag").ok_or(())?;
+        let na = NameAddr {
             display_name: None,
             uri,
             params,
             angle: false,
-        });
+        };
+        return Ok((na, tag));
     };
     let inner = &rest[1..];
     let gt = find_byte(inner, b'>').ok_or(())?;
     let uri = &inner[..gt];
     Uri::parse(uri).ok_or(())?;
-    let params = Params::parse(&inner[gt + 1..]).ok_or(())?;
-    Ok(NameAddr {
-        display_name,
-        uri,
-        params,
-        angle: true,
-    })
+    let (params, tag) = Params::parse_find(&inner[gt + 1..], "tag").ok_or(())?;
+    Ok((
+        NameAddr {
+            display_name,
+            uri,
+            params,
+            angle: true,
+        },
+        tag,
+    ))
 }
 
 /// Route / Record-Route: name-addr only (angle brackets required).

@@ -74,6 +74,11 @@ fn expect_slash(s: &str) -> Result<&str, ()> {
 
 /// Parses one Via value (no top-level commas).
 pub(crate) fn parse(s: &str) -> Result<Via<'_>, ()> {
+    parse_with_branch(s).map(|(v, _)| v)
+}
+
+/// Parses and finds the `branch` parameter in the same pass.
+pub(crate) fn parse_with_branch(s: &str) -> Result<(Via<'_>, Option<Option<&str>>), ()> {
     let s = trim_lws(s);
     let (protocol, rest) = token_at(s);
     let (version, rest) = token_at(expect_slash(rest)?);
@@ -96,14 +101,18 @@ pub(crate) fn parse(s: &str) -> Result<Via<'_>, ()> {
         None => (rest, ""),
     };
     let (host, port) = sent_by_parts(sent_by)?;
-    Ok(Via {
-        protocol,
-        version,
-        transport,
-        host,
-        port,
-        params: Params::parse(params).ok_or(())?,
-    })
+    let (params, branch) = Params::parse_find(params, "branch").ok_or(())?;
+    Ok((
+        Via {
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            params,
+        },
+        branch,
+    ))
 }
 
 /// `host [ SWS ":" SWS port ]`.
