@@ -20,6 +20,9 @@ mod teardown;
 mod tests;
 
 use std::collections::HashMap;
+
+/// Keyed per map and fast: Call-IDs and branches come from the network.
+type Fast = foldhash::fast::RandomState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,13 +170,13 @@ enum ClientRole {
 pub struct B2bua {
     limiter: Arc<Limiter>,
     settings: Settings,
-    calls: HashMap<u64, Call>,
+    calls: HashMap<u64, Call, Fast>,
     /// Leg Call-ID -> (call, side).
-    by_call_id: HashMap<String, (u64, Side)>,
+    by_call_id: HashMap<String, (u64, Side), Fast>,
     /// Our client transactions -> (call, role).
-    by_client: HashMap<TransactionKey, (u64, ClientRole)>,
+    by_client: HashMap<TransactionKey, (u64, ClientRole), Fast>,
     /// A-leg INVITE server transactions -> call (CANCEL and Timer H matching).
-    by_a_invite: HashMap<TransactionKey, u64>,
+    by_a_invite: HashMap<TransactionKey, u64, Fast>,
     next_id: u64,
     /// Per-process random part of tags, branches and Call-IDs.
     salt: u64,
@@ -186,10 +189,10 @@ impl B2bua {
         B2bua {
             limiter,
             settings,
-            calls: HashMap::new(),
-            by_call_id: HashMap::new(),
-            by_client: HashMap::new(),
-            by_a_invite: HashMap::new(),
+            calls: HashMap::default(),
+            by_call_id: HashMap::default(),
+            by_client: HashMap::default(),
+            by_a_invite: HashMap::default(),
             next_id: 1,
             salt,
             draining: false,

@@ -8,6 +8,9 @@
 //! ([`Engine::next_deadline`]).
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Keyed per map and fast: keys come from the network, so not an unkeyed hash.
+type Fast = foldhash::fast::RandomState;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,18 +29,18 @@ pub struct Engine {
     txn: Layer<Response>,
     metrics: Arc<Metrics>,
     /// Our client transactions that have not had a final response yet.
-    awaiting_final: std::collections::HashSet<TransactionKey>,
+    awaiting_final: std::collections::HashSet<TransactionKey, Fast>,
     /// Messages to send, drained by the driver after every input.
     outbox: Vec<(Dest, Bytes)>,
     /// Where each transaction's transmissions go.
-    dests: HashMap<TransactionKey, Dest>,
+    dests: HashMap<TransactionKey, Dest, Fast>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
-    invites: HashMap<TransactionKey, Request>,
+    invites: HashMap<TransactionKey, Request, Fast>,
     timers: BTreeMap<(Instant, u64), (u64, CallTimer)>,
     timer_seq: u64,
     out: Vec<Out>,
     lout: Vec<LayerAction<Response>>,
-    started_unix: HashMap<u64, u64>,
+    started_unix: HashMap<u64, u64, Fast>,
 }
 
 impl Engine {
@@ -48,14 +51,14 @@ impl Engine {
             txn,
             metrics,
             outbox: Vec::new(),
-            awaiting_final: std::collections::HashSet::new(),
-            dests: HashMap::new(),
-            invites: HashMap::new(),
+            awaiting_final: Default::default(),
+            dests: HashMap::default(),
+            invites: HashMap::default(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             out: Vec::new(),
             lout: Vec::new(),
-            started_unix: HashMap::new(),
+            started_unix: HashMap::default(),
         }
     }
 

@@ -172,7 +172,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct Layer<M> {
     cfg: TimerConfig,
-    entries: HashMap<TransactionKey, Entry>,
+    entries: HashMap<TransactionKey, Entry, foldhash::fast::RandomState>,
     /// Min-queue of (deadline, key) with lazy invalidation against `Entry::armed`.
     deadlines: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
     client_out: Vec<ClientAction<M>>,
@@ -184,7 +184,7 @@ impl<M: Clone> Layer<M> {
     pub fn new(cfg: TimerConfig) -> Self {
         Self {
             cfg,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             deadlines: BinaryHeap::new(),
             client_out: Vec::new(),
             server_out: Vec::new(),

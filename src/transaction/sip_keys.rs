@@ -12,11 +12,8 @@ pub fn server_key(req: &Request) -> TransactionKey {
     let via = parts.top_via();
     match parts.branch() {
         Some(b) if is_rfc3261_branch(b.as_str().as_bytes()) => {
-            let sent_by = match via.port {
-                Some(port) => format!("{}:{}", via.host, port),
-                None => via.host.to_owned(),
-            };
-            TransactionKey::server(b.as_str().as_bytes(), sent_by.as_bytes(), method)
+            let sent_by = sent_by(parts.as_bytes(), via.host, via.port.is_some());
+            TransactionKey::server(b.as_str().as_bytes(), sent_by, method)
         }
         _ => {
             let top_via = parts
@@ -68,5 +65,53 @@ fn method_key(method: &Method) -> MethodKey<'_> {
         Method::Ack => MethodKey::Ack,
         Method::Cancel => MethodKey::Cancel,
         other => MethodKey::Other(other.as_str().as_bytes()),
+    }
+}
+
+/// The sent-by (`host[:port]`) as written in the message: the host view points into `buf`, and
+/// the port, when present, follows it. Slicing avoids formatting a string per request.
+fn sent_by<'a>(buf: &'a [u8], host: &str, has_port: bool) -> &'a [u8] {
+    let start = (host.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    let Some(after_host) = start
+        .checked_add(host.len())
+        .filter(|end| *end <= buf.len())
+    else {
+        return &[];
+    };
+    let mut end = after_host;
+    if has_port && buf.get(end) == Some(&b':') {
+        end += 1;
+        while buf.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+    }
+    &buf[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::{self, Message};
+    use bytes::Bytes;
+
+    fn key_of(via: &str) -> TransactionKey {
+        let text = format!("OPTIONS sip:x@y SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        match sip::parse_datagram(Bytes::from(text)) {
+            Ok(Message::Request(r)) => server_key(&r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sent_by_with_and_without_port_distinguishes_transactions() {
+        let with_port = key_of("SIP/2.0/UDP host.example:5060;branch=z9hG4bK1");
+        let same = key_of("SIP/2.0/UDP  host.example:5060 ;branch=z9hG4bK1");
+        let other_port = key_of("SIP/2.0/UDP host.example:5070;branch=z9hG4bK1");
+        let no_port = key_of("SIP/2.0/UDP host.example;branch=z9hG4bK1");
+        let v6 = key_of("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1");
+        assert_eq!(with_port, same);
+        assert_ne!(with_port, other_port);
+        assert_ne!(with_port, no_port);
+        assert_ne!(with_port, v6);
     }
 }
