@@ -86,6 +86,9 @@ pub struct Call {
     pub(super) session: Option<Duration>,
     /// When the session expires unless refreshed.
     pub(super) session_deadline: Option<Instant>,
+    /// The call is over but A has not ACKed our 2xx yet: the BYE to A waits for that ACK
+    /// (RFC 3261 15: no BYE on a confirmed dialog before the ACK), or for the no-ACK timer.
+    pub(super) bye_a_after_ack: Option<Outcome>,
     /// The counters the call holds; `None` once released.
     pub(super) permit: Option<Permit>,
     /// From and To of the A INVITE, for the admin API.

@@ -186,21 +186,24 @@ impl B2bua {
             });
             call.b_ack = Some(ack);
         }
+        if let Some(outcome) = call.bye_a_after_ack.take() {
+            self.send_bye(id, Side::A, out);
+            self.forget(id, outcome, out);
+        }
     }
 
     /// A CANCEL from A matched the A INVITE `invite_key` (the driver already answered the CANCEL
     /// with 200). Answers the INVITE with 487 and cancels B.
-    pub fn on_cancel(&mut self, invite_key: &TransactionKey, out: &mut Vec<Out>) {
+    pub fn on_cancel(&mut self, now: Instant, invite_key: &TransactionKey, out: &mut Vec<Out>) {
         let Some(&id) = self.by_a_invite.get(invite_key) else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.calls.get(&id) else {
             return;
         };
         if !matches!(call.state, CallState::Calling | CallState::Early) {
             return;
         }
-        call.state = CallState::Cancelling;
         let bytes = sip::response_to(
             &call.a_invite,
             487,
@@ -213,6 +216,19 @@ impl B2bua {
             status: 487,
             bytes,
         });
+        self.cancel_b(now, id, out);
+    }
+
+    /// Cancels the B INVITE of a call not yet answered (the caller already has its final
+    /// response). The units go back now; the call stays, in `Cancelling`, until B's final
+    /// response (a racing 200 gets ACK + BYE) or until 64*T1 without one (RFC 3261 9.1).
+    pub(super) fn cancel_b(&mut self, now: Instant, id: u64, out: &mut Vec<Out>) {
+        let give_up = now + 64 * self.settings.t1;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.state = CallState::Cancelling;
+        call.permit = None;
         let cancel = sip::cancel_for(&call.b_invite);
         let key = client_key_for(invite_branch(&call.b_invite), &Method::Cancel);
         out.push(Out::StartNonInvite {
@@ -220,12 +236,12 @@ impl B2bua {
             dest: call.b.dest,
             bytes: cancel,
         });
+        out.push(Out::Arm {
+            at: give_up,
+            call: id,
+            timer: CallTimer::CancelGiveUp,
+        });
         self.by_client.insert(key, (id, ClientRole::Teardown));
-        // The units go back now: the call is over for the caller. B's 487 (or a racing 200,
-        // which gets ACK + BYE) is still handled through the B INVITE transaction.
-        if let Some(call) = self.calls.get_mut(&id) {
-            call.permit = None;
-        }
     }
 
     /// A request with a To tag on server transaction `key`: inside one of our dialogs.

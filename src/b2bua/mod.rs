@@ -108,6 +108,10 @@ pub enum CallTimer {
     MaxDuration,
     /// RFC 4028: no session refresh before the session expired: BYE both legs.
     SessionExpiry,
+    /// No final answer from B in time (a B2BUA's Timer C): 480 to A, CANCEL to B.
+    RingTimeout,
+    /// No final response to our CANCEL within 64*T1: the call is dropped (RFC 3261 9.1).
+    CancelGiveUp,
 }
 
 /// Addresses callgate writes in Via and Contact, per transport.
@@ -149,6 +153,8 @@ pub struct Settings {
     pub local: Local,
     /// Node name, part of generated Call-IDs.
     pub node: String,
+    /// How long B may ring without a final answer (RFC 3261 Timer C is at least 3 minutes).
+    pub ring_timeout: Duration,
 }
 
 /// What a client transaction of ours is for.

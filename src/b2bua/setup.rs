@@ -190,6 +190,11 @@ impl B2bua {
             bytes,
         });
         out.push(Out::Started { call: id });
+        out.push(Out::Arm {
+            at: now + self.settings.ring_timeout,
+            call: id,
+            timer: super::CallTimer::RingTimeout,
+        });
         if let Some(max) = self.limiter.current().config().server.max_call_duration {
             out.push(Out::Arm {
                 at: now + max,
@@ -225,6 +230,7 @@ impl B2bua {
             reinvite_pending: false,
             session,
             session_deadline: None,
+            bye_a_after_ack: None,
             permit: Some(permit),
             from,
             to,

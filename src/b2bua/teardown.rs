@@ -39,8 +39,10 @@ impl B2bua {
             // BYE from A in an early dialog: it gives up on the call, as with CANCEL.
             (Side::A, CallState::Calling | CallState::Early) => {
                 let key = call.a_invite_key.clone();
-                self.on_cancel(&key, out);
+                self.on_cancel(now, &key, out);
             }
+            // B hung up before A ACKed our 2xx: A's BYE waits for the ACK (RFC 3261 15).
+            (Side::B, CallState::Answered) => self.bye_a_after_ack(id, Outcome::Answered),
             (_, state) => {
                 let outcome = outcome_of(state);
                 let _ = now;
@@ -52,7 +54,7 @@ impl B2bua {
 
     /// Ends a call from callgate's side: BYE on both legs once answered; before the answer, 480
     /// to A and CANCEL to B.
-    pub fn end_call(&mut self, _now: Instant, id: u64, outcome: Outcome, out: &mut Vec<Out>) {
+    pub fn end_call(&mut self, now: Instant, id: u64, outcome: Outcome, out: &mut Vec<Out>) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -70,28 +72,30 @@ impl B2bua {
                     status: 480,
                     bytes,
                 });
-                let cancel = sip::cancel_for(&call.b_invite);
-                let branch = call
-                    .b_invite
-                    .parts()
-                    .branch()
-                    .map_or("", |b| b.as_str())
-                    .to_owned();
-                let key = client_key_for(&branch, &Method::Cancel);
-                out.push(Out::StartNonInvite {
-                    key: key.clone(),
-                    dest: call.b.dest,
-                    bytes: cancel,
-                });
-                self.by_client.insert(key, (id, ClientRole::Teardown));
-                self.forget(id, Outcome::Failed, out);
+                self.cancel_b(now, id, out);
             }
             CallState::Cancelling => self.forget(id, Outcome::Cancelled, out),
-            CallState::Answered | CallState::Confirmed => {
-                self.send_bye(id, Side::A, out);
+            CallState::Answered if call.bye_a_after_ack.is_none() => {
                 self.send_bye(id, Side::B, out);
+                self.bye_a_after_ack(id, outcome);
+            }
+            CallState::Answered | CallState::Confirmed => {
+                let b_done = call.bye_a_after_ack.is_some();
+                self.send_bye(id, Side::A, out);
+                if !b_done {
+                    self.send_bye(id, Side::B, out);
+                }
                 self.forget(id, outcome, out);
             }
+        }
+    }
+
+    /// The call is over but A has not ACKed our 2xx: release the units now, BYE A on its ACK
+    /// (or when the no-ACK timer gives up).
+    fn bye_a_after_ack(&mut self, id: u64, outcome: Outcome) {
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.permit = None;
+            call.bye_a_after_ack = Some(outcome);
         }
     }
 
@@ -142,7 +146,13 @@ impl B2bua {
             CallTimer::NoAck => {
                 if call.state == CallState::Answered {
                     tracing::info!(call = id, "no ACK for our 2xx; ending the call");
-                    self.end_call(now, id, Outcome::Answered, out);
+                    // Give up waiting: BYE A now, and B unless it already hung up.
+                    let b_done = call.bye_a_after_ack.is_some();
+                    self.send_bye(id, Side::A, out);
+                    if !b_done {
+                        self.send_bye(id, Side::B, out);
+                    }
+                    self.forget(id, Outcome::Answered, out);
                 }
             }
             CallTimer::SessionExpiry => {
@@ -153,6 +163,18 @@ impl B2bua {
                         "session expired without refresh; ending the call"
                     );
                     self.end_call(now, id, Outcome::Answered, out);
+                }
+            }
+            CallTimer::RingTimeout => {
+                if matches!(call.state, CallState::Calling | CallState::Early) {
+                    tracing::info!(call = id, "no answer in time; cancelling the callee");
+                    self.end_call(now, id, Outcome::Failed, out);
+                }
+            }
+            CallTimer::CancelGiveUp => {
+                if call.state == CallState::Cancelling {
+                    tracing::info!(call = id, "no final response to our CANCEL; giving up");
+                    self.forget(id, Outcome::Cancelled, out);
                 }
             }
             CallTimer::MaxDuration => {

@@ -65,6 +65,7 @@ fn fixture() -> Fixture {
             tcp: None,
         },
         node: "t".into(),
+        ring_timeout: Duration::from_secs(180),
     };
     let b2bua = B2bua::new(limiter.clone(), settings, 7);
     // The clock is never read by the core: any fixed origin works.
@@ -159,6 +160,18 @@ impl Fixture {
         b
     }
 
+    /// A ACKs our 2xx for call `call_id` (confirming leg A).
+    fn a_acks(&mut self, call_id: &str) {
+        let tag = self
+            .b2bua
+            .calls()
+            .find(|c| c.a.call_id == call_id)
+            .map(|c| c.a.local_tag.clone())
+            .expect("call exists");
+        let ack = request(&format!("ACK sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKack{call_id}\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag={tag}\nCall-ID: {call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n"));
+        self.b2bua.on_ack(&ack, &mut self.out);
+    }
+
     fn b_says(&mut self, b_inv: &Bytes, status: u16, reason: &str) {
         let resp = b_response(b_inv, status, reason);
         let key = client_key(&resp).expect("our branch");
@@ -238,7 +251,7 @@ fn cancel_before_answer_sends_487_and_cancel() {
     assert_eq!(statuses(&f.out), vec![180]);
     f.out.clear();
     let key = server_key(&invite("c5"));
-    f.b2bua.on_cancel(&key, &mut f.out);
+    f.b2bua.on_cancel(f.now, &key, &mut f.out);
     assert_eq!(statuses(&f.out), vec![487]);
     assert!(
         f.out
@@ -258,7 +271,7 @@ fn answer_racing_cancel_gets_ack_and_bye() {
     let mut f = fixture();
     let b = f.start_call("c6");
     let key = server_key(&invite("c6"));
-    f.b2bua.on_cancel(&key, &mut f.out);
+    f.b2bua.on_cancel(f.now, &key, &mut f.out);
     f.out.clear();
     f.b_says(&b, 200, "OK");
     assert!(
@@ -399,6 +412,7 @@ fn unrefreshed_session_ends_the_call_rfc4028() {
     // The non-refresher hangs up min(32 s, SE/3) before expiry: 300 - 32 = 268 s.
     assert_eq!(at, Some(f.now + Duration::from_secs(268)));
     let id = f.b2bua.calls().next().map(|c| c.id).expect("one call");
+    f.a_acks("s1");
     f.out.clear();
     f.b2bua.on_timer(
         f.now + Duration::from_secs(268),
@@ -502,4 +516,110 @@ fn callee_is_offered_no_session_timer_the_caller_cannot_refresh() {
     let mut f = with_session_timer();
     let b = f.start_call("s4");
     assert!(!String::from_utf8_lossy(&b).contains("Session-Expires"));
+}
+
+#[test]
+fn callee_bye_before_the_callers_ack_waits_for_that_ack_rfc3261_15() {
+    let mut f = fixture();
+    let b = f.start_call("w1");
+    f.b_says(&b, 200, "OK");
+    let tag = f
+        .out
+        .iter()
+        .find_map(|o| match o {
+            Out::Respond {
+                status: 200, bytes, ..
+            } => response(bytes)
+                .parts()
+                .to_tag()
+                .map(|t| t.as_str().to_owned()),
+            _ => None,
+        })
+        .expect("our tag towards A");
+    let b_req = match sip::parse_datagram(b.clone()) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    let b_call_id = b_req.parts().call_id().to_owned();
+    let b_from_tag = b_req
+        .parts()
+        .from_tag()
+        .map(|t| t.as_str().to_owned())
+        .expect("tag");
+    f.out.clear();
+    let bye = request(&format!("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbyeB\nFrom: <sip:3125559999@127.0.0.1:5080>;tag=b1\nTo: <sip:200@127.0.0.1>;tag={b_from_tag}\nCall-ID: {b_call_id}\nCSeq: 2 BYE\nContent-Length: 0\n\n"));
+    let key = server_key(&bye);
+    f.b2bua.on_in_dialog(f.now, bye, key, &mut f.out);
+    assert_eq!(statuses(&f.out), vec![200]);
+    assert!(
+        !f.out
+            .iter()
+            .any(|o| matches!(o, Out::StartNonInvite { .. })),
+        "no BYE to A before its ACK"
+    );
+    assert_eq!(f.limiter.in_use(), 0, "units released at once");
+    f.out.clear();
+    let ack = request(&format!("ACK sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKackw1\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag={tag}\nCall-ID: w1\nCSeq: 1 ACK\nContent-Length: 0\n\n"));
+    f.b2bua.on_ack(&ack, &mut f.out);
+    assert!(
+        f.out
+            .iter()
+            .any(|o| matches!(o, Out::StartNonInvite { bytes, .. } if bytes.starts_with(b"BYE "))),
+        "BYE to A on its ACK"
+    );
+    assert_eq!(ended(&f.out), Some(Outcome::Answered));
+    assert!(f.b2bua.is_empty());
+}
+
+fn armed(out: &[Out], timer: CallTimer) -> Option<Instant> {
+    out.iter().find_map(|o| match o {
+        Out::Arm { at, timer: t, .. } if *t == timer => Some(*at),
+        _ => None,
+    })
+}
+
+#[test]
+fn ringing_without_answer_times_out_then_cancel_gives_up_rfc3261_9_1() {
+    let mut f = fixture();
+    let inv = invite("t1");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    let ring = armed(&f.out, CallTimer::RingTimeout).expect("ring timeout armed");
+    let b = b_invite(&f.out);
+    f.out.clear();
+    f.b_says(&b, 180, "Ringing");
+    let id = f.b2bua.calls().next().map(|c| c.id).expect("one call");
+    f.out.clear();
+    f.b2bua
+        .on_timer(ring, id, CallTimer::RingTimeout, &mut f.out);
+    assert_eq!(statuses(&f.out), vec![480]);
+    assert!(f
+        .out
+        .iter()
+        .any(|o| matches!(o, Out::StartNonInvite { bytes, .. } if bytes.starts_with(b"CANCEL "))));
+    assert_eq!(f.limiter.in_use(), 0, "units released at once");
+    let give_up = armed(&f.out, CallTimer::CancelGiveUp).expect("give-up armed");
+    assert_eq!(give_up, ring + Duration::from_millis(500) * 64);
+    f.out.clear();
+    // B never answers the CANCEL nor the INVITE: the call is dropped after 64*T1.
+    f.b2bua
+        .on_timer(give_up, id, CallTimer::CancelGiveUp, &mut f.out);
+    assert_eq!(ended(&f.out), Some(Outcome::Cancelled));
+    assert!(f.b2bua.is_empty());
+}
+
+#[test]
+fn operator_end_of_a_ringing_call_waits_for_the_callees_487() {
+    let mut f = fixture();
+    let b = f.start_call("t2");
+    f.b_says(&b, 180, "Ringing");
+    let id = f.b2bua.calls().next().map(|c| c.id).expect("one call");
+    f.out.clear();
+    assert!(f.b2bua.end_call_by_operator(f.now, id, &mut f.out));
+    assert_eq!(statuses(&f.out), vec![480]);
+    assert_eq!(ended(&f.out), None, "kept until B's final response");
+    f.out.clear();
+    f.b_says(&b, 487, "Request Terminated");
+    assert_eq!(ended(&f.out), Some(Outcome::Cancelled));
+    assert_eq!(f.limiter.in_use(), 0);
 }

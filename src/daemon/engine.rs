@@ -198,7 +198,7 @@ impl Engine {
             Dispatch::CancelFor(invite) => {
                 self.dests.insert(key.clone(), reply_to);
                 self.respond(now, &key, sip::response_to(&req, 200, "OK", None, &[]), 200);
-                self.b2bua.on_cancel(&invite, &mut self.out);
+                self.b2bua.on_cancel(now, &invite, &mut self.out);
             }
             Dispatch::CancelTooLate(_) => {
                 self.dests.insert(key.clone(), reply_to);

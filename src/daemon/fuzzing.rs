@@ -79,6 +79,7 @@ pub fn engine(data: &[u8]) {
             tcp: Some("127.0.0.1:5060".into()),
         },
         node: "fuzz".into(),
+        ring_timeout: Duration::from_secs(180),
     };
     let b2bua = B2bua::new(limiter.clone(), settings, 1);
     let mut engine = Engine::new(

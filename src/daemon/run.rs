@@ -22,6 +22,10 @@ use crate::limits::Limiter;
 use crate::transaction::{Layer, TimerConfig};
 use crate::transport::{TransportError, TransportLimits, Transports};
 
+/// How long a callee may ring without a final answer before callgate gives up (RFC 3261
+/// Timer C: more than 3 minutes).
+const RING_TIMEOUT: Duration = Duration::from_secs(181);
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -366,6 +370,7 @@ fn settings(snapshot: &Snapshot, transports: &Transports) -> Settings {
             tcp: advertise(Transport::Tcp),
         },
         node: snapshot.server.name.clone(),
+        ring_timeout: RING_TIMEOUT,
     }
 }
 
