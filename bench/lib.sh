@@ -34,7 +34,8 @@ stop_pid() {
   [ -n "$pid" ] || return 0
   kill "$pid" 2>/dev/null || return 0
   for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
+  kill -9 "$pid" 2>/dev/null && log "note: PID $pid ($(cat /proc/$pid/comm 2>/dev/null)) ignored SIGTERM for 5 s; killed"
+  return 0
 }
 
 # start_uas TAG — sipp UAS on 127.0.0.1:$UAS_PORT in the background (-bg forks and prints
