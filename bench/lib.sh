@@ -78,7 +78,9 @@ SUT_PIDS="${SUT_PIDS:-}"
 #   tag target rate calls ok failed retrans unexp udp_drops wall_s achieved_cps
 #   cpu_uac% cpu_uas% cpu_sut% cpu_machine%
 # achieved_cps = calls / wall time of the sipp process (start-up is ~0.1 s); CPU figures are % of
-# one core over that wall time; cpu_machine is the whole machine (max NCPU*100), neighbours included.
+# one core over that wall time (precise: the kernel scales them from scheduler run time);
+# cpu_machine is the whole machine from /proc/stat (max NCPU*100, neighbours included), tick-sampled,
+# so it under-counts bursty processes such as sipp: read it as a hint of neighbour load only.
 run_uac() {
   local tag="$1" target="$2" rate="$3" calls="$4" hold="$5"; shift 5
   local csv="$OUT/$tag-uac.csv" tmo=$(( calls / rate + hold / 1000 + 30 ))
