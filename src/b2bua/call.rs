@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::leg::Leg;
 use crate::limits::Permit;
-use crate::sip::Request;
+use crate::sip::{self, Request};
 use crate::transaction::TransactionKey;
 
 /// Where a call is in its life.
@@ -66,12 +66,11 @@ pub struct Call {
     pub started: Instant,
     /// When B answered.
     pub answered: Option<Instant>,
-    /// The caller's INVITE (responses to A are built from it).
-    pub(super) a_invite: Request,
+    /// Both INVITEs while the call is being set up; dropped once both legs are confirmed, so a
+    /// held call keeps only its dialog state.
+    pub(super) setup: Option<Box<Setup>>,
     /// Its server transaction.
     pub(super) a_invite_key: TransactionKey,
-    /// Our INVITE to B, parsed (CANCEL and non-2xx ACK are built from it).
-    pub(super) b_invite: Request,
     /// ACK for B's 2xx, re-sent when B retransmits the 2xx.
     pub(super) b_ack: Option<Bytes>,
     /// Our 2xx to A, retransmitted until A's ACK.
@@ -97,7 +96,49 @@ pub struct Call {
     pub to: String,
 }
 
+/// The messages only call set-up needs.
+#[derive(Debug)]
+pub(super) struct Setup {
+    /// The caller's INVITE (responses to A are built from it).
+    pub(super) a_invite: Request,
+    /// Our INVITE to B, parsed (its CANCEL is built from it).
+    pub(super) b_invite: Request,
+}
+
 impl Call {
+    /// The caller's INVITE, while set-up lasts.
+    pub(super) fn a_invite(&self) -> Option<&Request> {
+        self.setup.as_ref().map(|s| &s.a_invite)
+    }
+
+    /// Our INVITE to B, while set-up lasts.
+    pub(super) fn b_invite(&self) -> Option<&Request> {
+        self.setup.as_ref().map(|s| &s.b_invite)
+    }
+
+    /// A final or provisional response to the caller's INVITE (none once set-up is over).
+    pub(super) fn respond_a(
+        &self,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Option<super::Out> {
+        let bytes = sip::response_with_body(
+            self.a_invite()?,
+            status,
+            reason,
+            Some(&self.a.local_tag),
+            extra,
+            body,
+        );
+        Some(super::Out::Respond {
+            key: self.a_invite_key.clone(),
+            status,
+            bytes,
+        })
+    }
+
     /// The counters held, as (level, name, counter) strings for the admin API.
     pub fn counters(&self) -> Vec<(String, String, String)> {
         let Some(permit) = &self.permit else {

@@ -102,7 +102,9 @@ impl B2bua {
         }
         call.state = CallState::Answered;
         call.answered = Some(now);
-        let ok = answer_a(call, resp, &local);
+        let Some(ok) = answer_a(call, resp, &local) else {
+            return;
+        };
         call.a_ok = Some(ok.clone());
         if let Some(interval) = call.session {
             let at = super::call::session_deadline(now, interval);
@@ -140,18 +142,7 @@ impl B2bua {
         if !cancelled {
             // Relay B's final status to A with B's reason phrase; A's 487 was sent on CANCEL.
             let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
-            let bytes = sip::response_to(
-                &call.a_invite,
-                status,
-                &reason,
-                Some(&call.a.local_tag),
-                &[],
-            );
-            out.push(Out::Respond {
-                key: call.a_invite_key.clone(),
-                status,
-                bytes,
-            });
+            out.extend(call.respond_a(status, &reason, &[], None));
         }
         let outcome = if cancelled {
             Outcome::Cancelled
@@ -176,6 +167,9 @@ impl B2bua {
             return;
         }
         call.state = CallState::Confirmed;
+        // Both legs confirmed: the INVITEs are no longer needed (a held call keeps dialog state
+        // only; measured ~2 KiB per held call).
+        call.setup = None;
         call.a_ok = None;
         if call.b_ack.is_none() {
             let body = body_of(req.parts());
@@ -204,18 +198,7 @@ impl B2bua {
         if !matches!(call.state, CallState::Calling | CallState::Early) {
             return;
         }
-        let bytes = sip::response_to(
-            &call.a_invite,
-            487,
-            "Request Terminated",
-            Some(&call.a.local_tag),
-            &[],
-        );
-        out.push(Out::Respond {
-            key: call.a_invite_key.clone(),
-            status: 487,
-            bytes,
-        });
+        out.extend(call.respond_a(487, "Request Terminated", &[], None));
         self.cancel_b(now, id, out);
     }
 
@@ -229,8 +212,11 @@ impl B2bua {
         };
         call.state = CallState::Cancelling;
         call.permit = None;
-        let cancel = sip::cancel_for(&call.b_invite);
-        let key = client_key_for(invite_branch(&call.b_invite), &Method::Cancel);
+        let Some(b_invite) = call.b_invite() else {
+            return;
+        };
+        let cancel = sip::cancel_for(b_invite);
+        let key = client_key_for(invite_branch(b_invite), &Method::Cancel);
         out.push(Out::StartNonInvite {
             key: key.clone(),
             dest: call.b.dest,
@@ -483,23 +469,11 @@ fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out:
         .filter(|_| !parts.body().is_empty())
         .map(|ct| (ct, parts.body()));
     let extra = [("Contact", contact.as_str())];
-    let bytes = sip::response_with_body(
-        &call.a_invite,
-        status,
-        &reason,
-        Some(&call.a.local_tag),
-        &extra,
-        body,
-    );
-    out.push(Out::Respond {
-        key: call.a_invite_key.clone(),
-        status,
-        bytes,
-    });
+    out.extend(call.respond_a(status, &reason, &extra, body));
 }
 
-/// Our 2xx to A carrying B's answer body.
-fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Bytes {
+/// Our 2xx to A carrying B's answer body (`None` only if set-up state is already gone).
+fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Option<Bytes> {
     let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
     let contact = local.contact(call.a.dest.transport);
     let parts = resp.parts();
@@ -517,14 +491,15 @@ fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Bytes {
         extra.extend([("Session-Expires", se.as_str()), ("Require", "timer")]);
     }
     let status = resp.status().as_u16();
-    sip::response_with_body(
-        &call.a_invite,
+    let a_invite = call.a_invite()?;
+    Some(sip::response_with_body(
+        a_invite,
         status,
         &reason,
         Some(&call.a.local_tag),
         &extra,
         body,
-    )
+    ))
 }
 
 /// Remote target and route set of leg B from its 2xx (RFC 3261 12.1.2: Record-Route reversed).

@@ -220,9 +220,11 @@ impl B2bua {
             state: CallState::Calling,
             started: now,
             answered: None,
-            a_invite: req,
+            setup: Some(Box::new(super::call::Setup {
+                a_invite: req,
+                b_invite,
+            })),
             a_invite_key: key,
-            b_invite,
             b_ack: None,
             a_ok: None,
             a_ok_interval: self.settings.t1,

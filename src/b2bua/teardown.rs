@@ -22,18 +22,7 @@ impl B2bua {
         match (side, call.state) {
             // BYE from B before it answered is not legal; treat it like a failure of B.
             (Side::B, CallState::Calling | CallState::Early) => {
-                let bytes = sip::response_to(
-                    &call.a_invite,
-                    480,
-                    "Temporarily Unavailable",
-                    Some(&call.a.local_tag),
-                    &[],
-                );
-                out.push(Out::Respond {
-                    key: call.a_invite_key.clone(),
-                    status: 480,
-                    bytes,
-                });
+                out.extend(call.respond_a(480, "Temporarily Unavailable", &[], None));
                 self.forget(id, Outcome::Failed, out);
             }
             // BYE from A in an early dialog: it gives up on the call, as with CANCEL.
@@ -60,18 +49,7 @@ impl B2bua {
         };
         match call.state {
             CallState::Calling | CallState::Early => {
-                let bytes = sip::response_to(
-                    &call.a_invite,
-                    480,
-                    "Temporarily Unavailable",
-                    Some(&call.a.local_tag),
-                    &[],
-                );
-                out.push(Out::Respond {
-                    key: call.a_invite_key.clone(),
-                    status: 480,
-                    bytes,
-                });
+                out.extend(call.respond_a(480, "Temporarily Unavailable", &[], None));
                 self.cancel_b(now, id, out);
             }
             CallState::Cancelling => self.forget(id, Outcome::Cancelled, out),
@@ -210,18 +188,7 @@ impl B2bua {
                     } else {
                         (503, "Service Unavailable")
                     };
-                    let bytes = sip::response_to(
-                        &call.a_invite,
-                        status,
-                        reason,
-                        Some(&call.a.local_tag),
-                        &[],
-                    );
-                    out.push(Out::Respond {
-                        key: call.a_invite_key.clone(),
-                        status,
-                        bytes,
-                    });
+                    out.extend(call.respond_a(status, reason, &[], None));
                     self.forget(id, Outcome::Failed, out);
                 }
             }
@@ -280,18 +247,7 @@ impl B2bua {
                     self.forget(id, Outcome::Answered, out);
                 }
                 (false, Side::B) => {
-                    let bytes = sip::response_to(
-                        &call.a_invite,
-                        503,
-                        "Service Unavailable",
-                        Some(&call.a.local_tag),
-                        &[],
-                    );
-                    out.push(Out::Respond {
-                        key: call.a_invite_key.clone(),
-                        status: 503,
-                        bytes,
-                    });
+                    out.extend(call.respond_a(503, "Service Unavailable", &[], None));
                     self.forget(id, Outcome::Failed, out);
                 }
                 (false, Side::A) => self.end_call(now, id, Outcome::Failed, out),
