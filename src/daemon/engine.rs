@@ -354,6 +354,11 @@ impl Engine {
                 if resp.status().is_final() {
                     self.awaiting_final.remove(&key);
                 }
+                // The INVITE is kept only to build the ACK of a non-2xx final; a 2xx is ACKed
+                // by the dialog, so drop it now rather than when the transaction ends (32 s).
+                if resp.status().is_success() {
+                    self.invites.remove(&key);
+                }
                 self.b2bua.on_response(now, &key, resp, &mut self.out)
             }
             Action::SendAck(resp) => {

@@ -124,6 +124,9 @@ impl InviteClient {
     ) {
         match self.state {
             State::Calling | State::Proceeding => {
+                // Any response ends the retransmissions of the request (Timer A): free it rather
+                // than keep it for the whole life of the transaction (Timer M/D, 32 s).
+                self.request = Bytes::new();
                 if is_provisional(status) {
                     // No retransmissions and no Timer B once the server is heard from.
                     self.timers.cancel(Timer::A);
