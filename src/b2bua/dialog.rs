@@ -396,12 +396,7 @@ impl B2bua {
         let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
         let contact = local.contact(origin_leg.dest.transport);
         let parts = resp.parts();
-        let ct = parts
-            .header(HeaderName::ContentType)
-            .and_then(|h| h.value_str());
-        let body = ct
-            .filter(|_| !parts.body().is_empty())
-            .map(|ct| (ct, parts.body()));
+        let body = body_of(parts);
         // A 2xx to the caller's session refresh tells it the interval callgate keeps watching
         // (RFC 4028 9): the callee was not asked, and without it the caller would stop refreshing.
         let refreshed = side_of_origin == Side::A
@@ -462,12 +457,7 @@ fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out:
     let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
     let contact = local.contact(call.a.dest.transport);
     let parts = resp.parts();
-    let ct = parts
-        .header(HeaderName::ContentType)
-        .and_then(|h| h.value_str());
-    let body = ct
-        .filter(|_| !parts.body().is_empty())
-        .map(|ct| (ct, parts.body()));
+    let body = body_of(parts);
     let extra = [("Contact", contact.as_str())];
     out.extend(call.respond_a(status, &reason, &extra, body));
 }
@@ -477,12 +467,7 @@ fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Option<Bytes>
     let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
     let contact = local.contact(call.a.dest.transport);
     let parts = resp.parts();
-    let ct = parts
-        .header(HeaderName::ContentType)
-        .and_then(|h| h.value_str());
-    let body = ct
-        .filter(|_| !parts.body().is_empty())
-        .map(|ct| (ct, parts.body()));
+    let body = body_of(parts);
     let se = call
         .session
         .map(|d| format!("{};refresher=uac", d.as_secs()));
