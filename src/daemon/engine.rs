@@ -37,6 +37,8 @@ pub struct Engine {
     /// Our client INVITEs (the non-2xx ACK is built from them).
     invites: HashMap<TransactionKey, Request, Fast>,
     timers: BTreeMap<(Instant, u64), (u64, CallTimer)>,
+    /// The timer entries of each call, so ending a call removes them without scanning `timers`.
+    call_timers: HashMap<u64, Vec<(Instant, u64)>, Fast>,
     timer_seq: u64,
     out: Vec<Out>,
     lout: Vec<LayerAction<Response>>,
@@ -55,6 +57,7 @@ impl Engine {
             dests: HashMap::default(),
             invites: HashMap::default(),
             timers: BTreeMap::new(),
+            call_timers: HashMap::default(),
             timer_seq: 0,
             out: Vec::new(),
             lout: Vec::new(),
@@ -320,6 +323,10 @@ impl Engine {
             Out::Arm { at, call, timer } => {
                 self.timer_seq += 1;
                 self.timers.insert((at, self.timer_seq), (call, timer));
+                self.call_timers
+                    .entry(call)
+                    .or_default()
+                    .push((at, self.timer_seq));
             }
             Out::Started { call } => {
                 self.metrics.call_started();
@@ -327,7 +334,9 @@ impl Engine {
             }
             Out::Ended { call, outcome } => {
                 self.started_unix.remove(&call);
-                self.timers.retain(|_, (c, _)| *c != call);
+                for slot in self.call_timers.remove(&call).unwrap_or_default() {
+                    self.timers.remove(&slot);
+                }
                 self.metrics.call_ended(metric_outcome(outcome));
             }
             Out::Rejected(refusal) => {

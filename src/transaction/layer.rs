@@ -3,8 +3,7 @@
 //! responses such as 2xx retransmissions after the client transaction ended), keeps one deadline
 //! queue for all machines and drops machines once they reach Terminated.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -121,9 +120,6 @@ pub enum ResponseDispatch<M> {
     Stray(M),
 }
 
-/// Stale deadline items tolerated before [`Layer`] rebuilds its queue.
-const COMPACT_SLACK: usize = 256;
-
 #[derive(Debug)]
 enum Machine {
     InviteClient(InviteClient),
@@ -156,7 +152,8 @@ impl Machine {
 struct Entry {
     machine: Machine,
     /// The deadline last pushed to the queue; queue items that differ are stale.
-    armed: Option<Instant>,
+    /// The deadline queued for this machine, with its tie-breaking sequence number.
+    armed: Option<(Instant, u64)>,
 }
 
 /// Every live transaction of one driver, keyed by [`TransactionKey`].
@@ -173,8 +170,11 @@ struct Entry {
 pub struct Layer<M> {
     cfg: TimerConfig,
     entries: HashMap<TransactionKey, Entry, foldhash::fast::RandomState>,
-    /// Min-queue of (deadline, key) with lazy invalidation against `Entry::armed`.
-    deadlines: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
+    /// Ordered deadlines, exactly one per armed machine: re-arming removes the old entry, so the
+    /// queue never needs a rebuild (a rebuild of ~10^5 entries stalled the driver for
+    /// milliseconds under load).
+    deadlines: BTreeMap<(Instant, u64), TransactionKey>,
+    next_seq: u64,
     client_out: Vec<ClientAction<M>>,
     server_out: Vec<ServerAction>,
 }
@@ -185,7 +185,8 @@ impl<M: Clone> Layer<M> {
         Self {
             cfg,
             entries: HashMap::default(),
-            deadlines: BinaryHeap::new(),
+            deadlines: BTreeMap::new(),
+            next_seq: 0,
             client_out: Vec::new(),
             server_out: Vec::new(),
         }
@@ -409,34 +410,21 @@ impl<M: Clone> Layer<M> {
 
     /// Earliest deadline of any machine; arm one timer for it.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(Reverse((deadline, key))) = self.deadlines.peek() {
-            if self
-                .entries
-                .get(key)
-                .is_some_and(|e| e.armed == Some(*deadline))
-            {
-                return Some(*deadline);
-            }
-            self.deadlines.pop();
-        }
-        None
+        self.deadlines
+            .first_key_value()
+            .map(|((deadline, _), _)| *deadline)
     }
 
     /// Fires every machine timer due at `now`, in deadline order.
     pub fn handle_timeouts(&mut self, now: Instant, out: &mut Vec<LayerAction<M>>) {
-        while let Some(Reverse((deadline, _))) = self.deadlines.peek() {
-            if *deadline > now {
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
                 break;
             }
-            let Some(Reverse((deadline, key))) = self.deadlines.pop() else {
-                break;
-            };
+            let key = entry.remove();
             let Some(entry) = self.entries.get_mut(&key) else {
                 continue;
             };
-            if entry.armed != Some(deadline) {
-                continue;
-            }
             entry.armed = None;
             match &mut entry.machine {
                 Machine::InviteClient(m) => m.handle_timeout(now, &mut self.client_out),
@@ -467,20 +455,6 @@ impl<M: Clone> Layer<M> {
             },
         );
         self.settle(key, out);
-        self.compact();
-    }
-
-    /// Rebuilds the deadline queue once stale items (cancelled timers, removed machines)
-    /// outnumber live ones, so the queue stays proportional to the live transactions.
-    fn compact(&mut self) {
-        if self.deadlines.len() <= 2 * self.entries.len() + COMPACT_SLACK {
-            return;
-        }
-        self.deadlines = self
-            .entries
-            .iter()
-            .filter_map(|(k, e)| e.armed.map(|d| Reverse((d, k.clone()))))
-            .collect();
     }
 
     /// Moves the machine's actions to `out` with its key, then removes it if it terminated or
@@ -502,14 +476,21 @@ impl<M: Clone> Layer<M> {
             return;
         };
         if entry.machine.is_terminated() {
+            if let Some(armed) = entry.armed {
+                self.deadlines.remove(&armed);
+            }
             self.entries.remove(&key);
             return;
         }
         let deadline = entry.machine.poll_timeout();
-        if deadline != entry.armed {
-            entry.armed = deadline;
+        if deadline != entry.armed.map(|(d, _)| d) {
+            if let Some(old) = entry.armed.take() {
+                self.deadlines.remove(&old);
+            }
             if let Some(d) = deadline {
-                self.deadlines.push(Reverse((d, key)));
+                self.next_seq += 1;
+                entry.armed = Some((d, self.next_seq));
+                self.deadlines.insert((d, self.next_seq), key);
             }
         }
     }
