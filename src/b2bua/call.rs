@@ -88,6 +88,9 @@ pub struct Call {
     /// The call is over but A has not ACKed our 2xx yet: the BYE to A waits for that ACK
     /// (RFC 3261 15: no BYE on a confirmed dialog before the ACK), or for the no-ACK timer.
     pub(super) bye_a_after_ack: Option<Outcome>,
+    /// Our client transactions for this call that are not teardown (the B INVITE, relays), so
+    /// ending the call removes exactly those index entries.
+    pub(super) client_keys: Vec<TransactionKey>,
     /// The counters the call holds; `None` once released.
     pub(super) permit: Option<Permit>,
     /// From and To of the A INVITE, for the admin API.

@@ -326,6 +326,10 @@ impl B2bua {
             }
         };
         out.push(start);
+        if let Some(call) = self.calls.get_mut(&id) {
+            // Finished relays leave stale keys here; removing a missing key at call end is free.
+            call.client_keys.push(client.clone());
+        }
         self.by_client.insert(
             client,
             (

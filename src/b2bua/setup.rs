@@ -211,7 +211,8 @@ impl B2bua {
         );
         self.by_call_id.insert(a.call_id.clone(), (id, Side::A));
         self.by_call_id.insert(b.call_id.clone(), (id, Side::B));
-        self.by_client.insert(b_key, (id, ClientRole::Invite));
+        self.by_client
+            .insert(b_key.clone(), (id, ClientRole::Invite));
         self.by_a_invite.insert(key.clone(), id);
         let call = Call {
             id,
@@ -233,6 +234,7 @@ impl B2bua {
             session,
             session_deadline: None,
             bye_a_after_ack: None,
+            client_keys: vec![b_key],
             permit: Some(permit),
             from,
             to,

@@ -295,9 +295,15 @@ impl B2bua {
         self.by_call_id.remove(&call.a.call_id);
         self.by_call_id.remove(&call.b.call_id);
         self.by_a_invite.remove(&call.a_invite_key);
-        // Keep teardown transactions (their responses are ignored) but drop everything else.
-        self.by_client
-            .retain(|_, (cid, role)| *cid != id || matches!(role, ClientRole::Teardown));
+        // Drop the call's B INVITE and relay entries by key (a scan of every call's entries per
+        // ended call was O(calls) and overloaded the driver at 50 000 held calls); teardown
+        // transactions stay until they end (their responses are ignored).
+        for key in &call.client_keys {
+            if matches!(self.by_client.get(key), Some((cid, role)) if *cid == id && !matches!(role, ClientRole::Teardown))
+            {
+                self.by_client.remove(key);
+            }
+        }
         drop(call.permit);
         tracing::info!(call = id, call_id = %call.a.call_id, b_call_id = %call.b.call_id, outcome = ?outcome, "call ended");
         out.push(Out::Ended { call: id, outcome });
