@@ -27,5 +27,7 @@ pub mod limits;
 pub mod routing;
 pub mod sip;
 pub mod telemetry;
+#[cfg(test)]
+mod test_clock;
 pub mod transaction;
 pub mod transport;

@@ -69,7 +69,7 @@ fn fixture() -> Fixture {
     };
     let b2bua = B2bua::new(limiter.clone(), settings, 7);
     // The clock is never read by the core: any fixed origin works.
-    let now = crate::transaction::testing::origin();
+    let now = crate::test_clock::origin();
     Fixture {
         b2bua,
         limiter,

@@ -17,10 +17,9 @@ use super::{
     ServerAction, ServerInput, TimerConfig,
 };
 
-/// The fake clock's origin. The only clock read in this module, test-only: std offers no other
-/// way to make an `Instant`; every later instant is `origin + duration`.
+/// The fake clock's origin (read outside the core, in `crate::test_clock`).
 pub(crate) fn origin() -> Instant {
-    Instant::now()
+    crate::test_clock::origin()
 }
 
 /// One direction of the simulated network.
