@@ -12,18 +12,26 @@
 //! - [`limits`]: the hierarchical concurrent-call counters and their permits.
 //! - [`config`]: the TOML schema, its validation and the resolved `Snapshot`.
 //! - [`routing`]: caller identification and the route decision.
+//! - [`registrar`]: the location store every shard reads (REGISTER handling is next).
+//! - [`auth`]: the digest nonce-count table every shard reads (challenges are next).
 //! - [`transport`]: UDP and TCP sockets, framing, connection reuse.
 //! - [`telemetry`]: the tracing subscriber (text or JSON).
-//! - [`daemon`]: the tokio shell around the cores (systemd notification so far).
+//! - [`engine`]: one shard's sans-IO engine: the method dispatcher, the transaction layer and the
+//!   B2BUA glued together; [`engine::shard`] says which shard a received message belongs to.
+//! - [`daemon`]: the tokio shell around the cores: the receive side's dispatcher, one driver
+//!   thread per shard, signals, reload, shutdown, systemd notification.
 //! - [`admin`]: the admin HTTP API, the metrics and the `callgate status` client.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
+pub mod auth;
 pub mod b2bua;
 pub mod config;
 pub mod daemon;
+pub mod engine;
 pub mod limits;
+pub mod registrar;
 pub mod routing;
 pub mod sip;
 pub mod telemetry;

@@ -54,6 +54,10 @@ enum Command {
         /// Grace period for calls in progress at shutdown (e.g. `10s`, `500ms`).
         #[arg(long, default_value = "10s", value_parser = parse_drain)]
         drain: Duration,
+        /// Engine shards (threads that own the calls); overrides `[server] workers`. Default:
+        /// one per available core.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: Option<u16>,
     },
     /// Active calls, counters near their limit and registrations, from the admin API.
     Status {
@@ -86,7 +90,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig => Ok(check_config(&cli.config)),
         Command::LicenseReport { json } => license_report(&cli.config, json),
-        Command::Run { drain } => run(&cli.config, drain),
+        Command::Run { drain, workers } => run(&cli.config, drain, workers.map(usize::from)),
         Command::Status { admin } => status(&admin),
     };
     result.unwrap_or_else(|e| {
@@ -152,12 +156,14 @@ fn license_report(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs the daemon. For now: validates the configuration, logs what was loaded, re-validates on
-/// SIGHUP, and exits 0 on SIGTERM/SIGINT.
-fn run(path: &Path, drain: Duration) -> anyhow::Result<ExitCode> {
-    let Some(loaded) = load_or_report(path) else {
+/// Runs the daemon until SIGTERM/SIGINT (then drains and exits 0).
+fn run(path: &Path, drain: Duration, workers: Option<usize>) -> anyhow::Result<ExitCode> {
+    let Some(mut loaded) = load_or_report(path) else {
         return Ok(ExitCode::from(EXIT_INVALID));
     };
+    if workers.is_some() {
+        loaded.snapshot.server.workers = workers;
+    }
     for w in &loaded.warnings {
         tracing::warn!(issue = %w, "configuration warning");
     }

@@ -179,6 +179,7 @@ pub struct Metrics {
     sip_responses: [[Counter; 2]; CLASSES.len()],
     parse_errors: [Counter; TRANSPORTS.len()],
     transaction_timeouts: Counter,
+    shard_queue_drops: Counter,
     registrations_active: Gauge,
     auth_failures: Counter,
     config_reloads: [Counter; 2],
@@ -258,6 +259,12 @@ impl Metrics {
             "SIP transactions ended by a timeout (timer B, F or H)",
             transaction_timeouts.clone(),
         );
+        let shard_queue_drops = Counter::default();
+        registry.register(
+            "callgate_shard_queue_drops",
+            "Datagrams dropped on receive because their engine shard's queue was full (overload)",
+            shard_queue_drops.clone(),
+        );
         let registrations_active = Gauge::default();
         registry.register(
             "callgate_registrations_active",
@@ -296,6 +303,7 @@ impl Metrics {
             sip_responses,
             parse_errors,
             transaction_timeouts,
+            shard_queue_drops,
             registrations_active,
             auth_failures,
             config_reloads,
@@ -351,6 +359,11 @@ impl Metrics {
             .position(|t| t.eq_ignore_ascii_case(transport))
             .unwrap_or(TRANSPORTS.len() - 1);
         self.parse_errors[i].inc();
+    }
+
+    /// A datagram was dropped because its shard's queue was full.
+    pub fn shard_queue_drop(&self) {
+        self.shard_queue_drops.inc();
     }
 
     /// A SIP transaction timed out.

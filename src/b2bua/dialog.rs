@@ -313,10 +313,20 @@ impl B2bua {
         let dest = leg.dest;
         let client = client_key_for(&branch, req.method());
         let start = if is_invite {
+            let Ok(sip::Message::Request(request)) = sip::parse_datagram(bytes) else {
+                // Our own builder produced something our parser refuses: a bug, not input.
+                tracing::error!(call = id, "built an unparseable re-INVITE");
+                let bytes = sip::response_to(&req, 500, "Server Internal Error", None, &[]);
+                return out.push(Out::Respond {
+                    key,
+                    status: 500,
+                    bytes,
+                });
+            };
             Out::StartInvite {
                 key: client.clone(),
                 dest,
-                bytes,
+                request: Box::new(request),
             }
         } else {
             Out::StartNonInvite {

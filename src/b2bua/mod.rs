@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::limits::{Limiter, Refusal};
+use crate::sip::ids::Ids;
 use crate::transaction::TransactionKey;
 
 pub use call::{Call, CallState, Outcome};
@@ -53,8 +54,9 @@ pub enum Out {
         key: TransactionKey,
         /// Where it goes.
         dest: Dest,
-        /// The request.
-        bytes: Bytes,
+        /// The request, parsed once where it was built (its bytes are what is sent; the driver
+        /// keeps it to build the ACK of a non-2xx final).
+        request: Box<crate::sip::Request>,
     },
     /// Start a client non-INVITE transaction (BYE, CANCEL, relayed in-dialog requests).
     StartNonInvite {
@@ -183,15 +185,16 @@ pub struct B2bua {
     by_client: HashMap<TransactionKey, (u64, ClientRole), Fast>,
     /// A-leg INVITE server transactions -> call (CANCEL and Timer H matching).
     by_a_invite: HashMap<TransactionKey, u64, Fast>,
+    /// Calls started by this shard; a call's id is this counter with the shard in its low byte.
     next_id: u64,
-    /// Per-process random part of tags, branches and Call-IDs.
-    salt: u64,
+    /// Tags, branches and B-leg Call-IDs: CSPRNG bits plus this shard's marker.
+    ids: Ids,
     draining: bool,
 }
 
 impl B2bua {
     /// An empty call table admitting through `limiter`.
-    pub fn new(limiter: Arc<Limiter>, settings: Settings, salt: u64) -> Self {
+    pub fn new(limiter: Arc<Limiter>, settings: Settings, ids: Ids) -> Self {
         B2bua {
             limiter,
             settings,
@@ -199,8 +202,8 @@ impl B2bua {
             by_call_id: HashMap::default(),
             by_client: HashMap::default(),
             by_a_invite: HashMap::default(),
-            next_id: 1,
-            salt,
+            next_id: 0,
+            ids,
             draining: false,
         }
     }
@@ -229,12 +232,23 @@ impl B2bua {
             .collect()
     }
 
-    fn unique(&mut self) -> String {
-        self.next_id += 1;
-        format!("{:x}{:08x}", self.next_id, self.salt as u32)
+    fn tag(&mut self) -> String {
+        self.ids.tag()
     }
 
     fn branch(&mut self) -> String {
-        format!("z9hG4bK{}", self.unique())
+        self.ids.branch()
     }
+
+    /// A new call number: unique across shards (the limiter's call key, the admin API's id), the
+    /// shard in its low byte so an operator command finds the call's shard.
+    fn next_call_number(&mut self) -> u64 {
+        self.next_id += 1;
+        (self.next_id << 8) | u64::from(self.ids.shard())
+    }
+}
+
+/// The shard that owns call number `id` (see [`B2bua`]'s numbering).
+pub fn shard_of_call(id: u64) -> usize {
+    (id & 0xff) as usize
 }

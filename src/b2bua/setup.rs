@@ -83,7 +83,7 @@ impl B2bua {
             Ok(r) => r,
             Err(e) => return self.refuse_route(&req, key, &e, out),
         };
-        let id = self.next_call_id();
+        let id = self.next_call_number();
         match admit(&generation, &snapshot, &route, id) {
             Ok((permit, target)) => {
                 self.start_b_leg(now, req, key, source, permit, target, id, out)
@@ -93,11 +93,6 @@ impl B2bua {
             }
             Err(Admission::Route(e)) => self.refuse_route(&req, key, &e, out),
         }
-    }
-
-    fn next_call_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
     }
 
     fn refuse_route(
@@ -115,7 +110,7 @@ impl B2bua {
             RouteError::Unreachable(_) => (480, "Temporarily Unavailable"),
         };
         tracing::info!(call_id = %req.parts().call_id(), status, error = %e, "call refused by routing");
-        let tag = self.unique();
+        let tag = self.tag();
         let bytes = sip::response_to(req, status, reason, Some(&tag), &[]);
         out.push(Out::Respond { key, status, bytes });
     }
@@ -141,7 +136,7 @@ impl B2bua {
         );
         let reason = format!("SIP;cause={status};text=\"{text}\"");
         let warning = format!("399 callgate \"{text}\"");
-        let tag = self.unique();
+        let tag = self.tag();
         let extra = [("Reason", reason.as_str()), ("Warning", warning.as_str())];
         let bytes = sip::response_to(req, status, reason_phrase(status), Some(&tag), &extra);
         out.push(Out::Respond { key, status, bytes });
@@ -161,7 +156,7 @@ impl B2bua {
         out: &mut Vec<Out>,
     ) {
         tracing::info!(call = id, call_id = %req.parts().call_id(), dest = %target.dest.addr, "call admitted");
-        let a = a_leg(&req, source, self.unique());
+        let a = a_leg(&req, source, self.tag());
         let trying = sip::response_to(&req, 100, "Trying", None, &[]);
         out.push(Out::Respond {
             key: key.clone(),
@@ -169,7 +164,7 @@ impl B2bua {
             bytes: trying,
         });
         let branch = self.branch();
-        let b_call_id = format!("{}-{}@{}", self.unique(), id, self.settings.node);
+        let b_call_id = self.ids.call_id(&self.settings.node);
         let (b, bytes) = self.b_invite(&req, &target, &branch, b_call_id);
         let Ok(sip::Message::Request(b_invite)) = sip::parse_datagram(bytes.clone()) else {
             // Our own builder produced something our parser refuses: a bug, not input.
@@ -187,7 +182,7 @@ impl B2bua {
         out.push(Out::StartInvite {
             key: b_key.clone(),
             dest: target.dest,
-            bytes,
+            request: Box::new(b_invite.clone()),
         });
         out.push(Out::Started { call: id });
         out.push(Out::Arm {
@@ -250,7 +245,7 @@ impl B2bua {
         branch: &str,
         call_id: String,
     ) -> (Leg, bytes::Bytes) {
-        let local_tag = self.unique();
+        let local_tag = self.tag();
         let local = &self.settings.local;
         let t = target.dest.transport;
         let host = target.dest.addr;

@@ -67,7 +67,8 @@ fn fixture() -> Fixture {
         node: "t".into(),
         ring_timeout: Duration::from_secs(180),
     };
-    let b2bua = B2bua::new(limiter.clone(), settings, 7);
+    let ids = crate::sip::ids::Ids::new(0, rand::SeedableRng::from_rng(&mut rand::rng()));
+    let b2bua = B2bua::new(limiter.clone(), settings, ids);
     // The clock is never read by the core: any fixed origin works.
     let now = crate::test_clock::origin();
     Fixture {
@@ -109,7 +110,7 @@ fn invite(call_id: &str) -> sip::Request {
 fn b_invite(out: &[Out]) -> Bytes {
     out.iter()
         .find_map(|o| match o {
-            Out::StartInvite { bytes, .. } => Some(bytes.clone()),
+            Out::StartInvite { request, .. } => Some(request.parts().as_bytes().clone()),
             _ => None,
         })
         .expect("a B-leg INVITE was started")

@@ -234,6 +234,8 @@ pub enum Problem {
     InvalidDuration(String),
     /// `reject_code` outside 400..=699.
     RejectCodeOutOfRange(u16),
+    /// `workers` outside 1..=256.
+    WorkersOutOfRange(u32),
     /// No `[[listen]]` entry.
     NoListener,
     /// Not an `IP:port` socket address.
@@ -347,6 +349,7 @@ impl fmt::Display for Problem {
                 "`{d}` is not a duration (a whole number > 0 with a unit: ms, s, m, h)"
             ),
             RejectCodeOutOfRange(c) => write!(f, "reject code {c} is not in 400..=699"),
+            WorkersOutOfRange(n) => write!(f, "{n} workers: between 1 and 256 engine shards"),
             NoListener => f.write_str("at least one [[listen]] entry is required"),
             InvalidSocketAddress(a) => write!(f, "`{a}` is not an IP:port address"),
             InvalidIp(a) => write!(f, "`{a}` is not an IP address"),

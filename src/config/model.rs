@@ -85,6 +85,8 @@ pub struct Server {
     pub max_call_duration: Option<Duration>,
     /// RFC 4028 session interval offered/accepted on both legs.
     pub session_expires: Option<Duration>,
+    /// Engine shards (threads); `None` = one per available core. Read at start only.
+    pub workers: Option<usize>,
 }
 
 /// `[license]`.

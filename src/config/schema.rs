@@ -62,6 +62,8 @@ pub(crate) struct RawServer {
     pub(crate) reject_code: u16,
     pub(crate) max_call_duration: Option<String>,
     pub(crate) session_expires: Option<String>,
+    /// Engine shards; absent = one per available core.
+    pub(crate) workers: Option<u32>,
 }
 
 impl Default for RawServer {
@@ -72,6 +74,7 @@ impl Default for RawServer {
             reject_code: default_reject_code(),
             max_call_duration: None,
             session_expires: None,
+            workers: None,
         }
     }
 }

@@ -178,12 +178,16 @@ impl<'r> Build<'r> {
             .session_expires
             .as_deref()
             .map(|d| self.duration(|| Entity::Server, "session_expires", d));
+        if let Some(n) = raw.workers.filter(|n| !(1..=256).contains(n)) {
+            self.error(Entity::Server, "workers", Problem::WorkersOutOfRange(n));
+        }
         Server {
             name: raw.name.clone(),
             limits: limits(raw.limits),
             reject_code: raw.reject_code,
             max_call_duration,
             session_expires,
+            workers: raw.workers.map(|n| n.clamp(1, 256) as usize),
         }
     }
 

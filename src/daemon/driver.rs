@@ -1,19 +1,59 @@
-//! The driver: one tokio task that owns an [`Engine`] and feeds it what the transport received,
-//! the timers that fired and the operator's commands, then sends what the engine queued. It reads
-//! the clock once per wake-up and arms a single timer; all decisions are the engine's.
+//! The driver of one engine shard: a thread of its own with a single-threaded tokio runtime, that
+//! owns an [`Engine`] and feeds it what the dispatcher queued, the timers that fired and the
+//! operator's commands, then sends what the engine queued. All decisions are the engine's.
+//!
+//! Bounded work per wake-up: each round handles due timers first, then every queued command, then
+//! at most [`BATCH`] messages, and goes round again; so a flood of datagrams delays a timer, an
+//! admin request or the drain by one batch, not by the whole backlog.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use super::engine::Engine;
+use super::health::{Health, MAX_SLEEP};
 use crate::admin::CallView;
 use crate::b2bua::Dest;
-use crate::transport::{Inbound, Transports};
+use crate::engine::Engine;
+use crate::sip::{Message, ParseError};
+use crate::transport::Transports;
 
-/// Requests from the admin API and the shutdown path, answered by the driver.
+/// Messages handled per round before timers and commands get their turn again.
+pub const BATCH: usize = 128;
+
+/// What the dispatcher queues for a shard.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// A parsed message and its source.
+    Message {
+        /// The message.
+        msg: Message,
+        /// Where it came from.
+        source: Dest,
+    },
+    /// Bytes the parser refused.
+    Malformed {
+        /// The bytes.
+        data: Bytes,
+        /// Where they came from.
+        source: Dest,
+        /// Why they were refused.
+        error: ParseError,
+    },
+    /// A connection closed (every shard gets this).
+    Closed {
+        /// Its peer.
+        peer: SocketAddr,
+    },
+    /// A stream could not be framed.
+    StreamError,
+}
+
+/// Requests from the admin API and the shutdown path, answered by a shard.
 #[derive(Debug)]
 pub enum Command {
     /// The calls in progress.
@@ -28,79 +68,145 @@ pub enum Command {
     Busy(oneshot::Sender<usize>),
 }
 
-/// The driver task's state.
+/// One shard's driver.
 pub struct Driver {
+    shard: usize,
     engine: Engine,
     transports: Arc<Transports>,
+    health: Arc<Health>,
     sends: Vec<(Dest, Bytes)>,
 }
 
+/// The queues a shard reads.
+pub struct Inputs {
+    /// Messages and connection events from the dispatcher.
+    pub events: mpsc::Receiver<ShardEvent>,
+    /// Operator commands.
+    pub commands: mpsc::Receiver<Command>,
+    /// Cancelled when the daemon stops.
+    pub stop: CancellationToken,
+}
+
 impl Driver {
-    /// A driver sending through `transports`.
-    pub fn new(engine: Engine, transports: Arc<Transports>) -> Self {
+    /// The driver of shard `shard`, sending through `transports`.
+    pub fn new(
+        shard: usize,
+        engine: Engine,
+        transports: Arc<Transports>,
+        health: Arc<Health>,
+    ) -> Self {
         Driver {
+            shard,
             engine,
             transports,
+            health,
             sends: Vec::new(),
         }
     }
 
-    /// Runs until both channels close.
-    pub async fn run(
-        mut self,
-        mut inbound: mpsc::Receiver<Inbound>,
-        mut commands: mpsc::Receiver<Command>,
-    ) {
+    /// Runs the shard on a thread of its own until its queues close or `stop` is cancelled.
+    pub fn spawn(self, inputs: Inputs) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let name = format!("callgate-shard-{}", self.shard);
+        std::thread::Builder::new().name(name).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match runtime {
+                Ok(rt) => rt.block_on(self.run(inputs)),
+                Err(e) => tracing::error!(error = %e, "cannot start a shard's runtime"),
+            }
+        })
+    }
+
+    async fn run(mut self, mut inputs: Inputs) {
         loop {
-            let deadline = self.engine.next_deadline();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let now = now();
+            self.health.beat(self.shard, now);
+            if inputs.stop.is_cancelled() {
+                return;
+            }
+            if self.engine.next_deadline().is_some_and(|at| at <= now) {
+                self.engine.on_timeouts(now);
+            }
+            if !self.take_commands(&mut inputs.commands) {
+                return;
+            }
+            let (handled, open) = self.take_events(&mut inputs.events, now);
+            self.send_all();
+            if !open {
+                return;
+            }
+            if handled == BATCH {
+                continue;
+            }
+            let wake = self
+                .engine
+                .next_deadline()
+                .map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
             tokio::select! {
-                ev = inbound.recv() => match ev {
-                    Some(ev) => {
-                        self.on_inbound(ev);
-                        // Drain what is already queued before re-arming the timer: cheaper under load.
-                        while let Ok(ev) = inbound.try_recv() {
-                            self.on_inbound(ev);
-                        }
-                    }
+                biased;
+                _ = inputs.stop.cancelled() => return,
+                ev = inputs.events.recv() => match ev {
+                    Some(ev) => self.on_event(self::now(), ev),
                     None => return,
                 },
-                cmd = commands.recv() => match cmd {
+                cmd = inputs.commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => return,
                 },
-                _ = sleep => self.engine.on_timeouts(now()),
+                _ = tokio::time::sleep_until(wake.into()) => {}
             }
             self.send_all();
         }
     }
 
-    fn on_inbound(&mut self, ev: Inbound) {
-        let now = now();
-        match ev {
-            Inbound::Message(m) => {
-                let source = Dest {
-                    transport: m.transport,
-                    addr: m.source,
-                };
-                self.engine.on_received(now, m.data, source);
+    /// Every queued command; false once the command queue is closed.
+    fn take_commands(&mut self, commands: &mut mpsc::Receiver<Command>) -> bool {
+        loop {
+            match commands.try_recv() {
+                Ok(cmd) => self.on_command(cmd),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
             }
-            Inbound::Closed { peer } => self.engine.on_closed(now, peer),
-            Inbound::StreamError { .. } => self.engine.on_stream_error(),
         }
-        self.send_all();
+    }
+
+    /// Up to [`BATCH`] queued events; returns how many, and false once the queue is closed.
+    fn take_events(
+        &mut self,
+        events: &mut mpsc::Receiver<ShardEvent>,
+        now: Instant,
+    ) -> (usize, bool) {
+        let mut handled = 0;
+        while handled < BATCH {
+            match events.try_recv() {
+                Ok(ev) => self.on_event(now, ev),
+                Err(TryRecvError::Empty) => return (handled, true),
+                Err(TryRecvError::Disconnected) => return (handled, false),
+            }
+            handled += 1;
+        }
+        (handled, true)
+    }
+
+    fn on_event(&mut self, now: Instant, ev: ShardEvent) {
+        match ev {
+            ShardEvent::Message { msg, source } => self.engine.on_message(now, msg, source),
+            ShardEvent::Malformed {
+                data,
+                source,
+                error,
+            } => self.engine.on_malformed(&data, source, &error),
+            ShardEvent::Closed { peer } => self.engine.on_closed(now, peer),
+            ShardEvent::StreamError => self.engine.on_stream_error(),
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
         let now = now();
         match cmd {
             Command::Calls(reply) => {
-                let _ = reply.send(self.engine.call_views());
+                let _ = reply.send(self.engine.call_views(now, unix_now()));
             }
             Command::EndCall(id, reply) => {
                 let _ = reply.send(self.engine.end_call(now, id));
@@ -127,4 +233,10 @@ impl Driver {
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

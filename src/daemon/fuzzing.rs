@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::engine::Engine;
 use crate::admin::Metrics;
 use crate::b2bua::{B2bua, Dest, Local, Settings};
 use crate::config::model::Transport;
+use crate::engine::Engine;
 use crate::limits::Limiter;
 use crate::transaction::{Layer, TimerConfig};
 
@@ -81,11 +81,14 @@ pub fn engine(data: &[u8]) {
         node: "fuzz".into(),
         ring_timeout: Duration::from_secs(180),
     };
-    let b2bua = B2bua::new(limiter.clone(), settings, 1);
+    // Seeded from the input-independent constant: a fuzz run must be reproducible.
+    let ids = crate::sip::ids::Ids::new(0, rand::SeedableRng::seed_from_u64(1));
+    let b2bua = B2bua::new(limiter.clone(), settings, ids);
     let mut engine = Engine::new(
         b2bua,
         Layer::new(TimerConfig::default()),
         Arc::new(Metrics::new()),
+        crate::engine::Shared::default(),
     );
     let sources = [
         Dest {

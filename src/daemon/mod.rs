@@ -1,12 +1,13 @@
-//! The tokio shell around the sans-IO cores: the driver task, signals, reload, shutdown and
-//! systemd notification. Everything here is thin: decisions live in the cores.
+//! The tokio shell around the sans-IO cores: the receive side's dispatcher, one driver thread per
+//! engine shard, signals, reload, shutdown and systemd notification. Everything here is thin:
+//! decisions live in the cores (the engine included).
 
-mod bad_request;
+pub mod dispatch;
 pub mod driver;
-pub mod engine;
 pub mod fuzzing;
-mod rport;
+pub mod health;
 mod run;
+pub mod shards;
 pub mod systemd;
 
 pub use run::{run, Daemon, DaemonError};

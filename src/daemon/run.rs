@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{Command, Driver};
-use super::engine::Engine;
+use super::dispatch::Dispatcher;
+use super::driver::{Command, Driver, Inputs};
+use super::health::Health;
+use super::shards::Shards;
 use super::systemd;
 use crate::admin::{
     self, AdminBackend, AdminState, CallView, CounterView, Metrics, RegistrationView, ReloadResult,
@@ -18,7 +20,9 @@ use crate::admin::{
 use crate::b2bua::{B2bua, Local, Settings};
 use crate::config::model::{Snapshot, Transport};
 use crate::config::{self, ConfigError};
+use crate::engine::{Engine, Shared};
 use crate::limits::Limiter;
+use crate::sip::ids::Ids;
 use crate::transaction::{Layer, TimerConfig};
 use crate::transport::{TransportError, TransportLimits, Transports};
 
@@ -37,6 +41,14 @@ pub enum DaemonError {
     AdminBind {
         /// Address tried.
         address: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// An engine shard's thread could not be started.
+    #[error("cannot start engine shard {shard}: {source}")]
+    Shard {
+        /// Which shard.
+        shard: usize,
         /// OS error.
         source: std::io::Error,
     },
@@ -60,33 +72,62 @@ pub struct Daemon {
     pub limiter: Arc<Limiter>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Number of engine shards.
+    pub workers: usize,
+    /// The stores every shard shares (registrar bindings, digest nonce counts).
+    pub shared: Shared,
     reloader: Arc<Reloader>,
-    commands: mpsc::Sender<Command>,
+    shards: Arc<Shards>,
     shutdown: CancellationToken,
     transports: Arc<Transports>,
 }
 
+/// Queued messages per shard before the receive side drops datagrams (and streams wait): a few
+/// milliseconds of work at full load, so queueing adds no more latency than that.
+const SHARD_QUEUE: usize = 2048;
+
 impl Daemon {
-    /// Binds every listener, starts the driver and the admin API. `path` is re-read on reload.
+    /// Binds every listener, starts one engine shard per worker and the admin API. `path` is
+    /// re-read on reload.
     pub async fn start(snapshot: Snapshot, path: Option<PathBuf>) -> Result<Daemon, DaemonError> {
         let snapshot = Arc::new(snapshot);
         let metrics = Arc::new(Metrics::new());
         let limiter = Arc::new(Limiter::new(snapshot.clone()));
         let shutdown = CancellationToken::new();
-        let (in_tx, in_rx) = mpsc::channel(16 * 1024);
+        let workers = snapshot.server.workers.unwrap_or_else(default_workers);
+        let (queues, events): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
         let transports = Transports::bind(
             &snapshot.listen,
-            in_tx,
+            Dispatcher::new(queues, metrics.clone()),
             TransportLimits::default(),
             shutdown.clone(),
         )
         .await?;
         let settings = settings(&snapshot, &transports);
-        let b2bua = B2bua::new(limiter.clone(), settings, salt());
-        let engine = Engine::new(b2bua, Layer::new(TimerConfig::default()), metrics.clone());
-        let driver = Driver::new(engine, transports.clone());
-        let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        tokio::spawn(driver.run(in_rx, cmd_rx));
+        let health = Arc::new(Health::new(workers, std::time::Instant::now()));
+        let shared = Shared::default();
+        let mut commands = Vec::with_capacity(workers);
+        for (shard, events) in events.into_iter().enumerate() {
+            let (cmd_tx, cmd_rx) = mpsc::channel(64);
+            commands.push(cmd_tx);
+            let ids = Ids::new(shard as u8, rand::SeedableRng::from_rng(&mut rand::rng()));
+            let b2bua = B2bua::new(limiter.clone(), settings.clone(), ids);
+            let txn = Layer::new(TimerConfig::default());
+            let engine = Engine::new(b2bua, txn, metrics.clone(), shared.clone());
+            let driver = Driver::new(shard, engine, transports.clone(), health.clone());
+            let inputs = Inputs {
+                events,
+                commands: cmd_rx,
+                stop: shutdown.clone(),
+            };
+            if let Err(source) = driver.spawn(inputs) {
+                shutdown.cancel();
+                return Err(DaemonError::Shard { shard, source });
+            }
+        }
+        let shards = Arc::new(Shards::new(commands, health));
+        tracing::info!(workers, "engine shards started");
         let reloader = Arc::new(Reloader {
             path,
             limiter: limiter.clone(),
@@ -98,8 +139,10 @@ impl Daemon {
             admin: None,
             limiter,
             metrics,
+            workers,
+            shared,
             reloader,
-            commands: cmd_tx,
+            shards,
             shutdown,
             transports,
         };
@@ -126,7 +169,8 @@ impl Daemon {
             .map_err(|source| DaemonError::AdminBind { address, source })?;
         let backend = Arc::new(Backend {
             limiter: self.limiter.clone(),
-            commands: self.commands.clone(),
+            location: self.shared.location.clone(),
+            shards: self.shards.clone(),
             reloader: self.reloader.clone(),
         });
         let state = AdminState::new(backend, self.metrics.clone(), token);
@@ -154,28 +198,30 @@ impl Daemon {
             .unwrap_or_else(|e| ReloadResult::refused(vec![format!("reload task failed: {e}")]))
     }
 
-    /// Calls in progress.
+    /// Calls in progress, on every shard.
     pub async fn calls(&self) -> usize {
-        self.ask(Command::Count).await
+        self.shards.calls().await
     }
 
     /// Calls in progress plus teardown requests (BYE, CANCEL) still awaiting a final response.
     async fn busy(&self) -> usize {
-        self.ask(Command::Busy).await
+        self.shards.busy().await
     }
 
-    async fn ask(&self, make: impl FnOnce(oneshot::Sender<usize>) -> Command) -> usize {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(make(tx)).await.is_err() {
-            return 0;
-        }
-        rx.await.unwrap_or(0)
+    /// Calls in progress per shard, in shard order (tests check how calls spread).
+    pub async fn calls_per_shard(&self) -> Vec<usize> {
+        self.shards.ask_all(Command::Count).await
+    }
+
+    /// True while every shard makes progress (what `/health` and the watchdog report).
+    pub fn healthy(&self) -> bool {
+        self.shards.healthy(std::time::Instant::now())
     }
 
     /// Stops admitting, ends every call (BYE both legs) and waits up to `grace` for them to go;
     /// then stops every task. Returns the number of calls still up at the deadline.
     pub async fn shutdown(self, grace: Duration) -> usize {
-        let _ = self.commands.send(Command::Drain).await;
+        self.shards.drain().await;
         let deadline = tokio::time::Instant::now() + grace;
         // Wait for the calls and for our BYEs/CANCELs to be answered (they are retransmitted
         // meanwhile, and a callee's 487 gets its ACK), within the grace period.
@@ -214,10 +260,17 @@ pub async fn run(snapshot: Snapshot, path: PathBuf, drain: Duration) -> Result<(
     systemd::ready();
     if let Some(every) = systemd::watchdog_interval() {
         let stop = daemon.shutdown.clone();
+        let shards = daemon.shards.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every / 2);
             loop {
-                tokio::select! { _ = stop.cancelled() => return, _ = tick.tick() => systemd::watchdog_ping() }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    // A stalled shard stops the pings: systemd restarts the service.
+                    _ = tick.tick() => if shards.healthy(std::time::Instant::now()) {
+                        systemd::watchdog_ping()
+                    },
+                }
             }
         });
     }
@@ -300,26 +353,18 @@ fn errors_of(e: ConfigError) -> Vec<String> {
 /// The admin API's view of the running daemon.
 struct Backend {
     limiter: Arc<Limiter>,
-    commands: mpsc::Sender<Command>,
+    location: Arc<crate::registrar::LocationStore>,
+    shards: Arc<Shards>,
     reloader: Arc<Reloader>,
-}
-
-impl Backend {
-    /// Asks the driver and waits for its answer (admin requests only, never the call path).
-    fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.try_send(make(tx)).ok()?;
-        tokio::task::block_in_place(|| rx.blocking_recv().ok())
-    }
 }
 
 impl AdminBackend for Backend {
     fn health(&self) -> bool {
-        !self.commands.is_closed()
+        self.shards.healthy(std::time::Instant::now())
     }
 
     fn calls(&self) -> Vec<CallView> {
-        self.ask(Command::Calls).unwrap_or_default()
+        self.shards.call_views_blocking()
     }
 
     fn counters(&self) -> Vec<CounterView> {
@@ -337,8 +382,22 @@ impl AdminBackend for Backend {
     }
 
     fn registrations(&self) -> Vec<RegistrationView> {
-        // The registrar is a later issue: no phone can register yet.
-        Vec::new()
+        // The shards' shared store; REGISTER handling that fills it is the registrar issue's.
+        let now = std::time::Instant::now();
+        self.location
+            .snapshot(now)
+            .into_iter()
+            .map(|(aor, b)| RegistrationView {
+                extension: aor.to_string(),
+                contact: b.contact,
+                source: b.flow.source.to_string(),
+                transport: match b.flow.transport {
+                    Transport::Udp => "udp".into(),
+                    Transport::Tcp => "tcp".into(),
+                },
+                expires_secs: b.expires_at.saturating_duration_since(now).as_secs(),
+            })
+            .collect()
     }
 
     fn reload(&self) -> ReloadResult {
@@ -349,7 +408,7 @@ impl AdminBackend for Backend {
         let Ok(id) = id.parse::<u64>() else {
             return false;
         };
-        self.ask(|tx| Command::EndCall(id, tx)).unwrap_or(false)
+        self.shards.end_call_blocking(id)
     }
 }
 
@@ -374,10 +433,14 @@ fn settings(snapshot: &Snapshot, transports: &Transports) -> Settings {
     }
 }
 
-/// Random part of generated identifiers: RandomState is seeded from the OS per process.
-fn salt() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    h.finish()
+/// One engine shard per core the process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Drop for Daemon {
+    /// Stops the shard threads and listener tasks of a daemon dropped without a shutdown (tests).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }

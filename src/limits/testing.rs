@@ -33,6 +33,7 @@ impl TreeBuilder {
             reject_code: 486,
             max_call_duration: None,
             session_expires: None,
+            workers: None,
         };
         TreeBuilder {
             snapshot: Snapshot {

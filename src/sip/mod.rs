@@ -20,6 +20,7 @@ mod error;
 pub mod fuzzing;
 mod header_name;
 pub mod headers;
+pub mod ids;
 mod message;
 mod method;
 mod parser;

@@ -9,14 +9,15 @@
 mod tcp;
 mod udp;
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::{Listen, Transport};
@@ -62,6 +63,61 @@ pub enum Inbound {
         /// The peer that sent them.
         peer: SocketAddr,
     },
+}
+
+/// Where the transport hands what it receives: the daemon's dispatcher, which parses each
+/// message and queues it on the engine shard that owns it. Called from the receive tasks.
+pub trait Sink: Send + Sync + 'static {
+    /// Takes one event, or says how to wait when the receiver's queue is full.
+    fn deliver(&self, ev: Inbound) -> Delivery;
+}
+
+/// What became of a delivered event.
+pub enum Delivery {
+    /// Queued.
+    Done,
+    /// The queue is full: await this hand-over (it resolves `false` when the receiver is gone).
+    /// Backpressure on the socket rather than unbounded memory.
+    Wait(Pin<Box<dyn Future<Output = bool> + Send>>),
+    /// The sink answered statelessly: send `data` to `to` from the socket (or on the
+    /// connection) the message came in on.
+    Reply {
+        /// Destination (on a stream, the connection's peer).
+        to: SocketAddr,
+        /// The response.
+        data: Bytes,
+    },
+    /// The sink dropped the event (a datagram while its shard is overloaded: UDP senders
+    /// retransmit).
+    Dropped,
+    /// The receiver is gone: the receive task stops.
+    Closed,
+}
+
+/// What a receive task does after handing an event over.
+pub(crate) enum Handed {
+    /// Go on receiving.
+    Next,
+    /// Send this answer back, then go on.
+    Reply(SocketAddr, Bytes),
+    /// Stop: the receiver is gone.
+    Stop,
+}
+
+/// Hands `ev` to `sink`, waiting while its queue is full.
+pub(crate) async fn hand_over(sink: &dyn Sink, ev: Inbound) -> Handed {
+    match sink.deliver(ev) {
+        Delivery::Done | Delivery::Dropped => Handed::Next,
+        Delivery::Wait(wait) => {
+            if wait.await {
+                Handed::Next
+            } else {
+                Handed::Stop
+            }
+        }
+        Delivery::Closed => Handed::Stop,
+        Delivery::Reply { to, data } => Handed::Reply(to, data),
+    }
 }
 
 /// A received message and where it came from.
@@ -129,9 +185,11 @@ pub struct Transports {
     /// Swapped as a whole on reload; read lock-free on every send.
     listeners: ArcSwap<Vec<Listener>>,
     conns: Arc<tcp::ConnTable>,
-    inbound: mpsc::Sender<Inbound>,
+    sink: Arc<dyn Sink>,
     limits: TransportLimits,
     shutdown: CancellationToken,
+    /// The runtime the connection tasks run on: sends come from the engine shards' own threads.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Transports {
@@ -139,16 +197,17 @@ impl Transports {
     /// be bound (nothing is left listening in that case: the tasks stop with `shutdown`).
     pub async fn bind(
         listens: &[Listen],
-        inbound: mpsc::Sender<Inbound>,
+        sink: Arc<dyn Sink>,
         limits: TransportLimits,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, TransportError> {
         let this = Arc::new(Transports {
             listeners: ArcSwap::from_pointee(Vec::new()),
             conns: Arc::new(tcp::ConnTable::default()),
-            inbound,
+            sink,
             limits,
             shutdown,
+            runtime: tokio::runtime::Handle::current(),
         });
         let mut bound = Vec::new();
         for listen in listens {
@@ -171,9 +230,9 @@ impl Transports {
             Transport::Udp => {
                 let socket = Arc::new(udp::bind(listen.address)?);
                 let bound = local_of(socket.local_addr(), listen)?;
-                tokio::spawn(udp::receive_loop(
+                self.runtime.spawn(udp::receive_loop(
                     socket.clone(),
-                    self.inbound.clone(),
+                    self.sink.clone(),
                     stop.clone(),
                 ));
                 (bound, Some(socket))
@@ -181,7 +240,8 @@ impl Transports {
             Transport::Tcp => {
                 let listener = tcp::bind(listen.address)?;
                 let bound = local_of(listener.local_addr(), listen)?;
-                tokio::spawn(tcp::accept_loop(listener, self.clone(), stop.clone()));
+                self.runtime
+                    .spawn(tcp::accept_loop(listener, self.clone(), stop.clone()));
                 (bound, None)
             }
         };
@@ -269,11 +329,15 @@ impl Transports {
 
     fn send_udp(&self, dest: SocketAddr, data: Bytes) -> Result<(), TransportError> {
         let listeners = self.listeners.load();
-        let mut udp = listeners.iter().filter_map(|l| l.udp.as_ref());
+        // The bound address is known: no getsockname system call per send.
+        let mut udp = listeners
+            .iter()
+            .filter_map(|l| l.udp.as_ref().map(|s| (l.bound, s)));
         let socket = udp
             .clone()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == dest.is_ipv4()))
+            .find(|(bound, _)| bound.is_ipv4() == dest.is_ipv4())
             .or_else(|| udp.next())
+            .map(|(_, s)| s)
             .ok_or(TransportError::NoListener(Transport::Udp))?;
         match socket.try_send_to(&data, dest) {
             Ok(_) => Ok(()),

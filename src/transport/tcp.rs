@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbound, PerIp, Received, TransportError, Transports};
+use super::{hand_over, Handed, Inbound, PerIp, Received, Sink, TransportError, Transports};
 use crate::config::model::Transport;
 use crate::sip::{frame_stream, Frame, ParseError};
 
@@ -141,7 +141,7 @@ pub(super) fn send(
         .map_err(|_| TransportError::QueueFull(dest))?;
     let (id, cancel) = (pending.id, pending.cancel.clone());
     let t = transports.clone();
-    tokio::spawn(async move {
+    transports.runtime.spawn(async move {
         let connect_timeout = t
             .limits
             .idle_timeout
@@ -155,7 +155,7 @@ pub(super) fn send(
             None => {
                 tracing::debug!(peer.addr = %dest, "tcp connect failed");
                 t.conns.unregister(dest, id);
-                let _ = t.inbound.send(Inbound::Closed { peer: dest }).await;
+                let _ = hand_over(&*t.sink, Inbound::Closed { peer: dest }).await;
             }
         }
     });
@@ -177,7 +177,7 @@ async fn serve(
     pending: Option<Pending>,
     t: &Transports,
 ) {
-    let (table, inbound, limits) = (&t.conns, &t.inbound, t.limits);
+    let (table, inbound, limits) = (&t.conns, &*t.sink, t.limits);
     let _ = stream.set_nodelay(true);
     let Pending { id, tx, rx, cancel } = match pending {
         Some(p) => p,
@@ -190,9 +190,9 @@ async fn serve(
     table.unregister(peer, id);
     let _ = write_task.await;
     if let ReadOutcome::BadStream = outcome {
-        let _ = inbound.send(Inbound::StreamError { peer }).await;
+        let _ = hand_over(inbound, Inbound::StreamError { peer }).await;
     }
-    let _ = inbound.send(Inbound::Closed { peer }).await;
+    let _ = hand_over(inbound, Inbound::Closed { peer }).await;
 }
 
 async fn write_loop(
@@ -222,7 +222,7 @@ async fn read_loop(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
     local: SocketAddr,
-    inbound: &mpsc::Sender<Inbound>,
+    inbound: &dyn Sink,
     limits: super::TransportLimits,
     cancel: &CancellationToken,
     pong_tx: mpsc::Sender<Bytes>,
@@ -264,7 +264,7 @@ async fn drain_frames(
     buf: &mut BytesMut,
     peer: SocketAddr,
     local: SocketAddr,
-    inbound: &mpsc::Sender<Inbound>,
+    inbound: &dyn Sink,
     max: usize,
     pong_tx: &mpsc::Sender<Bytes>,
 ) -> Result<(), ReadOutcome> {
@@ -286,8 +286,13 @@ async fn drain_frames(
                     local,
                     transport: Transport::Tcp,
                 };
-                if inbound.send(Inbound::Message(msg)).await.is_err() {
-                    return Err(ReadOutcome::Closed);
+                match hand_over(inbound, Inbound::Message(msg)).await {
+                    Handed::Next => {}
+                    // On a stream the answer goes back on the same connection.
+                    Handed::Reply(_, data) => {
+                        let _ = pong_tx.try_send(data);
+                    }
+                    Handed::Stop => return Err(ReadOutcome::Closed),
                 }
             }
             Err(e) => {

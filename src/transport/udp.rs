@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbound, Received, TransportError};
+use super::{hand_over, Handed, Inbound, Received, Sink, TransportError};
 use crate::config::model::Transport;
 
 /// Largest datagram accepted (RFC 3261 18.1.1 allows up to 65 535 bytes on UDP).
@@ -40,7 +39,7 @@ pub(super) fn bind(address: SocketAddr) -> Result<UdpSocket, TransportError> {
 
 pub(super) async fn receive_loop(
     socket: Arc<UdpSocket>,
-    inbound: mpsc::Sender<Inbound>,
+    sink: Arc<dyn Sink>,
     shutdown: CancellationToken,
 ) {
     let Ok(local) = socket.local_addr() else {
@@ -72,8 +71,13 @@ pub(super) async fn receive_loop(
             local,
             transport: Transport::Udp,
         };
-        if inbound.send(Inbound::Message(msg)).await.is_err() {
-            return;
+        match hand_over(&*sink, Inbound::Message(msg)).await {
+            Handed::Next => {}
+            Handed::Reply(to, data) => {
+                // A full socket buffer loses the answer as UDP loses any datagram.
+                let _ = socket.try_send_to(&data, to);
+            }
+            Handed::Stop => return,
         }
     }
 }

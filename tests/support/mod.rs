@@ -22,6 +22,16 @@ use serde_json::Value;
 /// How long any single wait on the daemon or on SIPp may take unless a test says otherwise.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Engine shards the daemon under test runs with: `$CALLGATE_TEST_WORKERS` when set (CI runs
+/// the suite with 1 and with 2), else the configuration's (one per core by default).
+pub fn test_workers() -> Option<usize> {
+    let text = std::env::var("CALLGATE_TEST_WORKERS").ok()?;
+    match text.parse() {
+        Ok(n) if n >= 1 => Some(n),
+        _ => panic!("CALLGATE_TEST_WORKERS={text} is not a positive number"),
+    }
+}
+
 /// A test's private loopback network `127.<n>.0.0/24`.
 #[derive(Debug, Clone, Copy)]
 pub struct Net(pub u8);
@@ -145,10 +155,28 @@ pub struct Harness {
 impl Harness {
     /// Loads `toml` (panicking with the issues if it is refused) and starts the daemon.
     pub async fn start(toml: &str) -> Harness {
-        let loaded = match callgate::config::load(toml) {
+        let mut loaded = match callgate::config::load(toml) {
             Ok(l) => l,
             Err(issues) => panic!("test configuration refused: {issues:#?}"),
         };
+        if let Some(n) = test_workers() {
+            loaded.snapshot.server.workers = Some(n);
+        }
+        Harness::start_loaded(loaded).await
+    }
+
+    /// [`Harness::start`] with exactly `workers` engine shards, whatever the environment says
+    /// (tests of the sharding itself).
+    pub async fn start_with_workers(toml: &str, workers: usize) -> Harness {
+        let mut loaded = match callgate::config::load(toml) {
+            Ok(l) => l,
+            Err(issues) => panic!("test configuration refused: {issues:#?}"),
+        };
+        loaded.snapshot.server.workers = Some(workers);
+        Harness::start_loaded(loaded).await
+    }
+
+    async fn start_loaded(loaded: callgate::config::Loaded) -> Harness {
         let daemon = Daemon::start(loaded.snapshot, None)
             .await
             .expect("daemon starts on ephemeral ports");

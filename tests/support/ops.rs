@@ -139,9 +139,14 @@ impl DaemonProcess {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("callgate.toml");
         std::fs::write(&config, toml).expect("write the configuration");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_callgate"));
+        command
             .args(["run", "--drain", drain, "--log", "info", "--config"])
-            .arg(&config)
+            .arg(&config);
+        if let Some(n) = super::test_workers() {
+            command.args(["--workers", &n.to_string()]);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

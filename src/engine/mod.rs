@@ -1,68 +1,131 @@
-//! The engine: the transaction layer and the B2BUA glued together, without I/O. It takes received
-//! bytes, closed connections, fired timers and operator commands with the current time, and
-//! leaves what must be sent in an outbox; the tokio driver around it does the sending and the
-//! sleeping. Because it owns no socket and reads no clock, it is fuzzed and tested directly.
+//! The engine of one shard: the transaction layer and the B2BUA glued together, without I/O. It
+//! takes parsed messages, closed connections, fired timers and operator commands with the current
+//! time, and leaves what must be sent in an outbox; the driver thread around it does the sending
+//! and the sleeping. Because it owns no socket and reads no clock, it is fuzzed and tested
+//! directly.
+//!
+//! Where a request goes: [`rport`] stamps the top Via, [`methods`] picks the handler (INVITE to the
+//! B2BUA, OPTIONS to the stateless [`options`] responder, in-dialog requests to their dialog),
+//! the transaction layer absorbs retransmissions and matches ACK and CANCEL. Which shard a
+//! message reaches in the first place is [`shard`]'s decision, taken on the receive side.
 //!
 //! Contract for both cores: after every input, execute the actions in order, then re-arm the
 //! single timer from the earliest of `Layer::poll_timeout` and the call-timer queue
 //! ([`Engine::next_deadline`]).
 
-use std::collections::{BTreeMap, HashMap};
+mod bad_request;
+mod call_timers;
+mod methods;
+pub mod options;
+mod rport;
+pub mod shard;
 
-/// Keyed per map and fast: keys come from the network, so not an unkeyed hash.
-type Fast = foldhash::fast::RandomState;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use self::call_timers::CallTimers;
+use self::methods::Handler;
 use crate::admin::{CallView, CounterRef, Direction, LegView, Metrics, Outcome as MetricOutcome};
-use crate::b2bua::{B2bua, CallTimer, Dest, Out, Outcome};
+use crate::b2bua::{B2bua, Dest, Out, Outcome};
 use crate::config::model::Transport;
 use crate::sip::{self, Message, Method, Request, Response};
 use crate::transaction::sip_keys::{client_key, request_kind, server_key};
 use crate::transaction::{Action, Dispatch, Layer, LayerAction, ResponseDispatch, TransactionKey};
 
-/// The call engine of one driver task.
+/// Keyed per map and fast: keys come from the network, so not an unkeyed hash.
+type Fast = foldhash::fast::RandomState;
+
+/// Parses one received message as its transport frames it (the receive side calls this once).
+pub fn parse(data: Bytes, transport: Transport) -> Result<Message, sip::ParseError> {
+    match transport {
+        Transport::Udp => sip::parse_datagram(data),
+        Transport::Tcp => sip::parse_stream_message(data),
+    }
+}
+
+/// What every shard reads and writes, shared without a global lock: the registrar's bindings and
+/// digest nonce counts (sharded maps). The limiter (atomics) and the configuration (ArcSwap)
+/// reach the shards through the B2BUA; metrics are atomics too.
+#[derive(Clone)]
+pub struct Shared {
+    /// Registered bindings, by address-of-record.
+    pub location: Arc<crate::registrar::LocationStore>,
+    /// Highest nonce-count seen per digest nonce (replay protection).
+    pub nonces: Arc<crate::auth::NonceCounts>,
+}
+
+/// Nonces remembered at once: a few per registered phone over a nonce's life (300 s).
+const MAX_NONCES: usize = 100_000;
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            location: Arc::default(),
+            nonces: Arc::new(crate::auth::NonceCounts::new(MAX_NONCES)),
+        }
+    }
+}
+
+/// The call engine of one shard.
 pub struct Engine {
     b2bua: B2bua,
+    shared: Shared,
     txn: Layer<Response>,
     metrics: Arc<Metrics>,
     /// Our client transactions that have not had a final response yet.
-    awaiting_final: std::collections::HashSet<TransactionKey, Fast>,
+    awaiting_final: HashSet<TransactionKey, Fast>,
     /// Messages to send, drained by the driver after every input.
     outbox: Vec<(Dest, Bytes)>,
     /// Where each transaction's transmissions go.
     dests: HashMap<TransactionKey, Dest, Fast>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
     invites: HashMap<TransactionKey, Request, Fast>,
-    timers: BTreeMap<(Instant, u64), (u64, CallTimer)>,
-    /// The timer entries of each call, so ending a call removes them without scanning `timers`.
-    call_timers: HashMap<u64, Vec<(Instant, u64)>, Fast>,
-    timer_seq: u64,
+    timers: CallTimers,
     out: Vec<Out>,
     lout: Vec<LayerAction<Response>>,
-    started_unix: HashMap<u64, u64, Fast>,
+}
+
+/// Sizes of an engine's tables, for leak checks: all zero once every call and transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableSizes {
+    /// Calls.
+    pub calls: usize,
+    /// Client transactions awaiting a final response.
+    pub awaiting_final: usize,
+    /// Transaction destinations.
+    pub dests: usize,
+    /// Client INVITEs kept for their ACK.
+    pub invites: usize,
+    /// Call timers queued.
+    pub call_timers: usize,
+    /// Calls with timers.
+    pub calls_with_timers: usize,
 }
 
 impl Engine {
     /// An engine over the given cores.
-    pub fn new(b2bua: B2bua, txn: Layer<Response>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(b2bua: B2bua, txn: Layer<Response>, metrics: Arc<Metrics>, shared: Shared) -> Self {
         Engine {
             b2bua,
+            shared,
             txn,
             metrics,
             outbox: Vec::new(),
-            awaiting_final: Default::default(),
+            awaiting_final: HashSet::default(),
             dests: HashMap::default(),
             invites: HashMap::default(),
-            timers: BTreeMap::new(),
-            call_timers: HashMap::default(),
-            timer_seq: 0,
+            timers: CallTimers::default(),
             out: Vec::new(),
             lout: Vec::new(),
-            started_unix: HashMap::default(),
         }
+    }
+
+    /// The stores this shard shares with the others.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// Moves what must be sent into `into` (the driver sends it).
@@ -82,9 +145,22 @@ impl Engine {
         self.b2bua.len() + self.awaiting_final.len()
     }
 
+    /// Sizes of every table (leak checks).
+    pub fn sizes(&self) -> TableSizes {
+        let (call_timers, calls_with_timers) = self.timers.sizes();
+        TableSizes {
+            calls: self.b2bua.len(),
+            awaiting_final: self.awaiting_final.len(),
+            dests: self.dests.len(),
+            invites: self.invites.len(),
+            call_timers,
+            calls_with_timers,
+        }
+    }
+
     /// Earliest instant at which [`Engine::on_timeouts`] must run.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        let call = self.timers.keys().next().map(|(at, _)| *at);
+        let call = self.timers.next();
         match (self.txn.poll_timeout(), call) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -94,11 +170,7 @@ impl Engine {
     /// Fires every transaction and call timer due at `now`.
     pub fn on_timeouts(&mut self, now: Instant) {
         self.txn.handle_timeouts(now, &mut self.lout);
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let (call, timer) = entry.remove();
+        while let Some((call, timer)) = self.timers.pop_due(now) {
             self.b2bua.on_timer(now, call, timer, &mut self.out);
         }
         self.flush(now);
@@ -128,32 +200,33 @@ impl Engine {
         self.metrics.parse_error("tcp");
     }
 
-    /// One received message (a datagram or a framed stream message) from `source`.
+    /// Received bytes, parsed here (tests and the fuzzer; the daemon parses on its receive side
+    /// and calls [`Engine::on_message`] or [`Engine::on_malformed`]).
     pub fn on_received(&mut self, now: Instant, data: Bytes, source: Dest) {
-        self.on_message(now, data, source);
-        self.flush(now);
-    }
-
-    fn on_message(&mut self, now: Instant, data: Bytes, source: Dest) {
-        let parsed = match source.transport {
-            Transport::Udp => sip::parse_datagram(data.clone()),
-            Transport::Tcp => sip::parse_stream_message(data.clone()),
-        };
-        match parsed {
-            Ok(Message::Request(req)) => self.on_request(now, req, source),
-            Ok(Message::Response(resp)) => self.on_response(now, resp),
-            Err(e) => self.on_parse_error(&data, source, &e),
+        match parse(data.clone(), source.transport) {
+            Ok(msg) => self.on_message(now, msg, source),
+            Err(e) => self.on_malformed(&data, source, &e),
         }
     }
 
-    fn on_parse_error(&mut self, data: &Bytes, source: Dest, e: &sip::ParseError) {
-        // Keep-alive CRLFs on UDP are not errors.
+    /// One parsed message from `source`.
+    pub fn on_message(&mut self, now: Instant, msg: Message, source: Dest) {
+        match msg {
+            Message::Request(req) => self.on_request(now, req, source),
+            Message::Response(resp) => self.on_response(now, resp),
+        }
+        self.flush(now);
+    }
+
+    /// Bytes the parser refused: counted, and answered with a best-effort 400 when they look
+    /// like a request (RFC 3261 21.4.1); keep-alive CRLFs are not errors.
+    pub fn on_malformed(&mut self, data: &Bytes, source: Dest, e: &sip::ParseError) {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
         self.metrics.parse_error(transport_name(source.transport));
         tracing::debug!(peer.addr = %source.addr, error = %e, "malformed message");
-        if let Some(bytes) = super::bad_request::bad_request(data, &e.to_string()) {
+        if let Some(bytes) = bad_request::bad_request(data, &e.to_string()) {
             self.send(source, bytes);
         }
     }
@@ -164,10 +237,15 @@ impl Engine {
         let _entered = span.enter();
         self.metrics
             .sip_request(req.method().as_str(), Direction::In);
+        if options::owns(&req) {
+            let (reply_to, bytes, status) = options::answer(req, source);
+            self.metrics.sip_response(status, Direction::Out);
+            return self.send(reply_to, bytes);
+        }
         let method = req.method().clone();
         // Responses go where RFC 3261 18.2.2 / RFC 3581 say; the leg itself keeps the packet's
         // source (symmetric signalling through NATs).
-        let (req, reply_to) = super::rport::stamp(req, source);
+        let (req, reply_to) = rport::stamp(req, source);
         if method != Method::Ack && req.parts().max_forwards() == Some(0) {
             return self.stateless(
                 reply_to,
@@ -216,30 +294,27 @@ impl Engine {
         }
     }
 
-    /// A request that starts a server transaction.
+    /// A request that starts a server transaction: the method dispatcher picks its handler.
     fn on_new_request(&mut self, now: Instant, req: Request, key: TransactionKey, source: Dest) {
         let in_dialog = req.parts().to_tag().is_some();
-        match (req.method(), in_dialog) {
-            (Method::Invite, false) => {
-                self.b2bua
-                    .on_new_invite(now, req, key, source, &mut self.out)
-            }
-            (_, true) => self.b2bua.on_in_dialog(now, req, key, &mut self.out),
-            (Method::Options, false) => {
+        match methods::handler_for(req.method(), in_dialog) {
+            Handler::Call => self
+                .b2bua
+                .on_new_invite(now, req, key, source, &mut self.out),
+            Handler::Dialog => self.b2bua.on_in_dialog(now, req, key, &mut self.out),
+            Handler::Options => {
+                // Answered before the transaction layer (`options::owns`); kept for the table's
+                // completeness: a stateful 200 would be as correct.
                 let extra = [("Allow", sip::ALLOW), ("Accept", sip::ACCEPT)];
                 let bytes = sip::response_to(&req, 200, "OK", Some("cg-options"), &extra);
                 self.respond(now, &key, bytes, 200);
             }
-            (
-                Method::Bye | Method::Update | Method::Info | Method::Prack | Method::Notify,
-                false,
-            ) => {
+            Handler::NoDialog => {
                 let bytes =
                     sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
                 self.respond(now, &key, bytes, 481);
             }
-            _ => {
-                // REGISTER (the registrar is a later issue), MESSAGE, SUBSCRIBE, extensions.
+            Handler::NotImplemented => {
                 let extra = [("Allow", sip::ALLOW)];
                 let bytes = sip::response_to(&req, 501, "Not Implemented", Some("cg-501"), &extra);
                 self.respond(now, &key, bytes, 501);
@@ -293,12 +368,11 @@ impl Engine {
     fn exec_out(&mut self, now: Instant, o: Out) {
         match o {
             Out::Respond { key, status, bytes } => self.respond(now, &key, bytes, status),
-            Out::StartInvite { key, dest, bytes } => {
+            Out::StartInvite { key, dest, request } => {
                 self.awaiting_final.insert(key.clone());
                 self.metrics.sip_request("INVITE", Direction::Out);
-                if let Ok(Message::Request(req)) = sip::parse_datagram(bytes.clone()) {
-                    self.invites.insert(key.clone(), req);
-                }
+                let bytes = request.parts().as_bytes().clone();
+                self.invites.insert(key.clone(), *request);
                 self.dests.insert(key.clone(), dest);
                 let reliable = dest.transport == Transport::Tcp;
                 if let Err(e) =
@@ -320,23 +394,10 @@ impl Engine {
                 }
             }
             Out::Send { dest, bytes } => self.send(dest, bytes),
-            Out::Arm { at, call, timer } => {
-                self.timer_seq += 1;
-                self.timers.insert((at, self.timer_seq), (call, timer));
-                self.call_timers
-                    .entry(call)
-                    .or_default()
-                    .push((at, self.timer_seq));
-            }
-            Out::Started { call } => {
-                self.metrics.call_started();
-                self.started_unix.insert(call, unix_now());
-            }
+            Out::Arm { at, call, timer } => self.timers.arm(at, call, timer),
+            Out::Started { .. } => self.metrics.call_started(),
             Out::Ended { call, outcome } => {
-                self.started_unix.remove(&call);
-                for slot in self.call_timers.remove(&call).unwrap_or_default() {
-                    self.timers.remove(&slot);
-                }
+                self.timers.cancel_call(call);
                 self.metrics.call_ended(metric_outcome(outcome));
             }
             Out::Rejected(refusal) => {
@@ -396,13 +457,15 @@ impl Engine {
         }
     }
 
-    /// The calls in progress, for the admin API.
-    pub fn call_views(&self) -> Vec<CallView> {
+    /// The calls in progress, for the admin API; `now` and `unix_now` are one instant read on
+    /// both clocks (a call's start is kept as an `Instant` only).
+    pub fn call_views(&self, now: Instant, unix_now: u64) -> Vec<CallView> {
         self.b2bua
             .calls()
             .map(|c| CallView {
                 id: c.id.to_string(),
-                started_at_unix_secs: self.started_unix.get(&c.id).copied().unwrap_or(0),
+                started_at_unix_secs: unix_now
+                    .saturating_sub(now.saturating_duration_since(c.started).as_secs()),
                 legs: vec![
                     LegView {
                         leg: "a".into(),
@@ -447,10 +510,4 @@ fn transport_name(t: Transport) -> &'static str {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
