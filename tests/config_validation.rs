@@ -363,6 +363,21 @@ fn reject_code_out_of_range() {
 }
 
 #[test]
+fn workers_out_of_range() {
+    assert_refused(
+        "[server]\nworkers = 0\n",
+        &[
+            "server: workers",
+            "0 workers: between 1 and 256 engine shards",
+        ],
+    );
+    assert_refused(
+        "[server]\nworkers = 257\n",
+        &["server: workers", "257 workers"],
+    );
+}
+
+#[test]
 fn no_listener() {
     let (code, out) = check_config(&BASE.replace("[[listen]]\naddress = \"127.0.0.1:5060\"\n", ""));
     assert_eq!(code, 1);

@@ -121,3 +121,131 @@ impl Sink for Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Received;
+    use bytes::Bytes;
+
+    const PBX: &str = "127.0.0.11:5060";
+
+    fn message(text: &str, transport: Transport) -> Inbound {
+        Inbound::Message(Received {
+            data: Bytes::from(text.replace('\n', "\r\n")),
+            source: PBX.parse().expect("address"),
+            local: "127.0.0.1:5060".parse().expect("address"),
+            transport,
+        })
+    }
+
+    fn request(method: &str, call_id: &str, transport: Transport) -> Inbound {
+        message(
+            &format!(
+                "{method} sip:1@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {PBX};branch=z9hG4bK{call_id}\nFrom: <sip:a@x>;tag=f\nTo: <sip:b@y>\nCall-ID: {call_id}\nCSeq: 1 {method}\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+            transport,
+        )
+    }
+
+    fn dispatcher(
+        shards: usize,
+        depth: usize,
+    ) -> (
+        Arc<Dispatcher>,
+        Vec<mpsc::Receiver<ShardEvent>>,
+        Arc<Metrics>,
+    ) {
+        let metrics = Arc::new(Metrics::new());
+        let (queues, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(depth)).unzip();
+        (Dispatcher::new(queues, metrics.clone()), rxs, metrics)
+    }
+
+    fn drops(metrics: &Metrics) -> bool {
+        metrics
+            .encode(Vec::new())
+            .expect("metrics encode")
+            .lines()
+            .any(|l| l == "callgate_shard_queue_drops_total 1")
+    }
+
+    #[test]
+    fn out_of_dialog_options_is_answered_without_a_shard() {
+        let (d, mut rxs, _) = dispatcher(1, 4);
+        match d.deliver(request("OPTIONS", "o1", Transport::Udp)) {
+            Delivery::Reply { to, data } => {
+                assert_eq!(to, PBX.parse().expect("address"));
+                assert!(data.starts_with(b"SIP/2.0 200 OK\r\n"));
+            }
+            _ => panic!("OPTIONS not answered on the receive side"),
+        }
+        assert!(rxs[0].try_recv().is_err(), "nothing reached the shard");
+    }
+
+    #[test]
+    fn full_shard_queue_drops_a_datagram_and_counts_it() {
+        let (d, mut rxs, metrics) = dispatcher(1, 1);
+        assert!(matches!(
+            d.deliver(request("INVITE", "c1", Transport::Udp)),
+            Delivery::Done
+        ));
+        assert!(matches!(
+            d.deliver(request("INVITE", "c2", Transport::Udp)),
+            Delivery::Dropped
+        ));
+        assert!(drops(&metrics));
+        assert!(matches!(rxs[0].try_recv(), Ok(ShardEvent::Message { .. })));
+        assert!(rxs[0].try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn full_shard_queue_makes_a_stream_wait_and_then_delivers() {
+        let (d, mut rxs, metrics) = dispatcher(1, 1);
+        assert!(matches!(
+            d.deliver(request("INVITE", "t1", Transport::Tcp)),
+            Delivery::Done
+        ));
+        let Delivery::Wait(wait) = d.deliver(request("INVITE", "t2", Transport::Tcp)) else {
+            panic!("a stream message must wait, not be dropped");
+        };
+        assert!(!drops(&metrics));
+        let waiting = tokio::spawn(wait);
+        assert!(matches!(
+            rxs[0].recv().await,
+            Some(ShardEvent::Message { .. })
+        ));
+        assert!(
+            waiting.await.expect("hand-over task"),
+            "queued once there was room"
+        );
+        assert!(matches!(
+            rxs[0].recv().await,
+            Some(ShardEvent::Message { .. })
+        ));
+    }
+
+    #[test]
+    fn a_closed_connection_reaches_every_shard() {
+        let (d, mut rxs, _) = dispatcher(3, 4);
+        let peer = PBX.parse().expect("address");
+        assert!(matches!(
+            d.deliver(Inbound::Closed { peer }),
+            Delivery::Done
+        ));
+        for rx in &mut rxs {
+            assert!(matches!(rx.try_recv(), Ok(ShardEvent::Closed { peer: p }) if p == peer));
+        }
+    }
+
+    #[test]
+    fn garbage_goes_to_one_shard_as_malformed() {
+        let (d, mut rxs, _) = dispatcher(2, 4);
+        assert!(matches!(
+            d.deliver(message("NOT SIP AT ALL\n\n", Transport::Udp)),
+            Delivery::Done
+        ));
+        let got: Vec<_> = rxs.iter_mut().filter_map(|rx| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0], ShardEvent::Malformed { .. }));
+    }
+}
