@@ -35,6 +35,8 @@ stop_pid() {
   kill "$pid" 2>/dev/null || return 0
   for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$pid" 2>/dev/null && log "note: PID $pid ($(cat /proc/$pid/comm 2>/dev/null)) ignored SIGTERM for 5 s; killed"
+  # Wait until it is gone: the next component binds the same ports.
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   return 0
 }
 

@@ -15,6 +15,7 @@
 //! - [`registrar`]: the location store every shard reads (REGISTER handling is next).
 //! - [`auth`]: the digest nonce-count table every shard reads (challenges are next).
 //! - [`transport`]: UDP and TCP sockets, framing, connection reuse.
+//! - [`split_map`]: the hash map of the shards' big tables, whose growth never stalls a shard.
 //! - [`telemetry`]: the tracing subscriber (text or JSON).
 //! - [`engine`]: one shard's sans-IO engine: the method dispatcher, the transaction layer and the
 //!   B2BUA glued together; [`engine::shard`] says which shard a received message belongs to.
@@ -34,6 +35,7 @@ pub mod limits;
 pub mod registrar;
 pub mod routing;
 pub mod sip;
+pub mod split_map;
 pub mod telemetry;
 #[cfg(test)]
 mod test_clock;

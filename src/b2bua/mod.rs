@@ -19,10 +19,6 @@ mod teardown;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
-
-/// Keyed per map and fast: Call-IDs and branches come from the network.
-type Fast = foldhash::fast::RandomState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +27,7 @@ use bytes::Bytes;
 
 use crate::limits::{Limiter, Refusal};
 use crate::sip::ids::Ids;
+use crate::split_map::SplitMap;
 use crate::transaction::TransactionKey;
 
 pub use call::{Call, CallState, Outcome};
@@ -178,13 +175,13 @@ enum ClientRole {
 pub struct B2bua {
     limiter: Arc<Limiter>,
     settings: Settings,
-    calls: HashMap<u64, Call, Fast>,
+    calls: SplitMap<u64, Call>,
     /// Leg Call-ID -> (call, side).
-    by_call_id: HashMap<String, (u64, Side), Fast>,
+    by_call_id: SplitMap<String, (u64, Side)>,
     /// Our client transactions -> (call, role).
-    by_client: HashMap<TransactionKey, (u64, ClientRole), Fast>,
+    by_client: SplitMap<TransactionKey, (u64, ClientRole)>,
     /// A-leg INVITE server transactions -> call (CANCEL and Timer H matching).
-    by_a_invite: HashMap<TransactionKey, u64, Fast>,
+    by_a_invite: SplitMap<TransactionKey, u64>,
     /// Calls started by this shard; a call's id is this counter with the shard in its low byte.
     next_id: u64,
     /// Tags, branches and B-leg Call-IDs: CSPRNG bits plus this shard's marker.
@@ -198,10 +195,10 @@ impl B2bua {
         B2bua {
             limiter,
             settings,
-            calls: HashMap::default(),
-            by_call_id: HashMap::default(),
-            by_client: HashMap::default(),
-            by_a_invite: HashMap::default(),
+            calls: SplitMap::default(),
+            by_call_id: SplitMap::default(),
+            by_client: SplitMap::default(),
+            by_a_invite: SplitMap::default(),
             next_id: 0,
             ids,
             draining: false,

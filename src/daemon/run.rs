@@ -84,7 +84,7 @@ pub struct Daemon {
 
 /// Queued messages per shard before the receive side drops datagrams (and streams wait): a few
 /// milliseconds of work at full load, so queueing adds no more latency than that.
-const SHARD_QUEUE: usize = 2048;
+const SHARD_QUEUE: usize = 4096;
 
 impl Daemon {
     /// Binds every listener, starts one engine shard per worker and the admin API. `path` is

@@ -2,18 +2,17 @@
 //! queue with exactly one entry per armed timer, and per call the entries it armed, so ending a
 //! call removes them by key instead of scanning the queue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::b2bua::CallTimer;
-
-type Fast = foldhash::fast::RandomState;
+use crate::split_map::SplitMap;
 
 /// The queue.
 #[derive(Default)]
 pub(crate) struct CallTimers {
     queue: BTreeMap<(Instant, u64), (u64, CallTimer)>,
-    by_call: HashMap<u64, Vec<(Instant, u64)>, Fast>,
+    by_call: SplitMap<u64, Vec<(Instant, u64)>>,
     seq: u64,
 }
 
@@ -22,7 +21,12 @@ impl CallTimers {
     pub(crate) fn arm(&mut self, at: Instant, call: u64, timer: CallTimer) {
         self.seq += 1;
         self.queue.insert((at, self.seq), (call, timer));
-        self.by_call.entry(call).or_default().push((at, self.seq));
+        match self.by_call.get_mut(&call) {
+            Some(slots) => slots.push((at, self.seq)),
+            None => {
+                self.by_call.insert(call, vec![(at, self.seq)]);
+            }
+        }
     }
 
     /// Forgets every timer of `call` (it ended).

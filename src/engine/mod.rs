@@ -20,7 +20,6 @@ pub mod options;
 mod rport;
 pub mod shard;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,11 +31,9 @@ use crate::admin::{CallView, CounterRef, Direction, LegView, Metrics, Outcome as
 use crate::b2bua::{B2bua, Dest, Out, Outcome};
 use crate::config::model::Transport;
 use crate::sip::{self, Message, Method, Request, Response};
+use crate::split_map::SplitMap;
 use crate::transaction::sip_keys::{client_key, request_kind, server_key};
 use crate::transaction::{Action, Dispatch, Layer, LayerAction, ResponseDispatch, TransactionKey};
-
-/// Keyed per map and fast: keys come from the network, so not an unkeyed hash.
-type Fast = foldhash::fast::RandomState;
 
 /// Parses one received message as its transport frames it (the receive side calls this once).
 pub fn parse(data: Bytes, transport: Transport) -> Result<Message, sip::ParseError> {
@@ -76,13 +73,13 @@ pub struct Engine {
     txn: Layer<Response>,
     metrics: Arc<Metrics>,
     /// Our client transactions that have not had a final response yet.
-    awaiting_final: HashSet<TransactionKey, Fast>,
+    awaiting_final: SplitMap<TransactionKey, ()>,
     /// Messages to send, drained by the driver after every input.
     outbox: Vec<(Dest, Bytes)>,
     /// Where each transaction's transmissions go.
-    dests: HashMap<TransactionKey, Dest, Fast>,
+    dests: SplitMap<TransactionKey, Dest>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
-    invites: HashMap<TransactionKey, Request, Fast>,
+    invites: SplitMap<TransactionKey, Request>,
     timers: CallTimers,
     out: Vec<Out>,
     lout: Vec<LayerAction<Response>>,
@@ -114,9 +111,9 @@ impl Engine {
             txn,
             metrics,
             outbox: Vec::new(),
-            awaiting_final: HashSet::default(),
-            dests: HashMap::default(),
-            invites: HashMap::default(),
+            awaiting_final: SplitMap::default(),
+            dests: SplitMap::default(),
+            invites: SplitMap::default(),
             timers: CallTimers::default(),
             out: Vec::new(),
             lout: Vec::new(),
@@ -369,7 +366,7 @@ impl Engine {
         match o {
             Out::Respond { key, status, bytes } => self.respond(now, &key, bytes, status),
             Out::StartInvite { key, dest, request } => {
-                self.awaiting_final.insert(key.clone());
+                self.awaiting_final.insert(key.clone(), ());
                 self.metrics.sip_request("INVITE", Direction::Out);
                 let bytes = request.parts().as_bytes().clone();
                 self.invites.insert(key.clone(), *request);
@@ -383,7 +380,7 @@ impl Engine {
                 }
             }
             Out::StartNonInvite { key, dest, bytes } => {
-                self.awaiting_final.insert(key.clone());
+                self.awaiting_final.insert(key.clone(), ());
                 self.dests.insert(key.clone(), dest);
                 let reliable = dest.transport == Transport::Tcp;
                 if let Err(e) =

@@ -3,7 +3,9 @@
 //! responses such as 2xx retransmissions after the client transaction ended), keeps one deadline
 //! queue for all machines and drops machines once they reach Terminated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::split_map::SplitMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -169,7 +171,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct Layer<M> {
     cfg: TimerConfig,
-    entries: HashMap<TransactionKey, Entry, foldhash::fast::RandomState>,
+    /// Split so that growth never stalls the shard ([`SplitMap`]).
+    entries: SplitMap<TransactionKey, Entry>,
     /// Ordered deadlines, exactly one per armed machine: re-arming removes the old entry, so the
     /// queue never needs a rebuild (a rebuild of ~10^5 entries stalled the driver for
     /// milliseconds under load).
@@ -184,7 +187,7 @@ impl<M: Clone> Layer<M> {
     pub fn new(cfg: TimerConfig) -> Self {
         Self {
             cfg,
-            entries: HashMap::default(),
+            entries: SplitMap::default(),
             deadlines: BTreeMap::new(),
             next_seq: 0,
             client_out: Vec::new(),

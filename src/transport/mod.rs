@@ -228,13 +228,14 @@ impl Transports {
         let stop = self.shutdown.child_token();
         let (bound, udp) = match listen.transport {
             Transport::Udp => {
-                let socket = Arc::new(udp::bind(listen.address)?);
-                let bound = local_of(socket.local_addr(), listen)?;
-                self.runtime.spawn(udp::receive_loop(
-                    socket.clone(),
-                    self.sink.clone(),
-                    stop.clone(),
-                ));
+                let socket = udp::open(listen.address, self.sink.clone(), stop.clone())?;
+                let bound = match local_of(socket.local_addr(), listen) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        stop.cancel();
+                        return Err(e);
+                    }
+                };
                 (bound, Some(socket))
             }
             Transport::Tcp => {
