@@ -19,6 +19,9 @@ type Fast = foldhash::fast::RandomState;
 /// Number of parts.
 pub const PARTS: usize = 64;
 
+/// A part never shrinks below this capacity (shrinking tiny tables would only churn).
+const SHRINK_FLOOR: usize = 64;
+
 /// The split map.
 pub struct SplitMap<K, V> {
     parts: Box<[HashMap<K, V, Fast>]>,
@@ -65,9 +68,16 @@ impl<K: Hash + Eq, V> SplitMap<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let part = self.part(key);
-        let old = self.parts[part].remove(key);
+        let map = &mut self.parts[part];
+        let old = map.remove(key);
         if old.is_some() {
             self.len -= 1;
+            // A part left a quarter full gives memory back: a ramp of set-up transactions grows
+            // the tables, and a table never shrinks by itself. One part is small, so this is
+            // as cheap as its growth.
+            if map.capacity() > SHRINK_FLOOR && map.len() * 4 < map.capacity() {
+                map.shrink_to(map.len() * 2);
+            }
         }
         old
     }
@@ -154,6 +164,22 @@ mod tests {
             *v = 99;
         }
         assert_eq!(m.get("k1").copied(), reference.get("k1").map(|_| 99));
+    }
+
+    #[test]
+    fn a_table_emptied_after_a_ramp_gives_its_memory_back() {
+        let mut m: SplitMap<u64, [u8; 64]> = SplitMap::default();
+        for i in 0..100_000u64 {
+            m.insert(i, [0; 64]);
+        }
+        let grown: usize = m.parts.iter().map(HashMap::capacity).sum();
+        for i in 0..99_000u64 {
+            m.remove(&i);
+        }
+        let left: usize = m.parts.iter().map(HashMap::capacity).sum();
+        assert_eq!(m.len(), 1_000);
+        assert!(left * 8 < grown, "capacity {grown} -> {left}");
+        assert!((99_000..100_000).all(|i| m.contains_key(&i)));
     }
 
     #[test]

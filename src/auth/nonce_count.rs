@@ -113,28 +113,30 @@ impl NonceCounts {
         if let Some(mut seen) = self.seen.get_mut(nonce) {
             return seen.advance(nc);
         }
-        if !self.reserve(now) {
-            // Another shard may have recorded this nonce meanwhile; then it is not a new one.
-            return match self.seen.get_mut(nonce) {
-                Some(mut seen) => seen.advance(nc),
-                None => NcVerdict::TableFull,
-            };
-        }
-        match self.seen.entry(NonceKey(nonce.into())) {
-            Entry::Occupied(mut entry) => {
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                entry.get_mut().advance(nc)
+        // The slot is taken under the entry's lock: two shards racing with one new nonce are
+        // serialized there, so the second finds it recorded instead of taking a second slot
+        // (which made a table at its capacity refuse a nonce it had room for).
+        for purged in [false, true] {
+            match self.seen.entry(NonceKey(nonce.into())) {
+                Entry::Occupied(mut entry) => return entry.get_mut().advance(nc),
+                Entry::Vacant(entry) if self.try_reserve() => {
+                    entry.insert(Seen {
+                        highest_nc: nc,
+                        expires_at: nonce_expires_at,
+                    });
+                    let at = self.offset(nonce_expires_at, now);
+                    self.earliest_expiry.fetch_min(at, Ordering::AcqRel);
+                    return NcVerdict::Fresh;
+                }
+                // Full. The entry's lock is released here: a purge locks every map shard.
+                Entry::Vacant(_) => {}
             }
-            Entry::Vacant(entry) => {
-                entry.insert(Seen {
-                    highest_nc: nc,
-                    expires_at: nonce_expires_at,
-                });
-                let at = self.offset(nonce_expires_at, now);
-                self.earliest_expiry.fetch_min(at, Ordering::AcqRel);
-                NcVerdict::Fresh
+            if purged || !self.purge_worthwhile(now) {
+                break;
             }
+            self.purge(now);
         }
+        NcVerdict::TableFull
     }
 
     /// Drops the entries of nonces lapsed at `now`; returns how many.
@@ -167,16 +169,9 @@ impl NonceCounts {
         self.len() == 0
     }
 
-    /// Takes a slot for a new nonce, purging once if the table is full and something can expire.
-    fn reserve(&self, now: Instant) -> bool {
-        if self.try_reserve() {
-            return true;
-        }
-        if self.offset(now, now) < self.earliest_expiry.load(Ordering::Acquire) {
-            return false;
-        }
-        self.purge(now);
-        self.try_reserve()
+    /// Whether a purge could free a slot: some recorded nonce has lapsed by `now`.
+    fn purge_worthwhile(&self, now: Instant) -> bool {
+        self.offset(now, now) >= self.earliest_expiry.load(Ordering::Acquire)
     }
 
     fn try_reserve(&self) -> bool {

@@ -93,10 +93,6 @@ pub struct Call {
     pub(super) client_keys: Vec<TransactionKey>,
     /// The counters the call holds; `None` once released.
     pub(super) permit: Option<Permit>,
-    /// From and To of the A INVITE, for the admin API.
-    pub from: String,
-    /// To of the A INVITE.
-    pub to: String,
 }
 
 /// The messages only call set-up needs.
@@ -142,6 +138,16 @@ impl Call {
         })
     }
 
+    /// The caller's URI (From of the A INVITE), for the admin API.
+    pub fn from_uri(&self) -> &str {
+        unbracket(&self.a.remote_uri)
+    }
+
+    /// The dialled URI (To of the A INVITE), for the admin API.
+    pub fn to_uri(&self) -> &str {
+        unbracket(&self.a.local_uri)
+    }
+
     /// The counters held, as (level, name, counter) strings for the admin API.
     pub fn counters(&self) -> Vec<(String, String, String)> {
         let Some(permit) = &self.permit else {
@@ -158,6 +164,12 @@ impl Call {
             })
             .collect()
     }
+}
+
+fn unbracket(uri: &str) -> &str {
+    uri.strip_prefix('<')
+        .and_then(|u| u.strip_suffix('>'))
+        .unwrap_or(uri)
 }
 
 /// The session interval for a call (RFC 4028): ours, or the caller's when it asked for less, as

@@ -68,12 +68,16 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if let Some(ack) = &call.b_ack {
-            // B retransmitted its 2xx: our ACK was lost.
-            out.push(Out::Send {
-                dest: call.b.dest,
-                bytes: ack.clone(),
-            });
+        if matches!(call.state, CallState::Answered | CallState::Confirmed) {
+            // B retransmitted its 2xx: our ACK was lost, so send it again. On a late offer
+            // there is none yet (it waits for A's ACK, which carries the answer); either way
+            // the call is answered once.
+            if let Some(ack) = &call.b_ack {
+                out.push(Out::Send {
+                    dest: call.b.dest,
+                    bytes: ack.clone(),
+                });
+            }
             return;
         }
         learn_target(&mut call.b, resp);
@@ -98,7 +102,7 @@ impl B2bua {
                 dest: call.b.dest,
                 bytes: ack.clone(),
             });
-            call.b_ack = Some(ack);
+            call.b_ack = Some(exact(ack));
         }
         call.state = CallState::Answered;
         call.answered = Some(now);
@@ -178,7 +182,7 @@ impl B2bua {
                 dest: call.b.dest,
                 bytes: ack.clone(),
             });
-            call.b_ack = Some(ack);
+            call.b_ack = Some(exact(ack));
         }
         if let Some(outcome) = call.bye_a_after_ack.take() {
             self.send_bye(id, Side::A, out);
@@ -540,6 +544,12 @@ fn b_ack(
         },
         Some(1),
     )
+}
+
+/// An exact-size copy of a message kept for the life of a call (the builder's buffer has room
+/// to spare: ~1 KiB for a 400-byte ACK).
+fn exact(bytes: Bytes) -> Bytes {
+    Bytes::copy_from_slice(&bytes)
 }
 
 fn body_of(parts: &crate::sip::Parts) -> Option<(&str, &[u8])> {

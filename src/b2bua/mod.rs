@@ -175,7 +175,7 @@ enum ClientRole {
 pub struct B2bua {
     limiter: Arc<Limiter>,
     settings: Settings,
-    calls: SplitMap<u64, Call>,
+    calls: SplitMap<u64, Box<Call>>,
     /// Leg Call-ID -> (call, side).
     by_call_id: SplitMap<String, (u64, Side)>,
     /// Our client transactions -> (call, role).
@@ -217,7 +217,7 @@ impl B2bua {
 
     /// Calls in progress (for the admin API).
     pub fn calls(&self) -> impl Iterator<Item = &Call> {
-        self.calls.values()
+        self.calls.values().map(|c| &**c)
     }
 
     /// The peer addresses of every leg (for transport-failure lookups in tests).

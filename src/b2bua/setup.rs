@@ -197,8 +197,6 @@ impl B2bua {
                 timer: super::CallTimer::MaxDuration,
             });
         }
-        let from = req.parts().from().uri.to_owned();
-        let to = req.parts().to().uri.to_owned();
         let b_ack_waits_for_a = req.parts().body().is_empty();
         let session = super::call::session_interval(
             &req,
@@ -231,10 +229,10 @@ impl B2bua {
             bye_a_after_ack: None,
             client_keys: vec![b_key],
             permit: Some(permit),
-            from,
-            to,
         };
-        self.calls.insert(id, call);
+        // Boxed: the table's buckets stay small (a held call's state was ~700 bytes inline in
+        // a bucket, at the map's load factor ~1.1 KiB per call).
+        self.calls.insert(id, Box::new(call));
     }
 
     /// Builds leg B's dialog state and its INVITE.

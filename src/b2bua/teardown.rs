@@ -122,6 +122,11 @@ impl B2bua {
                 }
             }
             CallTimer::NoAck => {
+                if call.state == CallState::Confirmed {
+                    // 64*T1 after the answer B has stopped retransmitting its 2xx (RFC 3261
+                    // 13.3.1.4): the ACK kept to answer those retransmissions can go.
+                    call.b_ack = None;
+                }
                 if call.state == CallState::Answered {
                     tracing::info!(call = id, "no ACK for our 2xx; ending the call");
                     // Give up waiting: BYE A now, and B unless it already hung up.

@@ -467,8 +467,8 @@ impl Engine {
                     LegView {
                         leg: "a".into(),
                         call_id: c.a.call_id.clone(),
-                        from: c.from.clone(),
-                        to: c.to.clone(),
+                        from: c.from_uri().to_owned(),
+                        to: c.to_uri().to_owned(),
                         state: c.state.as_str().into(),
                     },
                     LegView {

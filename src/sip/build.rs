@@ -90,7 +90,11 @@ pub fn response_with_body(
     body: Option<(&str, &[u8])>,
 ) -> Bytes {
     let p = req.parts();
-    let mut out = BytesMut::with_capacity(p.headers_end as usize + 128);
+    // Sized for what is written: transactions keep final responses for their retransmissions
+    // (up to 32 s), and a buffer that had to grow would keep twice its length.
+    let extra_len: usize = extra.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let body_len = body.map_or(0, |(ct, b)| ct.len() + b.len() + 40);
+    let mut out = BytesMut::with_capacity(p.headers_end as usize + 64 + extra_len + body_len);
     let mut n = itoa_buf();
     out.put_slice(b"SIP/2.0 ");
     out.put_slice(fmt_u64(&mut n, u64::from(status)).as_bytes());
