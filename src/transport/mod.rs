@@ -98,8 +98,8 @@ pub enum Delivery {
 pub(crate) enum Handed {
     /// Go on receiving.
     Next,
-    /// Send this answer back, then go on.
-    Reply(SocketAddr, Bytes),
+    /// Send this answer back on the connection, then go on.
+    Reply(Bytes),
     /// Stop: the receiver is gone.
     Stop,
 }
@@ -116,7 +116,7 @@ pub(crate) async fn hand_over(sink: &dyn Sink, ev: Inbound) -> Handed {
             }
         }
         Delivery::Closed => Handed::Stop,
-        Delivery::Reply { to, data } => Handed::Reply(to, data),
+        Delivery::Reply { data, .. } => Handed::Reply(data),
     }
 }
 
@@ -167,7 +167,7 @@ pub enum TransportError {
 struct Listener {
     listen: Listen,
     bound: SocketAddr,
-    udp: Option<Arc<tokio::net::UdpSocket>>,
+    udp: Option<Arc<std::net::UdpSocket>>,
     stop: CancellationToken,
 }
 
@@ -340,10 +340,10 @@ impl Transports {
             .or_else(|| udp.next())
             .map(|(_, s)| s)
             .ok_or(TransportError::NoListener(Transport::Udp))?;
-        match socket.try_send_to(&data, dest) {
+        match socket.send_to(&data, dest) {
             Ok(_) => Ok(()),
-            // The socket buffer is full: a lost datagram is what UDP means; the transaction layer
-            // retransmits. Report it so the driver can count it.
+            // The socket buffer stayed full for the send timeout: a lost datagram is what UDP
+            // means; the transaction layer retransmits.
             Err(source) => Err(TransportError::Send { dest, source }),
         }
     }

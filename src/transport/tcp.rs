@@ -289,7 +289,7 @@ async fn drain_frames(
                 match hand_over(inbound, Inbound::Message(msg)).await {
                     Handed::Next => {}
                     // On a stream the answer goes back on the same connection.
-                    Handed::Reply(_, data) => {
+                    Handed::Reply(data) => {
                         let _ = pong_tx.try_send(data);
                     }
                     Handed::Stop => return Err(ReadOutcome::Closed),
