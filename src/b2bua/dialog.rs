@@ -49,6 +49,15 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if matches!(call.state, CallState::Answered | CallState::Confirmed)
+            && !(200..=299).contains(&status)
+        {
+            // Once answered, the INVITE is over (RFC 3261 17.1.1.2): a provisional or a failure
+            // now (a callee that answers, waits past Timer M and sends 486) changes nothing,
+            // above all it does not end a call that goes on and release its counters.
+            tracing::info!(call = id, status, "response to an answered INVITE ignored");
+            return;
+        }
         if let Some(tag) = resp.parts().to_tag() {
             call.b
                 .remote_tag

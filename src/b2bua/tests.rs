@@ -210,6 +210,28 @@ fn answered_call_released_by_bye_from_caller() {
 }
 
 #[test]
+fn a_failure_after_the_answer_neither_ends_the_call_nor_releases_its_units() {
+    let mut f = fixture();
+    let b = f.start_call("late1");
+    f.b_says(&b, 200, "OK");
+    f.a_acks("late1");
+    f.out.clear();
+    // The callee answered, then (past Timer M, when no transaction absorbs it) sends 486 and a
+    // 180 for the same INVITE: the call goes on, counted.
+    f.b_says(&b, 486, "Busy Here");
+    f.b_says(&b, 180, "Ringing");
+    assert!(f.out.is_empty(), "nothing relayed or ended: {:?}", f.out);
+    assert_eq!(f.limiter.in_use(), 8, "the call still holds its units");
+    assert_eq!(f.b2bua.len(), 1);
+    // It still ends the normal way, and only then are the units released.
+    let bye = request("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKbyel1\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag=x\nCall-ID: late1\nCSeq: 2 BYE\nContent-Length: 0\n\n");
+    let key = server_key(&bye);
+    f.b2bua.on_in_dialog(f.now, bye, key, &mut f.out);
+    assert_eq!(ended(&f.out), Some(Outcome::Answered));
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
 fn busy_callee_is_relayed_and_releases() {
     let mut f = fixture();
     let b = f.start_call("c2");
