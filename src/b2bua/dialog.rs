@@ -168,7 +168,7 @@ impl B2bua {
     /// ACK from A. For our 2xx it confirms the call (and, on a late offer, carries the SDP answer
     /// that B's ACK needs); ACKs of relayed re-INVITEs are absorbed (B was ACKed by us).
     pub fn on_ack(&mut self, req: &Request, out: &mut Vec<Out>) {
-        let Some(&(id, side)) = self.by_call_id.get(req.parts().call_id()) else {
+        let Some((id, side)) = self.dialog_of(req) else {
             return;
         };
         let local = self.settings.local.clone();
@@ -251,8 +251,7 @@ impl B2bua {
         key: TransactionKey,
         out: &mut Vec<Out>,
     ) {
-        let found = self.by_call_id.get(req.parts().call_id()).copied();
-        let Some((id, side)) = found.filter(|(id, _)| self.calls.contains_key(id)) else {
+        let Some((id, side)) = self.dialog_of(&req) else {
             let bytes = sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
             return out.push(Out::Respond {
                 key,
@@ -447,6 +446,27 @@ impl B2bua {
 }
 
 impl B2bua {
+    /// The call and side of the dialog an in-dialog request belongs to: its Call-ID and both
+    /// tags must match that leg (RFC 3261 12.2.2). A Call-ID alone is not enough: with it, a
+    /// BYE carrying another call's tags, or made up, would end a call it does not belong to.
+    fn dialog_of(&self, req: &Request) -> Option<(u64, Side)> {
+        let parts = req.parts();
+        let &(id, side) = self.by_call_id.get(parts.call_id())?;
+        let call = self.calls.get(&id)?;
+        let leg = match side {
+            Side::A => &call.a,
+            Side::B => &call.b,
+        };
+        let ours = parts.to_tag().is_some_and(|t| t.as_str() == leg.local_tag);
+        // A peer without a tag (RFC 2543) is matched on the rest.
+        let theirs = match (&leg.remote_tag, parts.from_tag()) {
+            (Some(remote), Some(t)) => t.as_str() == remote,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        (ours && theirs).then_some((id, side))
+    }
+
     /// A 2xx to a relayed re-INVITE or UPDATE refreshes the session (RFC 4028 10).
     fn refresh_session(
         &mut self,

@@ -61,6 +61,20 @@ impl B2bua {
             });
             return;
         }
+        if self.by_call_id.contains_key(req.parts().call_id()) {
+            // A new INVITE with the Call-ID of a call in progress (a loop, a merged request or
+            // a confused PBX): RFC 3261 8.2.2.2. Admitting it would index two calls under one
+            // Call-ID, and ending one would unhook the other.
+            tracing::info!(call_id = %req.parts().call_id(), "new INVITE reuses the Call-ID of a live call");
+            let tag = self.tag();
+            let bytes = sip::response_to(&req, 482, "Loop Detected", Some(&tag), &[]);
+            out.push(Out::Respond {
+                key,
+                status: 482,
+                bytes,
+            });
+            return;
+        }
         if let Some(unsupported) = unsupported_requirements(&req) {
             let extra = [("Unsupported", unsupported.as_str())];
             let bytes = sip::response_to(&req, 420, "Bad Extension", Some("cg-420"), &extra);

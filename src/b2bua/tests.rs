@@ -173,6 +173,22 @@ impl Fixture {
         self.b2bua.on_ack(&ack, &mut self.out);
     }
 
+    /// Our tag towards A on call `call_id` (the To tag of A's in-dialog requests).
+    fn a_tag(&self, call_id: &str) -> String {
+        self.b2bua
+            .calls()
+            .find(|c| c.a.call_id == call_id)
+            .map(|c| c.a.local_tag.clone())
+            .expect("call exists")
+    }
+
+    /// A BYE from A on call `call_id` with To tag `to_tag`.
+    fn bye_from_a(&mut self, call_id: &str, to_tag: &str) {
+        let bye = request(&format!("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKbye{call_id}{to_tag}\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag={to_tag}\nCall-ID: {call_id}\nCSeq: 2 BYE\nContent-Length: 0\n\n"));
+        let key = server_key(&bye);
+        self.b2bua.on_in_dialog(self.now, bye, key, &mut self.out);
+    }
+
     fn b_says(&mut self, b_inv: &Bytes, status: u16, reason: &str) {
         let resp = b_response(b_inv, status, reason);
         let key = client_key(&resp).expect("our branch");
@@ -194,9 +210,8 @@ fn answered_call_released_by_bye_from_caller() {
         "B's 2xx is ACKed"
     );
     f.out.clear();
-    let bye = request("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKbye1\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag=x\nCall-ID: c1\nCSeq: 2 BYE\nContent-Length: 0\n\n");
-    let key = server_key(&bye);
-    f.b2bua.on_in_dialog(f.now, bye, key, &mut f.out);
+    let tag = f.a_tag("c1");
+    f.bye_from_a("c1", &tag);
     assert_eq!(statuses(&f.out), vec![200]);
     assert!(
         f.out
@@ -224,9 +239,51 @@ fn a_failure_after_the_answer_neither_ends_the_call_nor_releases_its_units() {
     assert_eq!(f.limiter.in_use(), 8, "the call still holds its units");
     assert_eq!(f.b2bua.len(), 1);
     // It still ends the normal way, and only then are the units released.
-    let bye = request("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKbyel1\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag=x\nCall-ID: late1\nCSeq: 2 BYE\nContent-Length: 0\n\n");
-    let key = server_key(&bye);
-    f.b2bua.on_in_dialog(f.now, bye, key, &mut f.out);
+    let tag = f.a_tag("late1");
+    f.bye_from_a("late1", &tag);
+    assert_eq!(ended(&f.out), Some(Outcome::Answered));
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn a_bye_whose_tags_match_no_dialog_gets_481_and_ends_nothing() {
+    let mut f = fixture();
+    let b = f.start_call("t1");
+    f.b_says(&b, 200, "OK");
+    f.a_acks("t1");
+    f.out.clear();
+    // The right Call-ID with a made-up To tag, then with no To tag's dialog at all.
+    f.bye_from_a("t1", "guessed");
+    assert_eq!(statuses(&f.out), vec![481]);
+    assert_eq!(ended(&f.out), None);
+    assert_eq!(f.limiter.in_use(), 8, "the call still holds its units");
+    f.out.clear();
+    let tag = f.a_tag("t1");
+    f.bye_from_a("t1", &tag);
+    assert_eq!(statuses(&f.out), vec![200]);
+    assert_eq!(ended(&f.out), Some(Outcome::Answered));
+    assert_eq!(f.limiter.in_use(), 0);
+}
+
+#[test]
+fn a_new_invite_reusing_a_live_call_id_gets_482_and_is_not_admitted() {
+    let mut f = fixture();
+    let b = f.start_call("dup1");
+    f.b_says(&b, 200, "OK");
+    f.a_acks("dup1");
+    f.out.clear();
+    // Same Call-ID, new branch (not a retransmission): refused before admission.
+    let again = request("INVITE sip:3125559999@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKdup1again\nFrom: <sip:200@127.0.0.11>;tag=a2\nTo: <sip:3125559999@127.0.0.1>\nCall-ID: dup1\nCSeq: 1 INVITE\nContact: <sip:200@127.0.0.11:5060>\nMax-Forwards: 70\nContent-Length: 0\n\n");
+    let key = server_key(&again);
+    f.b2bua.on_new_invite(f.now, again, key, pbx(), &mut f.out);
+    assert_eq!(statuses(&f.out), vec![482]);
+    assert!(!f.out.iter().any(|o| matches!(o, Out::StartInvite { .. })));
+    assert_eq!(f.b2bua.len(), 1);
+    assert_eq!(f.limiter.in_use(), 8);
+    // The first call is intact and ends normally.
+    f.out.clear();
+    let tag = f.a_tag("dup1");
+    f.bye_from_a("dup1", &tag);
     assert_eq!(ended(&f.out), Some(Outcome::Answered));
     assert_eq!(f.limiter.in_use(), 0);
 }
