@@ -181,10 +181,18 @@ async fn calls_and_counters_show_held_calls_and_delete_ends_one() {
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start(&config(&tenancy(pbx, trunk, None))).await;
     let uas = Sipp::uas("uas.xml", trunk, SippOpts::calls(3)).await;
-    // Three callers on three ports of the PBX's IP, one held call each.
-    let mut callers: Vec<Sipp> = (0..3)
-        .map(|_| {
-            let from = net.addr(1);
+    // Three callers on three distinct ports of the PBX's IP, one held call each (a port is
+    // only known free when picked: two picks in a row can return the same one).
+    let mut ports = Vec::new();
+    while ports.len() < 3 {
+        let a = net.addr(1);
+        if !ports.contains(&a) {
+            ports.push(a);
+        }
+    }
+    let mut callers: Vec<Sipp> = ports
+        .into_iter()
+        .map(|from| {
             Sipp::uac(
                 "uac-hold.xml",
                 from,

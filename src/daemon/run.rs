@@ -82,8 +82,9 @@ pub struct Daemon {
     transports: Arc<Transports>,
 }
 
-/// Queued messages per shard before the receive side drops datagrams (and streams wait): a few
-/// milliseconds of work at full load, so queueing adds no more latency than that.
+/// Queued messages per shard before the receive side drops datagrams (and streams wait): about
+/// 0.1 s of a shard's work at full load, so an overload turns into drops, not into seconds of
+/// queueing delay.
 const SHARD_QUEUE: usize = 4096;
 
 impl Daemon {
@@ -105,28 +106,15 @@ impl Daemon {
         )
         .await?;
         let settings = settings(&snapshot, &transports);
-        let health = Arc::new(Health::new(workers, std::time::Instant::now()));
         let shared = Shared::default();
-        let mut commands = Vec::with_capacity(workers);
-        for (shard, events) in events.into_iter().enumerate() {
-            let (cmd_tx, cmd_rx) = mpsc::channel(64);
-            commands.push(cmd_tx);
-            let ids = Ids::new(shard as u8, rand::SeedableRng::from_rng(&mut rand::rng()));
-            let b2bua = B2bua::new(limiter.clone(), settings.clone(), ids);
-            let txn = Layer::new(TimerConfig::default());
-            let engine = Engine::new(b2bua, txn, metrics.clone(), shared.clone());
-            let driver = Driver::new(shard, engine, transports.clone(), health.clone());
-            let inputs = Inputs {
-                events,
-                commands: cmd_rx,
-                stop: shutdown.clone(),
-            };
-            if let Err(source) = driver.spawn(inputs) {
-                shutdown.cancel();
-                return Err(DaemonError::Shard { shard, source });
-            }
-        }
-        let shards = Arc::new(Shards::new(commands, health));
+        let parts = ShardParts {
+            limiter: &limiter,
+            metrics: &metrics,
+            transports: &transports,
+            shared: &shared,
+            stop: &shutdown,
+        };
+        let shards = Arc::new(start_shards(events, &settings, parts)?);
         tracing::info!(workers, "engine shards started");
         let reloader = Arc::new(Reloader {
             path,
@@ -431,6 +419,45 @@ fn settings(snapshot: &Snapshot, transports: &Transports) -> Settings {
         node: snapshot.server.name.clone(),
         ring_timeout: RING_TIMEOUT,
     }
+}
+
+/// What every shard is built from.
+struct ShardParts<'a> {
+    limiter: &'a Arc<Limiter>,
+    metrics: &'a Arc<Metrics>,
+    transports: &'a Arc<Transports>,
+    shared: &'a Shared,
+    stop: &'a CancellationToken,
+}
+
+/// Starts one shard thread per event queue: its own identifiers (a CSPRNG seeded from the OS),
+/// B2BUA, transaction layer and command queue.
+fn start_shards(
+    events: Vec<mpsc::Receiver<super::driver::ShardEvent>>,
+    settings: &Settings,
+    parts: ShardParts<'_>,
+) -> Result<Shards, DaemonError> {
+    let health = Arc::new(Health::new(events.len(), std::time::Instant::now()));
+    let mut commands = Vec::with_capacity(events.len());
+    for (shard, events) in events.into_iter().enumerate() {
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        commands.push(cmd_tx);
+        let ids = Ids::new(shard as u8, rand::SeedableRng::from_rng(&mut rand::rng()));
+        let b2bua = B2bua::new(parts.limiter.clone(), settings.clone(), ids);
+        let txn = Layer::new(TimerConfig::default());
+        let engine = Engine::new(b2bua, txn, parts.metrics.clone(), parts.shared.clone());
+        let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone());
+        let inputs = Inputs {
+            events,
+            commands: cmd_rx,
+            stop: parts.stop.clone(),
+        };
+        if let Err(source) = driver.spawn(inputs) {
+            parts.stop.cancel();
+            return Err(DaemonError::Shard { shard, source });
+        }
+    }
+    Ok(Shards::new(commands, health))
 }
 
 /// One engine shard per core the process may use.
