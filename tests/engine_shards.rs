@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::{acme, config, Harness, Net, Sipp, SippOpts, PUBLIC_NUMBER};
@@ -28,6 +29,51 @@ async fn spread(h: &Harness, calls: usize) -> Vec<usize> {
     }
 }
 
+/// `calls` concurrent calls from the PBX at `pbx` (a caller running `uac_file`) to the trunk's
+/// callee at `trunk` (running `uas_file`); both must complete and every counter be back at 0.
+async fn run_pair(
+    h: &Harness,
+    (pbx, trunk): (SocketAddr, SocketAddr),
+    uas_file: &str,
+    uac_file: &str,
+) {
+    const CALLS: u32 = 8;
+    let uas = Sipp::uas(uas_file, trunk, SippOpts::calls(CALLS)).await;
+    let opts = SippOpts::calls(CALLS).arg(&["-l", "8", "-r", "100"]);
+    let uac = Sipp::uac(uac_file, pbx, h.udp, PUBLIC_NUMBER, opts);
+    uac.finish()
+        .await
+        .assert_ok(uac_file.trim_end_matches(".xml"));
+    uas.finish()
+        .await
+        .assert_ok(uas_file.trim_end_matches(".xml"));
+    h.assert_all_released().await;
+}
+
+/// Ten held calls over `transport` (`u1` or `t1`) to `target`, each hung up by the callee a
+/// second after the answer: its BYE carries callgate's B-leg Call-ID, whose marker names the
+/// shard; the caller's 200 to callgate's BYE comes back by branch marker.
+async fn held_calls_hung_up_by_the_callee(
+    h: &Harness,
+    (pbx, trunk): (SocketAddr, SocketAddr),
+    target: SocketAddr,
+    transport: &'static str,
+) {
+    let uas = Sipp::uas("uas-bye-later.xml", trunk, SippOpts::calls(10)).await;
+    let opts = SippOpts {
+        transport,
+        ..SippOpts::calls(10).arg(&["-l", "10", "-r", "100"])
+    };
+    let uac = Sipp::uac("uac-hold.xml", pbx, target, PUBLIC_NUMBER, opts);
+    let per_shard = spread(h, 10).await;
+    uas.finish().await.assert_ok("uas-bye-later");
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-hold");
+    assert_eq!(caller.received("BYE ").len(), 10);
+    assert_spread(&per_shard, 10);
+    h.assert_all_released().await;
+}
+
 fn assert_spread(per_shard: &[usize], calls: usize) {
     assert_eq!(per_shard.len(), SHARDS);
     assert_eq!(per_shard.iter().sum::<usize>(), calls, "{per_shard:?}");
@@ -43,18 +89,7 @@ async fn held_calls_spread_over_shards_and_the_callee_s_bye_finds_each_one() {
     let net = Net(101);
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start_with_workers(&config(&acme(pbx, "udp", trunk)), SHARDS).await;
-    // The callee answers, waits, then hangs up: its BYE carries callgate's B-leg Call-ID, whose
-    // marker names the shard; the caller's 200 to callgate's BYE comes back by branch marker.
-    let uas = Sipp::uas("uas-bye-later.xml", trunk, SippOpts::calls(10)).await;
-    let opts = SippOpts::calls(10).arg(&["-l", "10", "-r", "100"]);
-    let uac = Sipp::uac("uac-hold.xml", pbx, h.udp, PUBLIC_NUMBER, opts);
-    let per_shard = spread(&h, 10).await;
-    uas.finish().await.assert_ok("uas-bye-later");
-    let caller = uac.finish().await;
-    caller.assert_ok("uac-hold");
-    assert_eq!(caller.received("BYE ").len(), 10);
-    assert_spread(&per_shard, 10);
-    h.assert_all_released().await;
+    held_calls_hung_up_by_the_callee(&h, (pbx, trunk), h.udp, "u1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,26 +98,17 @@ async fn re_invites_from_either_side_and_cancels_meet_their_calls_on_every_shard
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start_with_workers(&config(&acme(pbx, "udp", trunk)), SHARDS).await;
     // Callee re-INVITE (by Call-ID marker) and the caller's answer relayed back (by branch).
-    let uas = Sipp::uas("uas-sends-reinvite.xml", trunk, SippOpts::calls(8)).await;
-    let opts = SippOpts::calls(8).arg(&["-l", "8", "-r", "100"]);
-    let uac = Sipp::uac("uac-answer-reinvite.xml", pbx, h.udp, PUBLIC_NUMBER, opts);
-    uac.finish().await.assert_ok("uac-answer-reinvite");
-    uas.finish().await.assert_ok("uas-sends-reinvite");
-    h.assert_all_released().await;
+    run_pair(
+        &h,
+        (pbx, trunk),
+        "uas-sends-reinvite.xml",
+        "uac-answer-reinvite.xml",
+    )
+    .await;
     // Caller re-INVITE (by Call-ID hash, like its INVITE and ACK).
-    let uas = Sipp::uas("uas-reinvite.xml", trunk, SippOpts::calls(8)).await;
-    let opts = SippOpts::calls(8).arg(&["-l", "8", "-r", "100"]);
-    let uac = Sipp::uac("uac-reinvite.xml", pbx, h.udp, PUBLIC_NUMBER, opts);
-    uac.finish().await.assert_ok("uac-reinvite");
-    uas.finish().await.assert_ok("uas-reinvite");
-    h.assert_all_released().await;
+    run_pair(&h, (pbx, trunk), "uas-reinvite.xml", "uac-reinvite.xml").await;
     // CANCEL of a ringing call: same Call-ID as the INVITE, so the same shard.
-    let uas = Sipp::uas("uas-ring.xml", trunk, SippOpts::calls(8)).await;
-    let opts = SippOpts::calls(8).arg(&["-l", "8", "-r", "100"]);
-    let uac = Sipp::uac("uac-cancel.xml", pbx, h.udp, PUBLIC_NUMBER, opts);
-    uac.finish().await.assert_ok("uac-cancel");
-    uas.finish().await.assert_ok("uas-ring");
-    h.assert_all_released().await;
+    run_pair(&h, (pbx, trunk), "uas-ring.xml", "uac-cancel.xml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,21 +116,9 @@ async fn tcp_callers_on_one_connection_reach_calls_on_several_shards() {
     let net = Net(103);
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start_with_workers(&config(&acme(pbx, "tcp", trunk)), SHARDS).await;
-    let uas = Sipp::uas("uas-bye-later.xml", trunk, SippOpts::calls(10)).await;
     // `t1`: every call of this SIPp shares one TCP connection, so one connection's messages are
     // dispatched to several shards and the responses of each go back over it.
-    let tcp = SippOpts {
-        transport: "t1",
-        ..SippOpts::calls(10).arg(&["-l", "10", "-r", "100"])
-    };
-    let uac = Sipp::uac("uac-hold.xml", pbx, h.tcp, PUBLIC_NUMBER, tcp);
-    let per_shard = spread(&h, 10).await;
-    uas.finish().await.assert_ok("uas-bye-later");
-    let caller = uac.finish().await;
-    caller.assert_ok("uac-hold");
-    assert_eq!(caller.received("BYE ").len(), 10);
-    assert_spread(&per_shard, 10);
-    h.assert_all_released().await;
+    held_calls_hung_up_by_the_callee(&h, (pbx, trunk), h.tcp, "t1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -244,10 +244,8 @@ impl Engine {
         // source (symmetric signalling through NATs).
         let (req, reply_to) = rport::stamp(req, source);
         if method != Method::Ack && req.parts().max_forwards() == Some(0) {
-            return self.stateless(
-                reply_to,
-                sip::response_to(&req, 483, "Too Many Hops", None, &[]),
-            );
+            let bytes = sip::response_to(&req, 483, "Too Many Hops", None, &[]);
+            return self.send(reply_to, bytes);
         }
         let key = server_key(&req);
         let reliable = source.transport == Transport::Tcp;
@@ -299,13 +297,9 @@ impl Engine {
                 .b2bua
                 .on_new_invite(now, req, key, source, &mut self.out),
             Handler::Dialog => self.b2bua.on_in_dialog(now, req, key, &mut self.out),
-            Handler::Options => {
-                // Answered before the transaction layer (`options::owns`); kept for the table's
-                // completeness: a stateful 200 would be as correct.
-                let extra = [("Allow", sip::ALLOW), ("Accept", sip::ACCEPT)];
-                let bytes = sip::response_to(&req, 200, "OK", Some("cg-options"), &extra);
-                self.respond(now, &key, bytes, 200);
-            }
+            // Out-of-dialog OPTIONS is answered before the transaction layer (`options::owns`);
+            // were it to get here, a stateful 200 is as correct.
+            Handler::Options => self.respond(now, &key, options::ok(&req), 200),
             Handler::NoDialog => {
                 let bytes =
                     sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
@@ -340,10 +334,6 @@ impl Engine {
         }
     }
 
-    fn stateless(&mut self, dest: Dest, bytes: bytes::Bytes) {
-        self.send(dest, bytes);
-    }
-
     fn send(&mut self, dest: Dest, bytes: Bytes) {
         self.outbox.push((dest, bytes));
     }
@@ -362,16 +352,22 @@ impl Engine {
         }
     }
 
+    /// Records a client transaction we start (awaiting its final, sent to `dest`); returns
+    /// whether its transport is reliable.
+    fn track_client(&mut self, key: &TransactionKey, dest: Dest) -> bool {
+        self.awaiting_final.insert(key.clone(), ());
+        self.dests.insert(key.clone(), dest);
+        dest.transport == Transport::Tcp
+    }
+
     fn exec_out(&mut self, now: Instant, o: Out) {
         match o {
             Out::Respond { key, status, bytes } => self.respond(now, &key, bytes, status),
             Out::StartInvite { key, dest, request } => {
-                self.awaiting_final.insert(key.clone(), ());
                 self.metrics.sip_request("INVITE", Direction::Out);
                 let bytes = request.parts().as_bytes().clone();
                 self.invites.insert(key.clone(), *request);
-                self.dests.insert(key.clone(), dest);
-                let reliable = dest.transport == Transport::Tcp;
+                let reliable = self.track_client(&key, dest);
                 if let Err(e) =
                     self.txn
                         .start_client_invite(now, key, bytes, reliable, &mut self.lout)
@@ -380,9 +376,7 @@ impl Engine {
                 }
             }
             Out::StartNonInvite { key, dest, bytes } => {
-                self.awaiting_final.insert(key.clone(), ());
-                self.dests.insert(key.clone(), dest);
-                let reliable = dest.transport == Transport::Tcp;
+                let reliable = self.track_client(&key, dest);
                 if let Err(e) =
                     self.txn
                         .start_client_non_invite(now, key, bytes, reliable, &mut self.lout)

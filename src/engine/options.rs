@@ -24,7 +24,11 @@ pub fn answer(req: Request, source: Dest) -> (Dest, Bytes, u16) {
         let bytes = sip::response_to(&req, 483, "Too Many Hops", None, &[]);
         return (reply_to, bytes, 483);
     }
+    (reply_to, ok(&req), 200)
+}
+
+/// The `200 OK` listing what callgate allows and accepts.
+pub(crate) fn ok(req: &Request) -> Bytes {
     let extra = [("Allow", sip::ALLOW), ("Accept", sip::ACCEPT)];
-    let bytes = sip::response_to(&req, 200, "OK", Some("cg-options"), &extra);
-    (reply_to, bytes, 200)
+    sip::response_to(req, 200, "OK", Some("cg-options"), &extra)
 }
