@@ -93,6 +93,28 @@ pub struct Call {
     pub(super) client_keys: Vec<TransactionKey>,
     /// The counters the call holds; `None` once released.
     pub(super) permit: Option<Permit>,
+    /// A has had a final response to its INVITE; until then ending the call answers it, so no
+    /// server transaction outlives its call.
+    pub(super) a_final_sent: bool,
+    /// An in-dialog OPTIONS probe is in flight towards leg A / leg B.
+    pub(super) probing: [bool; 2],
+    /// Our 2xx to a relayed re-INVITE, retransmitted until its ACK (RFC 3261 13.3.1.4).
+    pub(super) reinvite_ok: Option<Box<PendingOk>>,
+}
+
+/// A 2xx to a re-INVITE waiting for the originator's ACK.
+#[derive(Debug)]
+pub(super) struct PendingOk {
+    /// The leg that sent the re-INVITE (and must ACK).
+    pub(super) side: super::leg::Side,
+    /// The re-INVITE's CSeq number (its ACK carries it).
+    pub(super) cseq: u32,
+    /// The 2xx, as sent.
+    pub(super) bytes: Bytes,
+    /// Next retransmission interval (T1 doubling up to T2).
+    pub(super) interval: Duration,
+    /// 64*T1 after the 2xx: without an ACK by then the leg is gone.
+    pub(super) give_up: Instant,
 }
 
 /// The messages only call set-up needs.
@@ -117,12 +139,13 @@ impl Call {
 
     /// A final or provisional response to the caller's INVITE (none once set-up is over).
     pub(super) fn respond_a(
-        &self,
+        &mut self,
         status: u16,
         reason: &str,
         extra: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
     ) -> Option<super::Out> {
+        self.a_final_sent |= status >= 200;
         let bytes = sip::response_with_body(
             self.a_invite()?,
             status,

@@ -35,11 +35,32 @@ impl B2bua {
                 is_invite,
             } => {
                 self.refresh_session(now, id, &origin_req, &resp, out);
-                self.relay_response(id, origin, &origin_req, is_invite, &resp, out)
+                let relay = Relayed {
+                    client: key,
+                    origin,
+                    origin_req: &origin_req,
+                    is_invite,
+                };
+                self.relay_response(now, id, relay, &resp, out)
+            }
+            ClientRole::Probe(side) => {
+                self.on_probe_response(now, id, side, resp.status().as_u16(), out)
+            }
+            ClientRole::ReinviteAcked { ack, dest } => {
+                // The far side retransmits its 2xx: our ACK was lost (RFC 3261 13.2.2.4).
+                if resp.status().is_success() {
+                    out.push(Out::Send { dest, bytes: ack });
+                }
             }
             ClientRole::Teardown => {}
         }
-        if is_final && !matches!(self.by_client.get(key), Some((_, ClientRole::Invite))) {
+        // The B INVITE and an answered re-INVITE stay indexed until their transaction ends:
+        // 2xx retransmissions arrive on them.
+        let keep = matches!(
+            self.by_client.get(key),
+            Some((_, ClientRole::Invite | ClientRole::ReinviteAcked { .. }))
+        );
+        if is_final && !keep {
             self.by_client.remove(key);
         }
     }
@@ -128,11 +149,19 @@ impl B2bua {
                 timer: CallTimer::SessionExpiry,
             });
         }
+        call.a_final_sent = true;
         out.push(Out::Respond {
             key: call.a_invite_key.clone(),
             status: resp.status().as_u16(),
             bytes: ok,
         });
+        if let Some(interval) = self.limiter.current().config().server.dialog_probe_interval {
+            out.push(Out::Arm {
+                at: now + interval,
+                call: id,
+                timer: CallTimer::Probe,
+            });
+        }
         let t1 = self.settings.t1;
         out.push(Out::Arm {
             at: now + t1,
@@ -147,7 +176,7 @@ impl B2bua {
     }
 
     fn on_b_failure(&mut self, id: u64, resp: &Response, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let status = resp.status().as_u16();
@@ -176,6 +205,16 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let seq = req.parts().cseq().seq;
+        if call
+            .reinvite_ok
+            .as_ref()
+            .is_some_and(|p| p.side == side && p.cseq == seq)
+        {
+            // The ACK for our 2xx to a relayed re-INVITE: stop retransmitting it.
+            call.reinvite_ok = None;
+            return;
+        }
         if side != Side::A || call.state != CallState::Answered {
             return;
         }
@@ -205,7 +244,7 @@ impl B2bua {
         let Some(&id) = self.by_a_invite.get(invite_key) else {
             return;
         };
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if !matches!(call.state, CallState::Calling | CallState::Early) {
@@ -367,10 +406,9 @@ impl B2bua {
 
     fn relay_response(
         &mut self,
+        now: Instant,
         id: u64,
-        origin: TransactionKey,
-        origin_req: &Request,
-        is_invite: bool,
+        relay: Relayed<'_>,
         resp: &Response,
         out: &mut Vec<Out>,
     ) {
@@ -378,43 +416,23 @@ impl B2bua {
         if status == 100 {
             return;
         }
+        let Some(&(_, side_of_origin)) = self.by_call_id.get(relay.origin_req.parts().call_id())
+        else {
+            return;
+        };
+        let answered = relay.is_invite && resp.status().is_success();
+        if relay.is_invite && resp.status().is_final() {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.reinvite_pending = false;
+            }
+        }
+        if answered {
+            self.ack_reinvite_answer(id, side_of_origin.other(), relay.client, resp, out);
+        }
         let local = self.settings.local.clone();
-        let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let side_of_origin = match self.by_call_id.get(origin_req.parts().call_id()) {
-            Some((_, s)) => *s,
-            None => return,
-        };
-        if is_invite && resp.status().is_final() {
-            call.reinvite_pending = false;
-            if resp.status().is_success() {
-                // ACK the re-INVITE's 2xx on the answering leg ourselves; the originator's ACK
-                // for our relayed 2xx is absorbed in `on_ack`.
-                let leg = match side_of_origin.other() {
-                    Side::A => &mut call.a,
-                    Side::B => &mut call.b,
-                };
-                let contact = local.contact(leg.dest.transport);
-                let seq = resp.parts().cseq().seq;
-                let ack = leg.request(
-                    InDialog {
-                        method: Method::Ack,
-                        sent_by: local.sent_by(leg.dest.transport),
-                        branch: &branch,
-                        contact: &contact,
-                        body: None,
-                        extra: &[],
-                    },
-                    Some(seq),
-                );
-                out.push(Out::Send {
-                    dest: leg.dest,
-                    bytes: ack,
-                });
-            }
-        }
         let origin_leg = match side_of_origin {
             Side::A => &call.a,
             Side::B => &call.b,
@@ -427,7 +445,7 @@ impl B2bua {
         // (RFC 4028 9): the callee was not asked, and without it the caller would stop refreshing.
         let refreshed = side_of_origin == Side::A
             && resp.status().is_success()
-            && matches!(origin_req.method(), Method::Invite | Method::Update);
+            && matches!(relay.origin_req.method(), Method::Invite | Method::Update);
         let se = call
             .session
             .filter(|_| refreshed)
@@ -436,13 +454,85 @@ impl B2bua {
         if let Some(se) = &se {
             extra.extend([("Session-Expires", se.as_str()), ("Require", "timer")]);
         }
-        let bytes = sip::response_with_body(origin_req, status, &reason, None, &extra, body);
+        let bytes = sip::response_with_body(relay.origin_req, status, &reason, None, &extra, body);
+        if answered {
+            // Like the first INVITE's 2xx, ours to a re-INVITE is retransmitted until ACKed:
+            // one lost datagram during a hold or a session refresh must not end the call.
+            let t1 = self.settings.t1;
+            call.reinvite_ok = Some(Box::new(super::call::PendingOk {
+                side: side_of_origin,
+                cseq: relay.origin_req.parts().cseq().seq,
+                bytes: bytes.clone(),
+                interval: t1,
+                give_up: now + 64 * t1,
+            }));
+            out.push(Out::Arm {
+                at: now + t1,
+                call: id,
+                timer: CallTimer::RetransmitReinviteOk,
+            });
+        }
         out.push(Out::Respond {
-            key: origin,
+            key: relay.origin,
             status,
             bytes,
         });
     }
+
+    /// ACKs the far side's 2xx to a relayed re-INVITE ourselves (the originator's ACK for our
+    /// 2xx is absorbed in `on_ack`), and keeps the ACK for that 2xx's retransmissions.
+    fn ack_reinvite_answer(
+        &mut self,
+        id: u64,
+        answering: Side,
+        client: &TransactionKey,
+        resp: &Response,
+        out: &mut Vec<Out>,
+    ) {
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let leg = match answering {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let contact = local.contact(leg.dest.transport);
+        let seq = resp.parts().cseq().seq;
+        let ack = leg.request(
+            InDialog {
+                method: Method::Ack,
+                sent_by: local.sent_by(leg.dest.transport),
+                branch: &branch,
+                contact: &contact,
+                body: None,
+                extra: &[],
+            },
+            Some(seq),
+        );
+        let dest = leg.dest;
+        out.push(Out::Send {
+            dest,
+            bytes: ack.clone(),
+        });
+        let role = ClientRole::ReinviteAcked {
+            ack: exact(ack),
+            dest,
+        };
+        self.by_client.insert(client.clone(), (id, role));
+    }
+}
+
+/// A response to a request we relayed, with what it answers.
+struct Relayed<'a> {
+    /// Our client transaction towards the far side.
+    client: &'a TransactionKey,
+    /// The originator's server transaction.
+    origin: TransactionKey,
+    /// The originator's request.
+    origin_req: &'a Request,
+    is_invite: bool,
 }
 
 impl B2bua {

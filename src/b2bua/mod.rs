@@ -18,6 +18,8 @@ mod setup;
 mod teardown;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_edge;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +96,14 @@ pub enum Out {
     },
     /// An INVITE was refused by the limiter (no leg created).
     Rejected(Refusal),
+    /// A call's leg starts (`held`) or stops using the TCP flow to `peer`: a flow that carries
+    /// dialogs is not closed for being idle (a held call is silent for hours).
+    Flow {
+        /// The peer.
+        peer: SocketAddr,
+        /// Taken (true) or given back (false).
+        held: bool,
+    },
 }
 
 /// Call-level timers (transaction timers live in the transaction layer).
@@ -111,6 +121,11 @@ pub enum CallTimer {
     RingTimeout,
     /// No final response to our CANCEL within 64*T1: the call is dropped (RFC 3261 9.1).
     CancelGiveUp,
+    /// Probe both legs of an answered call with an in-dialog OPTIONS (a far end that vanished
+    /// without a BYE must not hold units for ever).
+    Probe,
+    /// Retransmit our 2xx to a relayed re-INVITE until its ACK.
+    RetransmitReinviteOk,
 }
 
 /// Addresses callgate writes in Via and Contact, per transport.
@@ -169,6 +184,16 @@ enum ClientRole {
     },
     /// A BYE or CANCEL we sent while ending the call; its response is ignored.
     Teardown,
+    /// An in-dialog OPTIONS towards one leg: 408, 481 or no answer means that leg is gone.
+    Probe(Side),
+    /// A relayed re-INVITE the far side answered with 2xx, which we ACKed: a retransmission of
+    /// that 2xx (our ACK was lost) is ACKed again until the transaction ends (Timer M).
+    ReinviteAcked {
+        /// Our ACK.
+        ack: Bytes,
+        /// Where it goes.
+        dest: Dest,
+    },
 }
 
 /// All calls of one driver, with the indexes that route messages to them.
@@ -182,6 +207,8 @@ pub struct B2bua {
     by_client: SplitMap<TransactionKey, (u64, ClientRole)>,
     /// A-leg INVITE server transactions -> call (CANCEL and Timer H matching).
     by_a_invite: SplitMap<TransactionKey, u64>,
+    /// TCP peer -> calls with a leg over it (a closed connection finds its calls without a scan).
+    by_peer: SplitMap<SocketAddr, Vec<u64>>,
     /// Calls started by this shard; a call's id is this counter with the shard in its low byte.
     next_id: u64,
     /// Tags, branches and B-leg Call-IDs: CSPRNG bits plus this shard's marker.
@@ -199,6 +226,7 @@ impl B2bua {
             by_call_id: SplitMap::default(),
             by_client: SplitMap::default(),
             by_a_invite: SplitMap::default(),
+            by_peer: SplitMap::default(),
             next_id: 0,
             ids,
             draining: false,
@@ -220,13 +248,42 @@ impl B2bua {
         self.calls.values().map(|c| &**c)
     }
 
-    /// The peer addresses of every leg (for transport-failure lookups in tests).
-    pub fn legs_at(&self, peer: SocketAddr) -> Vec<u64> {
-        self.calls
-            .values()
-            .filter(|c| c.a.dest.addr == peer || c.b.dest.addr == peer)
-            .map(|c| c.id)
-            .collect()
+    /// Sizes of the index maps (leak checks: all zero once every call and transaction ended).
+    pub fn index_sizes(&self) -> IndexSizes {
+        IndexSizes {
+            by_call_id: self.by_call_id.len(),
+            by_client: self.by_client.len(),
+            by_a_invite: self.by_a_invite.len(),
+            by_peer: self.by_peer.len(),
+        }
+    }
+
+    /// Indexes call `id`'s TCP legs by peer and tells the transport their flows are in use.
+    fn hold_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
+        for peer in tcp_peers(legs) {
+            match self.by_peer.get_mut(&peer) {
+                Some(ids) => ids.push(id),
+                None => {
+                    self.by_peer.insert(peer, vec![id]);
+                }
+            }
+            out.push(Out::Flow { peer, held: true });
+        }
+    }
+
+    /// Undoes [`B2bua::hold_flows`] for an ended call.
+    fn release_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
+        for peer in tcp_peers(legs) {
+            if let Some(ids) = self.by_peer.get_mut(&peer) {
+                if let Some(i) = ids.iter().position(|c| *c == id) {
+                    ids.swap_remove(i);
+                }
+                if ids.is_empty() {
+                    self.by_peer.remove(&peer);
+                }
+            }
+            out.push(Out::Flow { peer, held: false });
+        }
     }
 
     fn tag(&mut self) -> String {
@@ -243,6 +300,28 @@ impl B2bua {
         self.next_id += 1;
         (self.next_id << 8) | u64::from(self.ids.shard())
     }
+}
+
+/// Entries in the B2BUA's index maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexSizes {
+    /// Leg Call-IDs.
+    pub by_call_id: usize,
+    /// Our client transactions (teardown ones stay until their transaction ends).
+    pub by_client: usize,
+    /// A-leg INVITE server transactions.
+    pub by_a_invite: usize,
+    /// TCP peers with calls.
+    pub by_peer: usize,
+}
+
+/// The TCP peers of a call's legs, each once (both legs may face one PBX).
+fn tcp_peers(legs: [Dest; 2]) -> impl Iterator<Item = SocketAddr> {
+    let tcp = |d: &Dest| d.transport == crate::config::model::Transport::Tcp;
+    let [a, b] = legs;
+    let a_peer = tcp(&a).then_some(a.addr);
+    let b_peer = (tcp(&b) && Some(b.addr) != a_peer).then_some(b.addr);
+    a_peer.into_iter().chain(b_peer)
 }
 
 /// The shard that owns call number `id` (see [`B2bua`]'s numbering).

@@ -22,8 +22,22 @@ struct Target {
     user: String,
     /// User part of the B leg's From (the caller, or its outbound caller ID on a trunk).
     from_user: String,
-    /// P-Asserted-Identity/Privacy cross only from trusted sides (trunks and PBXs).
-    trusted_caller: bool,
+    /// What the B leg asserts about the caller.
+    identity: Identity,
+}
+
+/// P-Asserted-Identity and Privacy on the B leg (RFC 3325: an identity is asserted only inside
+/// a trust domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Identity {
+    /// From a trusted trunk: the provider's PAI and Privacy cross.
+    Trusted,
+    /// From an untrusted trunk: neither crosses (anyone can write them).
+    Untrusted,
+    /// From a PBX or phone: its PAI is dropped (a tenant must not claim any number), callgate
+    /// asserts this number when it has one, and the caller's Privacy request crosses so the
+    /// provider withholds the asserted number when asked to (RFC 3323).
+    Extension(Option<String>),
 }
 
 /// Headers that may cross from leg A to leg B. Everything else that is dialog- or hop-specific
@@ -34,7 +48,6 @@ const PASS_THROUGH: &[&str] = &["Allow", "User-Agent", "Subject", "Accept"];
 
 /// Option tags callgate implements (RFC 3261 8.2.2.3: anything else in Require gets 420).
 const SUPPORTED: &[&str] = &["timer"];
-const TRUSTED_ONLY: &[&str] = &["P-Asserted-Identity", "Privacy"];
 
 impl B2bua {
     /// Starts a call for a new INVITE (no To tag) received on server transaction `key`.
@@ -221,6 +234,7 @@ impl B2bua {
         self.by_client
             .insert(b_key.clone(), (id, ClientRole::Invite));
         self.by_a_invite.insert(key.clone(), id);
+        self.hold_flows(id, [a.dest, b.dest], out);
         let call = Call {
             id,
             a,
@@ -243,6 +257,9 @@ impl B2bua {
             bye_a_after_ack: None,
             client_keys: vec![b_key],
             permit: Some(permit),
+            a_final_sent: false,
+            probing: [false; 2],
+            reinvite_ok: None,
         };
         // Boxed: the table's buckets stay small (a held call's state was ~700 bytes inline in
         // a bucket, at the map's load factor ~1.1 KiB per call).
@@ -287,13 +304,19 @@ impl B2bua {
             .call_id(&leg.call_id)
             .cseq(1)
             .contact(&contact);
+        let (identity_headers, asserted): (&[&str], Option<String>) = match &target.identity {
+            Identity::Trusted => (&["P-Asserted-Identity", "Privacy"], None),
+            Identity::Untrusted => (&[], None),
+            Identity::Extension(number) => (
+                &["Privacy"],
+                number
+                    .as_ref()
+                    .map(|n| format!("<sip:{n}@{}>", local.sent_by(t))),
+            ),
+        };
         let copied: Vec<(&str, &str)> = PASS_THROUGH
             .iter()
-            .chain(if target.trusted_caller {
-                TRUSTED_ONLY
-            } else {
-                &[]
-            })
+            .chain(identity_headers)
             .flat_map(|name| {
                 parts
                     .headers_raw(name)
@@ -302,6 +325,9 @@ impl B2bua {
             .collect();
         for (name, value) in &copied {
             b = b.header(name, value);
+        }
+        if let Some(pai) = &asserted {
+            b = b.header("P-Asserted-Identity", pai);
         }
         // Leg B gets the call's session timer: callgate is the refresher towards B, and its
         // refreshes are the caller's, relayed (RFC 4028 as a B2BUA). A caller without timer
@@ -396,7 +422,7 @@ fn admit(
                 dest,
                 user,
                 from_user,
-                trusted_caller: true,
+                identity: Identity::Extension(None),
             };
             g.try_admit(key, spec)
                 .map(|p| (p, target))
@@ -426,8 +452,8 @@ fn admit(
                         let target = Target {
                             dest,
                             user: number.clone(),
+                            identity: Identity::Extension(ext.outbound_caller_id.clone()),
                             from_user,
-                            trusted_caller: true,
                         };
                         return Ok((p, target));
                     }
@@ -449,11 +475,16 @@ fn admit(
                 trunk: *trunk,
                 callee: *callee,
             };
+            let identity = if s.trunks[trunk.index()].trusted {
+                Identity::Trusted
+            } else {
+                Identity::Untrusted
+            };
             let target = Target {
                 dest,
                 user,
                 from_user: "anonymous".into(),
-                trusted_caller: true,
+                identity,
             };
             g.try_admit(key, spec)
                 .map(|p| (p, target))

@@ -16,7 +16,7 @@ use crate::transaction::TransactionKey;
 impl B2bua {
     /// A BYE arrived on `side`: hang up the other leg.
     pub(super) fn hang_up_from(&mut self, now: Instant, id: u64, side: Side, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         match (side, call.state) {
@@ -44,7 +44,7 @@ impl B2bua {
     /// Ends a call from callgate's side: BYE on both legs once answered; before the answer, 480
     /// to A and CANCEL to B.
     pub fn end_call(&mut self, now: Instant, id: u64, outcome: Outcome, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         match call.state {
@@ -165,7 +165,67 @@ impl B2bua {
                 let outcome = outcome_of(call.state);
                 self.end_call(now, id, outcome, out);
             }
+            CallTimer::Probe => self.on_probe_timer(now, id, out),
+            CallTimer::RetransmitReinviteOk => self.retransmit_reinvite_ok(now, id, out),
         }
+    }
+
+    /// Probes each leg of a confirmed call that has no probe in flight, and re-arms.
+    fn on_probe_timer(&mut self, now: Instant, id: u64, out: &mut Vec<Out>) {
+        let Some(interval) = self.limiter.current().config().server.dialog_probe_interval else {
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state == CallState::Confirmed {
+            let idle = [Side::A, Side::B].map(|s| !call.probing[side_index(s)]);
+            for (side, idle) in [Side::A, Side::B].into_iter().zip(idle) {
+                if idle {
+                    self.send_probe(id, side, out);
+                }
+            }
+        }
+        out.push(Out::Arm {
+            at: now + interval,
+            call: id,
+            timer: CallTimer::Probe,
+        });
+    }
+
+    /// Our 2xx to a relayed re-INVITE, again (T1 doubling to T2); 64*T1 without the ACK: the
+    /// leg is gone and the call ends (RFC 3261 13.3.1.4).
+    fn retransmit_reinvite_ok(&mut self, now: Instant, id: u64, out: &mut Vec<Out>) {
+        let t2 = self.settings.t2;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = call.reinvite_ok.as_mut() else {
+            return;
+        };
+        if now >= pending.give_up {
+            tracing::info!(
+                call = id,
+                "no ACK for our 2xx to a re-INVITE; ending the call"
+            );
+            call.reinvite_ok = None;
+            let outcome = outcome_of(call.state);
+            return self.end_call(now, id, outcome, out);
+        }
+        let dest = match pending.side {
+            Side::A => call.a.dest,
+            Side::B => call.b.dest,
+        };
+        out.push(Out::Send {
+            dest,
+            bytes: pending.bytes.clone(),
+        });
+        pending.interval = (pending.interval * 2).min(t2);
+        out.push(Out::Arm {
+            at: (now + pending.interval).min(pending.give_up),
+            call: id,
+            timer: CallTimer::RetransmitReinviteOk,
+        });
     }
 
     /// One of our client transactions timed out or hit a transport error.
@@ -181,7 +241,7 @@ impl B2bua {
         };
         match role {
             ClientRole::Invite => {
-                let Some(call) = self.calls.get(&id) else {
+                let Some(call) = self.calls.get_mut(&id) else {
                     return;
                 };
                 if call.state == CallState::Cancelling {
@@ -219,44 +279,148 @@ impl B2bua {
                     self.end_call(now, id, outcome, out);
                 }
             }
-            ClientRole::Teardown => {}
+            ClientRole::Probe(side) => {
+                tracing::info!(
+                    call = id,
+                    leg = side.as_str(),
+                    timed_out,
+                    "probe unanswered; ending the call"
+                );
+                let outcome = self
+                    .calls
+                    .get(&id)
+                    .map_or(Outcome::Failed, |c| outcome_of(c.state));
+                self.end_call(now, id, outcome, out);
+            }
+            ClientRole::Teardown | ClientRole::ReinviteAcked { .. } => {}
         }
     }
 
-    /// A TCP connection closed: every call with a leg on it loses that leg; the other leg is
-    /// hung up (BYE once answered, 503/CANCEL before).
+    /// A TCP connection closed. An answered call does not end at once: the peer may reconnect
+    /// (a PBX that closes idle connections, a phone whose NAT binding changed), so each leg on
+    /// that peer is probed now, and the probe reconnects or fails (then the call ends). A probe
+    /// already in flight over the closed connection cannot be answered: that leg is gone. A
+    /// call still being set up has its INVITE or its responses on the connection: it ends
+    /// (503 to A, or CANCEL towards B).
     pub fn on_transport_closed(&mut self, now: Instant, peer: SocketAddr, out: &mut Vec<Out>) {
+        let Some(ids) = self.by_peer.get(&peer).cloned() else {
+            return;
+        };
         let tcp = crate::config::model::Transport::Tcp;
-        let ids: Vec<(u64, Side)> = self
-            .calls
-            .values()
-            .filter_map(|c| {
-                if c.a.dest.transport == tcp && c.a.dest.addr == peer {
-                    Some((c.id, Side::A))
-                } else if c.b.dest.transport == tcp && c.b.dest.addr == peer {
-                    Some((c.id, Side::B))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (id, lost) in ids {
-            tracing::info!(call = id, leg = lost.as_str(), peer.addr = %peer, "transport closed; ending the call");
+        for id in ids {
             let Some(call) = self.calls.get(&id) else {
                 continue;
             };
+            let on_peer = |d: super::Dest| d.transport == tcp && d.addr == peer;
+            let sides: Vec<Side> = [(Side::A, call.a.dest), (Side::B, call.b.dest)]
+                .into_iter()
+                .filter(|(_, d)| on_peer(*d))
+                .map(|(s, _)| s)
+                .collect();
             let answered = matches!(call.state, CallState::Answered | CallState::Confirmed);
-            match (answered, lost) {
-                (true, side) => {
-                    self.send_bye(id, side.other(), out);
-                    self.forget(id, Outcome::Answered, out);
+            tracing::info!(call = id, peer.addr = %peer, answered, "transport closed");
+            for side in sides {
+                if answered {
+                    self.probe_after_close(now, id, side, out);
+                } else {
+                    self.lost_before_answer(now, id, side, out);
                 }
-                (false, Side::B) => {
-                    out.extend(call.respond_a(503, "Service Unavailable", &[], None));
-                    self.forget(id, Outcome::Failed, out);
-                }
-                (false, Side::A) => self.end_call(now, id, Outcome::Failed, out),
             }
+        }
+    }
+
+    fn probe_after_close(&mut self, now: Instant, id: u64, side: Side, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.probing[side_index(side)] {
+            tracing::info!(
+                call = id,
+                leg = side.as_str(),
+                "leg unreachable; ending the call"
+            );
+            let outcome = outcome_of(call.state);
+            return self.end_call(now, id, outcome, out);
+        }
+        self.send_probe(id, side, out);
+    }
+
+    fn lost_before_answer(&mut self, now: Instant, id: u64, lost: Side, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match lost {
+            Side::B => {
+                out.extend(call.respond_a(503, "Service Unavailable", &[], None));
+                self.forget(id, Outcome::Failed, out);
+            }
+            Side::A => self.end_call(now, id, Outcome::Failed, out),
+        }
+    }
+
+    /// Sends an in-dialog OPTIONS towards one leg (RFC 3261 11; the probe of a dialog whose far
+    /// end may be gone).
+    pub(super) fn send_probe(&mut self, id: u64, side: Side, out: &mut Vec<Out>) {
+        let local = self.settings.local.clone();
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.probing[side_index(side)] = true;
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        let contact = local.contact(leg.dest.transport);
+        let sent_by = local.sent_by(leg.dest.transport).to_owned();
+        let bytes = leg.request(
+            InDialog {
+                method: Method::Options,
+                sent_by: &sent_by,
+                branch: &branch,
+                contact: &contact,
+                body: None,
+                extra: &[("Accept", "application/sdp")],
+            },
+            None,
+        );
+        let dest = leg.dest;
+        let key = client_key_for(&branch, &Method::Options);
+        call.client_keys.push(key.clone());
+        out.push(Out::StartNonInvite {
+            key: key.clone(),
+            dest,
+            bytes,
+        });
+        self.by_client.insert(key, (id, ClientRole::Probe(side)));
+    }
+
+    /// A final response to a probe: 408 and 481 say the dialog is gone on that side (RFC 3261
+    /// 12.2.1.2); anything else (200, 405, 501...) says the peer is there.
+    pub(super) fn on_probe_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        side: Side,
+        status: u16,
+        out: &mut Vec<Out>,
+    ) {
+        if status < 200 {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.probing[side_index(side)] = false;
+        if matches!(status, 408 | 481) {
+            tracing::info!(
+                call = id,
+                leg = side.as_str(),
+                status,
+                "probe says the dialog is gone; ending the call"
+            );
+            let outcome = outcome_of(call.state);
+            self.end_call(now, id, outcome, out);
         }
     }
 
@@ -293,20 +457,41 @@ impl B2bua {
     }
 
     /// Removes a call and every index entry pointing at it, dropping its permit (the release).
+    /// Requests of the call still waiting for an answer get one: A's INVITE (500 if nothing
+    /// else answered it) and relayed requests (487, RFC 3261 15.1.2), so no server transaction
+    /// outlives its call.
     pub(super) fn forget(&mut self, id: u64, outcome: Outcome, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.remove(&id) else {
+        let Some(mut call) = self.calls.remove(&id) else {
             return;
         };
+        if !call.a_final_sent {
+            out.extend(call.respond_a(500, "Server Internal Error", &[], None));
+        }
         self.by_call_id.remove(&call.a.call_id);
         self.by_call_id.remove(&call.b.call_id);
         self.by_a_invite.remove(&call.a_invite_key);
+        self.release_flows(id, [call.a.dest, call.b.dest], out);
         // Drop the call's B INVITE and relay entries by key (a scan of every call's entries per
         // ended call was O(calls) and overloaded the driver at 50 000 held calls); teardown
         // transactions stay until they end (their responses are ignored).
         for key in &call.client_keys {
-            if matches!(self.by_client.get(key), Some((cid, role)) if *cid == id && !matches!(role, ClientRole::Teardown))
+            let ours = matches!(self.by_client.get(key), Some((cid, role)) if *cid == id && !matches!(role, ClientRole::Teardown));
+            if !ours {
+                continue;
+            }
+            if let Some((
+                _,
+                ClientRole::Relay {
+                    origin, origin_req, ..
+                },
+            )) = self.by_client.remove(key)
             {
-                self.by_client.remove(key);
+                let bytes = sip::response_to(&origin_req, 487, "Request Terminated", None, &[]);
+                out.push(Out::Respond {
+                    key: origin,
+                    status: 487,
+                    bytes,
+                });
             }
         }
         drop(call.permit);
@@ -328,7 +513,14 @@ impl B2bua {
     }
 }
 
-fn outcome_of(state: CallState) -> Outcome {
+pub(super) fn side_index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+pub(super) fn outcome_of(state: CallState) -> Outcome {
     match state {
         CallState::Answered | CallState::Confirmed => Outcome::Answered,
         CallState::Cancelling => Outcome::Cancelled,

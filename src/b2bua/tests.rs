@@ -12,7 +12,7 @@ use crate::config::model::Transport;
 use crate::sip::{self, Message};
 use crate::transaction::sip_keys::{client_key, server_key};
 
-const CFG: &str = r#"
+pub(super) const CFG: &str = r#"
 [server]
 name = "t"
 reject_code = 486
@@ -45,14 +45,14 @@ pattern = "^[0-9]+$"
 trunks = ["carrier"]
 "#;
 
-struct Fixture {
-    b2bua: B2bua,
-    limiter: Arc<Limiter>,
-    now: Instant,
-    out: Vec<Out>,
+pub(super) struct Fixture {
+    pub(super) b2bua: B2bua,
+    pub(super) limiter: Arc<Limiter>,
+    pub(super) now: Instant,
+    pub(super) out: Vec<Out>,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let snapshot = crate::config::load(CFG)
         .map(|l| l.snapshot)
         .unwrap_or_else(|e| panic!("{e:?}"));
@@ -79,35 +79,35 @@ fn fixture() -> Fixture {
     }
 }
 
-fn pbx() -> Dest {
+pub(super) fn pbx() -> Dest {
     Dest {
         transport: Transport::Udp,
         addr: "127.0.0.11:5060".parse::<SocketAddr>().expect("addr"),
     }
 }
 
-fn request(text: &str) -> sip::Request {
+pub(super) fn request(text: &str) -> sip::Request {
     match sip::parse_datagram(Bytes::from(text.replace('\n', "\r\n"))) {
         Ok(Message::Request(r)) => r,
         other => panic!("test request did not parse: {other:?}"),
     }
 }
 
-fn response(bytes: &Bytes) -> sip::Response {
+pub(super) fn response(bytes: &Bytes) -> sip::Response {
     match sip::parse_datagram(bytes.clone()) {
         Ok(Message::Response(r)) => r,
         other => panic!("test response did not parse: {other:?}"),
     }
 }
 
-fn invite(call_id: &str) -> sip::Request {
+pub(super) fn invite(call_id: &str) -> sip::Request {
     request(&format!(
         "INVITE sip:3125559999@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bK{call_id}\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:200@127.0.0.11:5060>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: 4\n\nv=0\n"
     ))
 }
 
 /// The B-leg INVITE the call started (its bytes), from the outputs.
-fn b_invite(out: &[Out]) -> Bytes {
+pub(super) fn b_invite(out: &[Out]) -> Bytes {
     out.iter()
         .find_map(|o| match o {
             Out::StartInvite { request, .. } => Some(request.parts().as_bytes().clone()),
@@ -117,7 +117,7 @@ fn b_invite(out: &[Out]) -> Bytes {
 }
 
 /// A response from the callee to our B INVITE.
-fn b_response(b_inv: &Bytes, status: u16, reason: &str) -> sip::Response {
+pub(super) fn b_response(b_inv: &Bytes, status: u16, reason: &str) -> sip::Response {
     let req = match sip::parse_datagram(b_inv.clone()) {
         Ok(Message::Request(r)) => r,
         other => panic!("{other:?}"),
@@ -126,7 +126,7 @@ fn b_response(b_inv: &Bytes, status: u16, reason: &str) -> sip::Response {
     response(&sip::response_to(&req, status, reason, Some("b1"), &extra))
 }
 
-fn statuses(out: &[Out]) -> Vec<u16> {
+pub(super) fn statuses(out: &[Out]) -> Vec<u16> {
     out.iter()
         .filter_map(|o| {
             if let Out::Respond { status, .. } = o {
@@ -138,7 +138,7 @@ fn statuses(out: &[Out]) -> Vec<u16> {
         .collect()
 }
 
-fn ended(out: &[Out]) -> Option<Outcome> {
+pub(super) fn ended(out: &[Out]) -> Option<Outcome> {
     out.iter().find_map(|o| {
         if let Out::Ended { outcome, .. } = o {
             Some(*outcome)
@@ -149,7 +149,7 @@ fn ended(out: &[Out]) -> Option<Outcome> {
 }
 
 impl Fixture {
-    fn start_call(&mut self, call_id: &str) -> Bytes {
+    pub(super) fn start_call(&mut self, call_id: &str) -> Bytes {
         let inv = invite(call_id);
         let key = server_key(&inv);
         self.b2bua
@@ -162,7 +162,7 @@ impl Fixture {
     }
 
     /// A ACKs our 2xx for call `call_id` (confirming leg A).
-    fn a_acks(&mut self, call_id: &str) {
+    pub(super) fn a_acks(&mut self, call_id: &str) {
         let tag = self
             .b2bua
             .calls()
@@ -174,7 +174,7 @@ impl Fixture {
     }
 
     /// Our tag towards A on call `call_id` (the To tag of A's in-dialog requests).
-    fn a_tag(&self, call_id: &str) -> String {
+    pub(super) fn a_tag(&self, call_id: &str) -> String {
         self.b2bua
             .calls()
             .find(|c| c.a.call_id == call_id)
@@ -183,13 +183,13 @@ impl Fixture {
     }
 
     /// A BYE from A on call `call_id` with To tag `to_tag`.
-    fn bye_from_a(&mut self, call_id: &str, to_tag: &str) {
+    pub(super) fn bye_from_a(&mut self, call_id: &str, to_tag: &str) {
         let bye = request(&format!("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.11:5060;branch=z9hG4bKbye{call_id}{to_tag}\nFrom: <sip:200@127.0.0.11>;tag=a1\nTo: <sip:3125559999@127.0.0.1>;tag={to_tag}\nCall-ID: {call_id}\nCSeq: 2 BYE\nContent-Length: 0\n\n"));
         let key = server_key(&bye);
         self.b2bua.on_in_dialog(self.now, bye, key, &mut self.out);
     }
 
-    fn b_says(&mut self, b_inv: &Bytes, status: u16, reason: &str) {
+    pub(super) fn b_says(&mut self, b_inv: &Bytes, status: u16, reason: &str) {
         let resp = b_response(b_inv, status, reason);
         let key = client_key(&resp).expect("our branch");
         self.b2bua.on_response(self.now, &key, resp, &mut self.out);
@@ -438,7 +438,7 @@ fn transport_loss_on_a_leg_hangs_up_the_other() {
     assert_eq!(f.limiter.in_use(), 8, "UDP legs have no connection to lose");
 }
 
-fn with_session_timer() -> Fixture {
+pub(super) fn with_session_timer() -> Fixture {
     let cfg = CFG.replace(
         "reject_code = 486",
         "reject_code = 486\nsession_expires = \"300s\"",
@@ -451,7 +451,7 @@ fn with_session_timer() -> Fixture {
     f
 }
 
-fn timer_invite(call_id: &str) -> sip::Request {
+pub(super) fn timer_invite(call_id: &str) -> sip::Request {
     let text = String::from_utf8_lossy(invite(call_id).parts().as_bytes()).into_owned();
     let text = text.replace(
         "Max-Forwards: 70\r\n",
@@ -651,7 +651,7 @@ fn callee_bye_before_the_callers_ack_waits_for_that_ack_rfc3261_15() {
     assert!(f.b2bua.is_empty());
 }
 
-fn armed(out: &[Out], timer: CallTimer) -> Option<Instant> {
+pub(super) fn armed(out: &[Out], timer: CallTimer) -> Option<Instant> {
     out.iter().find_map(|o| match o {
         Out::Arm { at, timer: t, .. } if *t == timer => Some(*at),
         _ => None,

@@ -81,8 +81,11 @@ pub struct Server {
     pub limits: Limits,
     /// Final response code when a counter is full (default 486).
     pub reject_code: u16,
-    /// A call past this is ended with BYE on both legs.
+    /// A call past this is ended with BYE on both legs (default 4 h; `"none"` = never).
     pub max_call_duration: Option<Duration>,
+    /// Each leg of an answered call gets an in-dialog OPTIONS this often; 408, 481 or no answer
+    /// ends the call (default 60 s; `"none"` = no probes).
+    pub dialog_probe_interval: Option<Duration>,
     /// RFC 4028 session interval offered/accepted on both legs.
     pub session_expires: Option<Duration>,
     /// Engine shards (threads); `None` = one per available core. Read at start only.
@@ -254,6 +257,9 @@ pub struct Trunk {
     pub max_inbound: Limit,
     /// Concurrent outbound calls.
     pub max_outbound: Limit,
+    /// P-Asserted-Identity and Privacy from this trunk cross to the callee (RFC 3325 trust
+    /// domain); from an untrusted trunk they are dropped.
+    pub trusted: bool,
 }
 
 /// An inclusive numeric DID interval. DIDs never start with `0` or `+` (validated), so the digit

@@ -59,6 +59,7 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
             max_calls: t.max_calls,
             max_inbound: t.max_inbound,
             max_outbound: t.max_outbound,
+            trusted: t.trusted,
         });
     }
     shared_trunk_ips(b, &out);

@@ -60,8 +60,11 @@ pub(crate) struct RawServer {
     pub(crate) limits: RawLimits,
     #[serde(default = "default_reject_code")]
     pub(crate) reject_code: u16,
+    /// A duration, or `"none"`; absent = [`DEFAULT_MAX_CALL_DURATION`].
     pub(crate) max_call_duration: Option<String>,
     pub(crate) session_expires: Option<String>,
+    /// In-dialog OPTIONS probe interval, or `"none"`; absent = [`DEFAULT_DIALOG_PROBE_INTERVAL`].
+    pub(crate) dialog_probe_interval: Option<String>,
     /// Engine shards; absent = one per available core.
     pub(crate) workers: Option<u32>,
 }
@@ -74,10 +77,18 @@ impl Default for RawServer {
             reject_code: default_reject_code(),
             max_call_duration: None,
             session_expires: None,
+            dialog_probe_interval: None,
             workers: None,
         }
     }
 }
+
+/// A call is ended after this unless `max_call_duration` says otherwise: a backstop for a call
+/// whose both ends vanished without a BYE (the probes catch one end gone).
+pub(crate) const DEFAULT_MAX_CALL_DURATION: &str = "4h";
+
+/// How often each leg of an answered call is probed with an in-dialog OPTIONS by default.
+pub(crate) const DEFAULT_DIALOG_PROBE_INTERVAL: &str = "60s";
 
 fn default_server_name() -> String {
     "callgate".to_owned()
@@ -241,6 +252,9 @@ pub(crate) struct RawTrunk {
     pub(crate) max_calls: Option<u32>,
     pub(crate) max_inbound: Option<u32>,
     pub(crate) max_outbound: Option<u32>,
+    /// Whether the provider's P-Asserted-Identity and Privacy are believed (RFC 3325 trust).
+    #[serde(default)]
+    pub(crate) trusted: bool,
 }
 
 /// `[[did_pool]]`.

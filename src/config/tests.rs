@@ -621,3 +621,35 @@ fn summary_counts_entities() {
          1 did pools, 0 rules, 1 listeners"
     );
 }
+
+#[test]
+fn a_call_has_a_default_duration_cap_and_probes_unless_switched_off() {
+    let loaded = load_with("").unwrap_or_else(|e| panic!("{e:?}"));
+    let server = &loaded.snapshot.server;
+    assert_eq!(
+        server.max_call_duration,
+        Some(std::time::Duration::from_secs(4 * 3600))
+    );
+    assert_eq!(
+        server.dialog_probe_interval,
+        Some(std::time::Duration::from_secs(60))
+    );
+    let off = "[server]\nmax_call_duration = \"none\"\ndialog_probe_interval = \"none\"\n";
+    let loaded = load_with(off).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(loaded.snapshot.server.max_call_duration, None);
+    assert_eq!(loaded.snapshot.server.dialog_probe_interval, None);
+    let bad = errors("[server]\ndialog_probe_interval = \"often\"\n");
+    assert_eq!(bad[0].problem, Problem::InvalidDuration("often".into()));
+}
+
+#[test]
+fn a_trunk_is_untrusted_unless_it_says_trusted() {
+    let loaded = load_with("").unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!loaded.snapshot.trunks[0].trusted);
+    let trusted = BASE.replace(
+        "kind = \"ip\"\naddress = \"127.0.0.1:5080\"",
+        "kind = \"ip\"\naddress = \"127.0.0.1:5080\"\ntrusted = true",
+    );
+    let loaded = load(&trusted).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(loaded.snapshot.trunks[0].trusted);
+}

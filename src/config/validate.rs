@@ -161,6 +161,19 @@ impl<'r> Build<'r> {
         ip
     }
 
+    /// A `[server]` duration that has a default and can be switched off with `"none"`.
+    fn optional_duration(
+        &mut self,
+        field: &'static str,
+        text: Option<&str>,
+        default: &str,
+    ) -> Option<Duration> {
+        match text.unwrap_or(default) {
+            "none" => None,
+            d => Some(self.duration(|| Entity::Server, field, d)),
+        }
+    }
+
     fn server(&mut self) -> Server {
         let raw = &self.raw.server;
         if !(400..=699).contains(&raw.reject_code) {
@@ -170,10 +183,16 @@ impl<'r> Build<'r> {
         if raw.name.is_empty() {
             self.error(Entity::Server, "name", Problem::Empty);
         }
-        let max_call_duration = raw
-            .max_call_duration
-            .as_deref()
-            .map(|d| self.duration(|| Entity::Server, "max_call_duration", d));
+        let max_call_duration = self.optional_duration(
+            "max_call_duration",
+            raw.max_call_duration.as_deref(),
+            super::schema::DEFAULT_MAX_CALL_DURATION,
+        );
+        let dialog_probe_interval = self.optional_duration(
+            "dialog_probe_interval",
+            raw.dialog_probe_interval.as_deref(),
+            super::schema::DEFAULT_DIALOG_PROBE_INTERVAL,
+        );
         let session_expires = raw
             .session_expires
             .as_deref()
@@ -187,6 +206,7 @@ impl<'r> Build<'r> {
             reject_code: raw.reject_code,
             max_call_duration,
             session_expires,
+            dialog_probe_interval,
             workers: raw.workers.map(|n| n.clamp(1, 256) as usize),
         }
     }

@@ -66,6 +66,8 @@ pub enum Command {
     Count(oneshot::Sender<usize>),
     /// Calls in progress plus teardown requests awaiting their final response.
     Busy(oneshot::Sender<usize>),
+    /// Sizes of every table (leak checks).
+    Sizes(oneshot::Sender<crate::engine::TableSizes>),
 }
 
 /// One shard's driver.
@@ -75,6 +77,7 @@ pub struct Driver {
     transports: Arc<Transports>,
     health: Arc<Health>,
     sends: Vec<(Dest, Bytes)>,
+    flows: Vec<(SocketAddr, bool)>,
 }
 
 /// The queues a shard reads.
@@ -101,6 +104,7 @@ impl Driver {
             transports,
             health,
             sends: Vec::new(),
+            flows: Vec::new(),
         }
     }
 
@@ -218,10 +222,17 @@ impl Driver {
             Command::Count(reply) => {
                 let _ = reply.send(self.engine.calls());
             }
+            Command::Sizes(reply) => {
+                let _ = reply.send(self.engine.sizes());
+            }
         }
     }
 
     fn send_all(&mut self) {
+        self.engine.take_flows(&mut self.flows);
+        // Held flows reach the transport once its hold/release lands; until then they are
+        // dropped here so the list cannot grow.
+        self.flows.clear();
         self.engine.take_outbox(&mut self.sends);
         for (dest, bytes) in self.sends.drain(..) {
             if let Err(e) = self.transports.send(dest.transport, dest.addr, bytes) {

@@ -1,7 +1,8 @@
 //! Fuzzing entry for "bytes in -> whatever the engine does": arbitrary input split into
 //! datagrams from a PBX, a trunk and an unknown source, fed to a real [`Engine`] (transactions,
 //! B2BUA, limiter) with a clock that advances by input-chosen steps. It must never panic, and
-//! once everything is ended and every timer has fired, no counter may stay held.
+//! once everything is ended and every timer has fired, no counter may stay held and every
+//! table is empty.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,9 +126,10 @@ pub fn engine(data: &[u8]) {
         engine.take_outbox(&mut sink);
         sink.clear();
     }
-    // End everything, then let every timer run out: nothing may stay held.
+    // End everything, then let every timer run out: nothing may stay held, and every table
+    // (transactions, destinations, kept INVITEs, call timers, the B2BUA's indexes) is empty.
     engine.drain(now);
-    for _ in 0..64 {
+    for _ in 0..100_000 {
         match engine.next_deadline() {
             Some(at) => {
                 now = now.max(at);
@@ -138,6 +140,12 @@ pub fn engine(data: &[u8]) {
     }
     assert_eq!(engine.calls(), 0, "drained engine still has calls");
     assert_eq!(limiter.in_use(), 0, "counters held after every call ended");
+    let sizes = engine.sizes();
+    assert_eq!(
+        sizes,
+        crate::engine::TableSizes::default(),
+        "tables not empty once every timer ran out"
+    );
 }
 
 fn split(data: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -196,6 +196,15 @@ impl Daemon {
         self.shards.busy().await
     }
 
+    /// Sizes of every shard's tables, summed (leak checks of tests).
+    pub async fn table_sizes(&self) -> crate::engine::TableSizes {
+        let mut total = crate::engine::TableSizes::default();
+        for s in self.shards.ask_all(Command::Sizes).await {
+            total.add(&s);
+        }
+        total
+    }
+
     /// Calls in progress per shard, in shard order (tests check how calls spread).
     pub async fn calls_per_shard(&self) -> Vec<usize> {
         self.shards.ask_all(Command::Count).await

@@ -47,7 +47,17 @@ impl CallTimers {
         if entry.key().0 > now {
             return None;
         }
-        Some(entry.remove())
+        let slot = *entry.key();
+        let (call, timer) = entry.remove();
+        // A fired timer leaves its call's list too: a call re-arms its probe every interval for
+        // hours, and stale slots would grow with it.
+        if let Some(slots) = self.by_call.get_mut(&call) {
+            slots.retain(|s| *s != slot);
+            if slots.is_empty() {
+                self.by_call.remove(&call);
+            }
+        }
+        Some((call, timer))
     }
 
     /// Entries in the queue and calls with timers (the leak checks of tests read them).
@@ -76,7 +86,7 @@ mod tests {
         );
         t.cancel_call(1);
         assert_eq!(t.pop_due(t0 + Duration::from_secs(9)), None);
-        assert_eq!(t.sizes(), (0, 1));
+        assert_eq!(t.sizes(), (0, 0), "a fired timer leaves no slot behind");
         t.cancel_call(2);
         assert_eq!(t.sizes(), (0, 0));
     }

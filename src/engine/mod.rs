@@ -76,6 +76,8 @@ pub struct Engine {
     awaiting_final: SplitMap<TransactionKey, ()>,
     /// Messages to send, drained by the driver after every input.
     outbox: Vec<(Dest, Bytes)>,
+    /// TCP flows taken (true) or given back by calls, drained by the driver for the transport.
+    flows: Vec<(std::net::SocketAddr, bool)>,
     /// Where each transaction's transmissions go.
     dests: SplitMap<TransactionKey, Dest>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
@@ -100,6 +102,38 @@ pub struct TableSizes {
     pub call_timers: usize,
     /// Calls with timers.
     pub calls_with_timers: usize,
+    /// Live transactions, server and client.
+    pub transactions: usize,
+    /// The B2BUA's index maps.
+    pub index: crate::b2bua::IndexSizes,
+}
+
+impl TableSizes {
+    /// Adds another shard's sizes.
+    pub fn add(&mut self, o: &TableSizes) {
+        self.calls += o.calls;
+        self.awaiting_final += o.awaiting_final;
+        self.dests += o.dests;
+        self.invites += o.invites;
+        self.call_timers += o.call_timers;
+        self.calls_with_timers += o.calls_with_timers;
+        self.transactions += o.transactions;
+        self.index.by_call_id += o.index.by_call_id;
+        self.index.by_client += o.index.by_client;
+        self.index.by_a_invite += o.index.by_a_invite;
+        self.index.by_peer += o.index.by_peer;
+    }
+
+    /// Whether every table that belongs to a call is empty (what must hold once the calls
+    /// ended; transactions and teardown entries drain later, with their timers).
+    pub fn no_call_state(&self) -> bool {
+        self.calls == 0
+            && self.calls_with_timers == 0
+            && self.call_timers == 0
+            && self.index.by_call_id == 0
+            && self.index.by_a_invite == 0
+            && self.index.by_peer == 0
+    }
 }
 
 impl Engine {
@@ -111,6 +145,7 @@ impl Engine {
             txn,
             metrics,
             outbox: Vec::new(),
+            flows: Vec::new(),
             awaiting_final: SplitMap::default(),
             dests: SplitMap::default(),
             invites: SplitMap::default(),
@@ -128,6 +163,12 @@ impl Engine {
     /// Moves what must be sent into `into` (the driver sends it).
     pub fn take_outbox(&mut self, into: &mut Vec<(Dest, Bytes)>) {
         into.append(&mut self.outbox);
+    }
+
+    /// Moves the TCP flows calls took (true) or gave back into `into` (the driver tells the
+    /// transport, which keeps a flow with dialogs open however idle).
+    pub fn take_flows(&mut self, into: &mut Vec<(std::net::SocketAddr, bool)>) {
+        into.append(&mut self.flows);
     }
 
     /// Calls in progress.
@@ -152,6 +193,8 @@ impl Engine {
             invites: self.invites.len(),
             call_timers,
             calls_with_timers,
+            transactions: self.txn.len(),
+            index: self.b2bua.index_sizes(),
         }
     }
 
@@ -385,6 +428,7 @@ impl Engine {
                 }
             }
             Out::Send { dest, bytes } => self.send(dest, bytes),
+            Out::Flow { peer, held } => self.flows.push((peer, held)),
             Out::Arm { at, call, timer } => self.timers.arm(at, call, timer),
             Out::Started { .. } => self.metrics.call_started(),
             Out::Ended { call, outcome } => {

@@ -33,6 +33,7 @@ impl TreeBuilder {
             reject_code: 486,
             max_call_duration: None,
             session_expires: None,
+            dialog_probe_interval: None,
             workers: None,
         };
         TreeBuilder {
@@ -154,6 +155,7 @@ impl TreeBuilder {
             max_calls,
             max_inbound,
             max_outbound,
+            trusted: false,
         });
         s.index.trunk_by_name.insert(name.to_owned(), id);
         id

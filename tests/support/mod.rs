@@ -269,6 +269,39 @@ impl Harness {
         let held: Vec<&Value> = list.iter().filter(|c| c["used"] != 0).collect();
         assert!(held.is_empty(), "GET /counters still shows units: {held:?}");
         assert_eq!(self.daemon.calls().await, 0, "no call left in the driver");
+        // Every index and timer of a call went with it (transactions drain with their timers,
+        // up to 32 s later: `wait_transactions_drained` checks those where a test can wait).
+        let daemon = &self.daemon;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let sizes = daemon.table_sizes().await;
+            if sizes.no_call_state() && sizes.awaiting_final == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "call state left after every call ended: {sizes:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits (up to `within`) until no transaction, client index entry, destination or kept
+    /// INVITE is left: everything a call created is gone once its timers ran out.
+    pub async fn wait_transactions_drained(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let sizes = self.daemon.table_sizes().await;
+            let drained = sizes == callgate::engine::TableSizes::default();
+            if drained {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tables not drained: {sizes:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// `GET path` on the admin API, as JSON.
