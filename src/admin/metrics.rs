@@ -180,6 +180,7 @@ pub struct Metrics {
     parse_errors: [Counter; TRANSPORTS.len()],
     transaction_timeouts: Counter,
     shard_queue_drops: Counter,
+    transactions_refused: Counter,
     registrations_active: Gauge,
     auth_failures: Counter,
     config_reloads: [Counter; 2],
@@ -265,6 +266,12 @@ impl Metrics {
             "Datagrams dropped on receive because their engine shard's queue was full (overload)",
             shard_queue_drops.clone(),
         );
+        let transactions_refused = Counter::default();
+        registry.register(
+            "callgate_transactions_refused",
+            "Requests answered 503 without a transaction because a shard's transaction table was full",
+            transactions_refused.clone(),
+        );
         let registrations_active = Gauge::default();
         registry.register(
             "callgate_registrations_active",
@@ -304,6 +311,7 @@ impl Metrics {
             parse_errors,
             transaction_timeouts,
             shard_queue_drops,
+            transactions_refused,
             registrations_active,
             auth_failures,
             config_reloads,
@@ -364,6 +372,11 @@ impl Metrics {
     /// A datagram was dropped because its shard's queue was full.
     pub fn shard_queue_drop(&self) {
         self.shard_queue_drops.inc();
+    }
+
+    /// A request was refused because its shard's transaction table was full.
+    pub fn transaction_refused(&self) {
+        self.transactions_refused.inc();
     }
 
     /// A SIP transaction timed out.

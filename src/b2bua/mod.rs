@@ -248,6 +248,13 @@ impl B2bua {
         self.calls.values().map(|c| &**c)
     }
 
+    /// Whether `source` is a PBX or trunk of the running configuration (an INVITE from anyone
+    /// else is refused before any state is kept for it).
+    pub fn knows_source(&self, source: SocketAddr) -> bool {
+        let generation = self.limiter.current();
+        crate::routing::identify(generation.config(), source).is_ok()
+    }
+
     /// Sizes of the index maps (leak checks: all zero once every call and transaction ended).
     pub fn index_sizes(&self) -> IndexSizes {
         IndexSizes {

@@ -15,10 +15,13 @@
 
 mod bad_request;
 mod call_timers;
+mod log_limit;
 mod methods;
 pub mod options;
 mod rport;
 pub mod shard;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,6 +60,11 @@ pub struct Shared {
 /// Nonces remembered at once: a few per registered phone over a nonce's life (300 s).
 const MAX_NONCES: usize = 100_000;
 
+/// Live transactions one shard keeps before it answers new requests 503 without one. A call
+/// leaves ~4 transactions for up to 32 s (RFC 6026 Timer L/M, Timer J), so this is ~7 500 calls
+/// per second on one shard; the cap is against unbounded memory, not a rate limit.
+pub const MAX_TRANSACTIONS: usize = 1_000_000;
+
 impl Default for Shared {
     fn default() -> Self {
         Shared {
@@ -82,9 +90,17 @@ pub struct Engine {
     dests: SplitMap<TransactionKey, Dest>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
     invites: SplitMap<TransactionKey, Request>,
+    /// Our client transactions over TCP awaiting a final, by peer: when the connection closes
+    /// no answer can come on it, so they fail at once rather than after Timer B/F (32 s).
+    tcp_in_flight: SplitMap<std::net::SocketAddr, Vec<TransactionKey>>,
     timers: CallTimers,
     out: Vec<Out>,
     lout: Vec<LayerAction<Response>>,
+    max_transactions: usize,
+    /// Requests from sources that are no PBX or trunk (scanners, spoofed floods).
+    unknown_log: log_limit::LogLimit,
+    /// Requests refused for a full transaction table.
+    full_log: log_limit::LogLimit,
 }
 
 /// Sizes of an engine's tables, for leak checks: all zero once every call and transaction ended.
@@ -104,6 +120,8 @@ pub struct TableSizes {
     pub calls_with_timers: usize,
     /// Live transactions, server and client.
     pub transactions: usize,
+    /// TCP peers with our requests in flight.
+    pub tcp_in_flight: usize,
     /// The B2BUA's index maps.
     pub index: crate::b2bua::IndexSizes,
 }
@@ -118,6 +136,7 @@ impl TableSizes {
         self.call_timers += o.call_timers;
         self.calls_with_timers += o.calls_with_timers;
         self.transactions += o.transactions;
+        self.tcp_in_flight += o.tcp_in_flight;
         self.index.by_call_id += o.index.by_call_id;
         self.index.by_client += o.index.by_client;
         self.index.by_a_invite += o.index.by_a_invite;
@@ -149,10 +168,20 @@ impl Engine {
             awaiting_final: SplitMap::default(),
             dests: SplitMap::default(),
             invites: SplitMap::default(),
+            tcp_in_flight: SplitMap::default(),
             timers: CallTimers::default(),
             out: Vec::new(),
             lout: Vec::new(),
+            max_transactions: MAX_TRANSACTIONS,
+            unknown_log: log_limit::LogLimit::default(),
+            full_log: log_limit::LogLimit::default(),
         }
+    }
+
+    /// The same engine with another transaction cap (tests).
+    pub fn with_transaction_cap(mut self, max: usize) -> Self {
+        self.max_transactions = max;
+        self
     }
 
     /// The stores this shard shares with the others.
@@ -194,6 +223,7 @@ impl Engine {
             call_timers,
             calls_with_timers,
             transactions: self.txn.len(),
+            tcp_in_flight: self.tcp_in_flight.len(),
             index: self.b2bua.index_sizes(),
         }
     }
@@ -229,8 +259,15 @@ impl Engine {
         self.flush(now);
     }
 
-    /// A connection to `peer` closed.
+    /// A connection to `peer` closed: our requests in flight on it fail (their calls decide
+    /// what that means), then the B2BUA probes or ends the calls with legs on it.
     pub fn on_closed(&mut self, now: Instant, peer: std::net::SocketAddr) {
+        for key in self.tcp_in_flight.remove(&peer).unwrap_or_default() {
+            if let Err(e) = self.txn.transport_error(now, &key, &mut self.lout) {
+                tracing::debug!(error = ?e, "transport error for an ended transaction");
+            }
+        }
+        self.flush(now);
         self.b2bua.on_transport_closed(now, peer, &mut self.out);
         self.flush(now);
     }
@@ -291,6 +328,16 @@ impl Engine {
             return self.send(reply_to, bytes);
         }
         let key = server_key(&req);
+        let new_call = method == Method::Invite && req.parts().to_tag().is_none();
+        if new_call && !self.b2bua.knows_source(source.addr) {
+            return self.refuse_unknown_source(now, &req, reply_to);
+        }
+        if method != Method::Ack
+            && self.txn.len() >= self.max_transactions
+            && !self.txn.contains(&key)
+        {
+            return self.refuse_table_full(now, &req, reply_to);
+        }
         let reliable = source.transport == Transport::Tcp;
         let dispatch = match self.txn.on_request(
             now,
@@ -330,6 +377,34 @@ impl Engine {
                 self.respond(now, &key, bytes, 481);
             }
         }
+    }
+
+    /// An INVITE from a source that is no PBX or trunk gets one 403 and no transaction: a
+    /// transaction would retransmit the 403 ~11 times over 32 s to a source that never ACKs
+    /// (a spoofed one), a reflection amplifier. Retransmissions of the INVITE get it again.
+    fn refuse_unknown_source(&mut self, now: Instant, req: &Request, reply_to: Dest) {
+        if let Some(suppressed) = self.unknown_log.allow(now) {
+            tracing::info!(peer.addr = %reply_to.addr, call_id = %req.parts().call_id(), suppressed, "call refused: unknown source");
+        }
+        let bytes = sip::response_to(req, 403, "Forbidden", Some("cg-403"), &[]);
+        self.metrics.sip_response(403, Direction::Out);
+        self.send(reply_to, bytes);
+    }
+
+    /// The transaction table is full: 503 without a transaction, counted.
+    fn refuse_table_full(&mut self, now: Instant, req: &Request, reply_to: Dest) {
+        self.metrics.transaction_refused();
+        if let Some(suppressed) = self.full_log.allow(now) {
+            tracing::warn!(
+                transactions = self.txn.len(),
+                suppressed,
+                "transaction table full; request refused"
+            );
+        }
+        let extra = [("Retry-After", "5")];
+        let bytes = sip::response_to(req, 503, "Service Unavailable", Some("cg-503"), &extra);
+        self.metrics.sip_response(503, Direction::Out);
+        self.send(reply_to, bytes);
     }
 
     /// A request that starts a server transaction: the method dispatcher picks its handler.
@@ -400,7 +475,35 @@ impl Engine {
     fn track_client(&mut self, key: &TransactionKey, dest: Dest) -> bool {
         self.awaiting_final.insert(key.clone(), ());
         self.dests.insert(key.clone(), dest);
-        dest.transport == Transport::Tcp
+        let reliable = dest.transport == Transport::Tcp;
+        if reliable {
+            match self.tcp_in_flight.get_mut(&dest.addr) {
+                Some(keys) => keys.push(key.clone()),
+                None => {
+                    self.tcp_in_flight.insert(dest.addr, vec![key.clone()]);
+                }
+            }
+        }
+        reliable
+    }
+
+    /// A client transaction of ours had its final response (or ended without one).
+    fn settled(&mut self, key: &TransactionKey) {
+        if self.awaiting_final.remove(key).is_none() {
+            return;
+        }
+        let Some(dest) = self.dests.get(key).copied() else {
+            return;
+        };
+        if dest.transport != Transport::Tcp {
+            return;
+        }
+        if let Some(keys) = self.tcp_in_flight.get_mut(&dest.addr) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.tcp_in_flight.remove(&dest.addr);
+            }
+        }
     }
 
     fn exec_out(&mut self, now: Instant, o: Out) {
@@ -457,7 +560,7 @@ impl Engine {
             }
             Action::ToUser(resp) => {
                 if resp.status().is_final() {
-                    self.awaiting_final.remove(&key);
+                    self.settled(&key);
                 }
                 // The INVITE is kept only to build the ACK of a non-2xx final; a 2xx is ACKed
                 // by the dialog, so drop it now rather than when the transaction ends (32 s).
@@ -467,7 +570,7 @@ impl Engine {
                 self.b2bua.on_response(now, &key, resp, &mut self.out)
             }
             Action::SendAck(resp) => {
-                self.awaiting_final.remove(&key);
+                self.settled(&key);
                 let dest = self.dests.get(&key).copied();
                 if let (Some(invite), Some(dest)) = (self.invites.get(&key), dest) {
                     let ack = sip::ack_for_non_2xx(invite, &resp);
@@ -475,15 +578,17 @@ impl Engine {
                 }
             }
             Action::TimedOut => {
-                self.awaiting_final.remove(&key);
+                self.settled(&key);
                 self.metrics.transaction_timeout();
                 self.b2bua.on_client_failure(now, &key, true, &mut self.out);
             }
-            Action::TransportError => self
-                .b2bua
-                .on_client_failure(now, &key, false, &mut self.out),
+            Action::TransportError => {
+                self.settled(&key);
+                self.b2bua
+                    .on_client_failure(now, &key, false, &mut self.out)
+            }
             Action::Terminated => {
-                self.awaiting_final.remove(&key);
+                self.settled(&key);
                 self.dests.remove(&key);
                 self.invites.remove(&key);
                 self.b2bua.on_client_terminated(&key);

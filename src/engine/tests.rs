@@ -1,0 +1,252 @@
+//! Engine tests without sockets: bytes in, the outbox out, time passed by hand. They cover what
+//! only the glue of transactions and B2BUA decides: stateless refusals, the transaction cap, and
+//! that a whole call leaves every table empty once its timers ran out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::b2bua::{Local, Settings};
+use crate::limits::Limiter;
+use crate::sip::Message;
+use crate::transaction::TimerConfig;
+
+const CFG: &str = r#"
+[server]
+name = "t"
+[license]
+sip_trunking_channels = 10
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+[[service_provider]]
+name = "sp"
+limits = { public = 3, internal = 3 }
+[[organization]]
+name = "acme"
+service_provider = "sp"
+domain = "acme.example"
+[[user]]
+name = "u"
+organization = "acme"
+[[extension]]
+number = "200"
+user = "u"
+pbx = { address = "127.0.0.11:5060", transport = "udp", authenticate = false }
+[[trunk]]
+name = "carrier"
+kind = "ip"
+address = "127.0.0.1:5080"
+[[outbound_rule]]
+organization = "acme"
+pattern = "^[0-9]+$"
+trunks = ["carrier"]
+"#;
+
+struct Rig {
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    limiter: Arc<Limiter>,
+    now: Instant,
+    sent: Vec<(Dest, Bytes)>,
+}
+
+fn rig() -> Rig {
+    let loaded = crate::config::load(CFG).unwrap_or_else(|e| panic!("{e:?}"));
+    let limiter = Arc::new(Limiter::new(Arc::new(loaded.snapshot)));
+    let settings = Settings {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        local: Local {
+            udp: Some("127.0.0.1:5060".into()),
+            tcp: None,
+        },
+        node: "t".into(),
+        ring_timeout: Duration::from_secs(180),
+    };
+    let ids = crate::sip::ids::Ids::new(0, rand::SeedableRng::seed_from_u64(7));
+    let b2bua = B2bua::new(limiter.clone(), settings, ids);
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::new(
+        b2bua,
+        Layer::new(TimerConfig::default()),
+        metrics.clone(),
+        Shared::default(),
+    );
+    Rig {
+        engine,
+        metrics,
+        limiter,
+        now: crate::test_clock::origin(),
+        sent: Vec::new(),
+    }
+}
+
+fn udp(addr: &str) -> Dest {
+    Dest {
+        transport: Transport::Udp,
+        addr: addr.parse().unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+const PBX: &str = "127.0.0.11:5060";
+const TRUNK: &str = "127.0.0.1:5080";
+
+fn invite(call_id: &str, from: &str) -> Bytes {
+    Bytes::from(format!(
+        "INVITE sip:3125559999@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}\r\nFrom: <sip:200@{from}>;tag=a1\r\nTo: <sip:3125559999@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:200@{from}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ))
+}
+
+impl Rig {
+    fn feed(&mut self, data: Bytes, from: &str) -> Vec<(Dest, Bytes)> {
+        self.engine.on_received(self.now, data, udp(from));
+        self.take()
+    }
+
+    fn take(&mut self) -> Vec<(Dest, Bytes)> {
+        self.engine.take_outbox(&mut self.sent);
+        std::mem::take(&mut self.sent)
+    }
+
+    /// Runs every timer until none is left (or `limit` passes); returns what was sent.
+    fn run_out(&mut self, limit: Duration) -> Vec<(Dest, Bytes)> {
+        let end = self.now + limit;
+        let mut sent = Vec::new();
+        while let Some(at) = self.engine.next_deadline() {
+            if at > end {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.engine.on_timeouts(self.now);
+            sent.extend(self.take());
+        }
+        self.now = end;
+        sent
+    }
+}
+
+fn parse_request(bytes: &Bytes) -> Request {
+    match sip::parse_datagram(bytes.clone()) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+fn status_of(bytes: &Bytes) -> Option<u16> {
+    match sip::parse_datagram(bytes.clone()) {
+        Ok(Message::Response(r)) => Some(r.status().as_u16()),
+        _ => None,
+    }
+}
+
+#[test]
+fn an_invite_from_an_unknown_source_gets_one_stateless_403() {
+    let mut r = rig();
+    let sent = r.feed(invite("u1", "127.0.0.99:5060"), "127.0.0.99:5060");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status_of(&sent[0].1), Some(403));
+    assert_eq!(r.engine.sizes().transactions, 0, "no server transaction");
+    let later = r.run_out(Duration::from_secs(40));
+    assert!(
+        later.is_empty(),
+        "no retransmission towards a spoofable source"
+    );
+    // A retransmission of the INVITE is answered again, once.
+    let again = r.feed(invite("u1", "127.0.0.99:5060"), "127.0.0.99:5060");
+    assert_eq!(again.len(), 1);
+    assert_eq!(r.engine.sizes(), TableSizes::default());
+}
+
+#[test]
+fn a_full_transaction_table_refuses_new_requests_with_503_and_counts_them() {
+    let mut r = rig();
+    r.engine = std::mem::replace(&mut r.engine, rig().engine).with_transaction_cap(2);
+    let first = r.feed(invite("c1", PBX), PBX);
+    assert!(
+        first.iter().any(|(_, b)| b.starts_with(b"INVITE ")),
+        "first call admitted"
+    );
+    assert_eq!(
+        r.engine.sizes().transactions,
+        2,
+        "A's server and B's client INVITE"
+    );
+    let second = r.feed(invite("c2", PBX), PBX);
+    assert_eq!(second.len(), 1);
+    assert_eq!(status_of(&second[0].1), Some(503));
+    assert_eq!(r.engine.calls(), 1, "the second call was not started");
+    let text = r.metrics.encode(Vec::new()).unwrap_or_default();
+    assert!(
+        text.contains("callgate_transactions_refused_total 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_whole_call_leaves_every_table_empty_once_its_timers_ran_out() {
+    let mut r = rig();
+    let sent = r.feed(invite("w1", PBX), PBX);
+    let b_inv = sent
+        .iter()
+        .find(|(d, b)| *d == udp(TRUNK) && b.starts_with(b"INVITE "))
+        .map(|(_, b)| parse_request(b))
+        .expect("B INVITE");
+    let ok = sip::response_to(
+        &b_inv,
+        200,
+        "OK",
+        Some("b1"),
+        &[("Contact", "<sip:b@127.0.0.1:5080>")],
+    );
+    let sent = r.feed(ok, TRUNK);
+    let a_ok = sent
+        .iter()
+        .find(|(d, b)| *d == udp(PBX) && status_of(b) == Some(200))
+        .map(|(_, b)| b.clone())
+        .expect("200 to A");
+    let tag = match sip::parse_datagram(a_ok) {
+        Ok(Message::Response(resp)) => resp
+            .parts()
+            .to_tag()
+            .map(|t| t.as_str().to_owned())
+            .expect("tag"),
+        other => panic!("{other:?}"),
+    };
+    let in_dialog = |method: &str, cseq: u32, branch: &str| {
+        Bytes::from(format!(
+            "{method} sip:gw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PBX};branch=z9hG4bK{branch}\r\nFrom: <sip:200@{PBX}>;tag=a1\r\nTo: <sip:3125559999@127.0.0.1>;tag={tag}\r\nCall-ID: w1\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    r.feed(in_dialog("ACK", 1, "ack1"), PBX);
+    // A relays an INFO towards B and hangs up before B answers it.
+    let sent = r.feed(in_dialog("INFO", 2, "info1"), PBX);
+    assert!(sent.iter().any(|(_, b)| b.starts_with(b"INFO ")));
+    let sent = r.feed(in_dialog("BYE", 3, "bye1"), PBX);
+    let to_a: Vec<u16> = sent
+        .iter()
+        .filter(|(d, _)| *d == udp(PBX))
+        .filter_map(|(_, b)| status_of(b))
+        .collect();
+    assert_eq!(
+        to_a,
+        vec![200, 487],
+        "BYE answered, the pending INFO gets 487"
+    );
+    let bye = sent
+        .iter()
+        .find(|(_, b)| b.starts_with(b"BYE "))
+        .map(|(_, b)| parse_request(b))
+        .expect("BYE to B");
+    r.feed(sip::response_to(&bye, 200, "OK", None, &[]), TRUNK);
+    assert_eq!(r.limiter.in_use(), 0);
+    assert!(r.engine.sizes().no_call_state());
+    r.run_out(Duration::from_secs(120));
+    assert_eq!(
+        r.engine.sizes(),
+        TableSizes::default(),
+        "every transaction, destination and index entry is gone"
+    );
+}
