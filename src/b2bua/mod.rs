@@ -255,6 +255,23 @@ impl B2bua {
         crate::routing::identify(generation.config(), source).is_ok()
     }
 
+    /// Whether a response from `from` may answer a request sent to `sent_to`: the same IP (a
+    /// peer may answer from another port, RFC 3261 18.2.2), or two addresses of one trunk
+    /// (`associated_ips`: providers answer from other machines than the one called).
+    pub fn same_peer(&self, sent_to: SocketAddr, from: SocketAddr) -> bool {
+        if sent_to.ip() == from.ip() {
+            return true;
+        }
+        let generation = self.limiter.current();
+        let config = generation.config();
+        match crate::routing::identify(config, sent_to) {
+            Ok(crate::routing::Caller::Trunk(t)) => {
+                crate::routing::identify(config, from) == Ok(crate::routing::Caller::Trunk(t))
+            }
+            _ => false,
+        }
+    }
+
     /// Sizes of the index maps (leak checks: all zero once every call and transaction ended).
     pub fn index_sizes(&self) -> IndexSizes {
         IndexSizes {

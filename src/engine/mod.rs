@@ -101,6 +101,8 @@ pub struct Engine {
     unknown_log: log_limit::LogLimit,
     /// Requests refused for a full transaction table.
     full_log: log_limit::LogLimit,
+    /// Responses from another peer than their request's.
+    stray_log: log_limit::LogLimit,
 }
 
 /// Sizes of an engine's tables, for leak checks: all zero once every call and transaction ended.
@@ -175,6 +177,7 @@ impl Engine {
             max_transactions: MAX_TRANSACTIONS,
             unknown_log: log_limit::LogLimit::default(),
             full_log: log_limit::LogLimit::default(),
+            stray_log: log_limit::LogLimit::default(),
         }
     }
 
@@ -290,7 +293,7 @@ impl Engine {
     pub fn on_message(&mut self, now: Instant, msg: Message, source: Dest) {
         match msg {
             Message::Request(req) => self.on_request(now, req, source),
-            Message::Response(resp) => self.on_response(now, resp),
+            Message::Response(resp) => self.on_response(now, resp, source),
         }
         self.flush(now);
     }
@@ -431,10 +434,20 @@ impl Engine {
         }
     }
 
-    fn on_response(&mut self, now: Instant, resp: Response) {
+    fn on_response(&mut self, now: Instant, resp: Response, source: Dest) {
         let status = resp.status().as_u16();
         self.metrics.sip_response(status, Direction::In);
         let Some(key) = client_key(&resp) else { return };
+        if let Some(sent_to) = self.dests.get(&key).copied() {
+            if !self.b2bua.same_peer(sent_to.addr, source.addr) {
+                // A response must come from the peer its request went to (or another address
+                // of the same trunk): a branch that leaked must not let anyone else answer.
+                if let Some(suppressed) = self.stray_log.allow(now) {
+                    tracing::info!(peer.addr = %source.addr, sent_to = %sent_to.addr, status, suppressed, "response from another peer than its request's ignored");
+                }
+                return;
+            }
+        }
         match self
             .txn
             .on_response(now, &key, status, resp, &mut self.lout)

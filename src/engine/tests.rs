@@ -250,3 +250,25 @@ fn a_whole_call_leaves_every_table_empty_once_its_timers_ran_out() {
         "every transaction, destination and index entry is gone"
     );
 }
+
+#[test]
+fn a_final_from_another_peer_than_the_request_went_to_is_ignored() {
+    let mut r = rig();
+    let sent = r.feed(invite("p1", PBX), PBX);
+    let b_inv = sent
+        .iter()
+        .find(|(d, b)| *d == udp(TRUNK) && b.starts_with(b"INVITE "))
+        .map(|(_, b)| parse_request(b))
+        .expect("B INVITE");
+    // Someone who learned the branch answers from elsewhere: nothing happens.
+    let forged = sip::response_to(&b_inv, 486, "Busy Here", Some("x"), &[]);
+    let sent = r.feed(forged, "127.0.0.66:5060");
+    assert!(sent.is_empty(), "nothing relayed to A: {sent:?}");
+    assert_eq!(r.engine.calls(), 1);
+    assert_eq!(r.limiter.in_use(), 8, "units still held by the ringing call");
+    // The callee itself, from another port of its address, is believed.
+    let busy = sip::response_to(&b_inv, 486, "Busy Here", Some("x"), &[]);
+    let sent = r.feed(busy, "127.0.0.1:5099");
+    assert!(sent.iter().any(|(d, b)| *d == udp(PBX) && status_of(b) == Some(486)));
+    assert_eq!(r.limiter.in_use(), 0);
+}
