@@ -535,6 +535,9 @@ impl Engine {
                 }
             }
             Out::StartNonInvite { key, dest, bytes } => {
+                let method = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+                let method = std::str::from_utf8(method).unwrap_or("OTHER");
+                self.metrics.sip_request(method, Direction::Out);
                 let reliable = self.track_client(&key, dest);
                 if let Err(e) =
                     self.txn

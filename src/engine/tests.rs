@@ -265,10 +265,16 @@ fn a_final_from_another_peer_than_the_request_went_to_is_ignored() {
     let sent = r.feed(forged, "127.0.0.66:5060");
     assert!(sent.is_empty(), "nothing relayed to A: {sent:?}");
     assert_eq!(r.engine.calls(), 1);
-    assert_eq!(r.limiter.in_use(), 8, "units still held by the ringing call");
+    assert_eq!(
+        r.limiter.in_use(),
+        8,
+        "units still held by the ringing call"
+    );
     // The callee itself, from another port of its address, is believed.
     let busy = sip::response_to(&b_inv, 486, "Busy Here", Some("x"), &[]);
     let sent = r.feed(busy, "127.0.0.1:5099");
-    assert!(sent.iter().any(|(d, b)| *d == udp(PBX) && status_of(b) == Some(486)));
+    assert!(sent
+        .iter()
+        .any(|(d, b)| *d == udp(PBX) && status_of(b) == Some(486)));
     assert_eq!(r.limiter.in_use(), 0);
 }
