@@ -404,7 +404,10 @@ fn parse_labels(mut s: &str) -> Vec<(String, String)> {
 /// Every metric of spec operations.md: (sample name, OpenMetrics family type).
 /// Metrics callgate adds beyond the spec's list (README "Metrics"), each for a failure mode the
 /// spec's names cannot show.
-const EXTRA_METRICS: [(&str, &str); 1] = [("callgate_shard_queue_drops_total", "counter")];
+const EXTRA_METRICS: [(&str, &str); 2] = [
+    ("callgate_shard_queue_drops_total", "counter"),
+    ("callgate_transactions_refused_total", "counter"),
+];
 
 const SPEC_METRICS: [(&str, &str); 13] = [
     ("callgate_calls_active", "gauge"),
