@@ -295,6 +295,28 @@ impl B2bua {
         }
     }
 
+    /// A TCP leg of call `id` moved off flow `old`; `legs` are the call's legs after the move.
+    /// Each flow stays held once per call, as [`B2bua::hold_flows`] counts them.
+    fn move_flow(&mut self, id: u64, old: Dest, legs: [Dest; 2], out: &mut Vec<Out>) {
+        let udp = Dest {
+            transport: crate::config::model::Transport::Udp,
+            addr: old.addr,
+        };
+        if !legs.contains(&old) {
+            self.release_flows(id, [old, udp], out);
+        }
+        for peer in tcp_peers(legs) {
+            let held = self.by_peer.get(&peer).is_some_and(|ids| ids.contains(&id));
+            if !held {
+                let dest = Dest {
+                    transport: crate::config::model::Transport::Tcp,
+                    addr: peer,
+                };
+                self.hold_flows(id, [dest, udp], out);
+            }
+        }
+    }
+
     /// Undoes [`B2bua::hold_flows`] for an ended call.
     fn release_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
         for peer in tcp_peers(legs) {

@@ -330,6 +330,23 @@ impl B2bua {
     }
 
     fn probe_after_close(&mut self, now: Instant, id: u64, side: Side, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let leg = match side {
+            Side::A => &mut call.a,
+            Side::B => &mut call.b,
+        };
+        if let Some(listener) = listener_of(leg) {
+            // The connection came from the peer's ephemeral port; a new one goes to where it
+            // listens (its Contact, RFC 3261 12.2.1.1), on the same host only: a Contact must
+            // not point callgate at someone else.
+            tracing::debug!(call = id, leg = side.as_str(), to = %listener, "leg reconnects to its Contact");
+            let old = leg.dest;
+            leg.dest.addr = listener;
+            let legs = [call.a.dest, call.b.dest];
+            self.move_flow(id, old, legs, out);
+        }
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -511,6 +528,26 @@ impl B2bua {
             }
         }
     }
+}
+
+/// The address a leg's peer listens on, from its Contact (the remote target), when it is the same
+/// IP as the leg's current address but another port.
+fn listener_of(leg: &super::Leg) -> Option<SocketAddr> {
+    let uri = leg
+        .remote_target
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let crate::sip::uri::Uri::Sip(sip) = crate::sip::uri::Uri::parse(uri)? else {
+        return None;
+    };
+    let ip: std::net::IpAddr = sip
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let addr = SocketAddr::new(ip, sip.port.unwrap_or(5060));
+    (ip == leg.dest.addr.ip() && addr != leg.dest.addr).then_some(addr)
 }
 
 pub(super) fn side_index(side: Side) -> usize {

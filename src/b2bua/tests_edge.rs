@@ -233,6 +233,11 @@ fn a_call_ending_with_a_relayed_request_in_flight_answers_it_487() {
 
 /// A fixture whose PBX extension is reached over TCP, and a call from it.
 fn tcp_call(call_id: &str) -> (Fixture, Dest) {
+    tcp_call_from(call_id, pbx().addr)
+}
+
+/// [`tcp_call`] with the PBX's connection from `source`.
+fn tcp_call_from(call_id: &str, source: std::net::SocketAddr) -> (Fixture, Dest) {
     let cfg = CFG.replace(
         "transport = \"udp\", authenticate",
         "transport = \"tcp\", authenticate",
@@ -244,7 +249,7 @@ fn tcp_call(call_id: &str) -> (Fixture, Dest) {
     f.limiter.reload(Arc::new(snapshot));
     let tcp = Dest {
         transport: Transport::Tcp,
-        addr: pbx().addr,
+        addr: source,
     };
     let inv = invite(call_id);
     let key = server_key(&inv);
@@ -382,4 +387,52 @@ fn identity_headers_cross_from_a_trusted_trunk_only() {
             && b.contains("Privacy: id"),
         "a trusted trunk's identity crosses:\n{b}"
     );
+}
+
+#[test]
+fn a_leg_whose_connection_came_from_an_ephemeral_port_reconnects_to_its_contact() {
+    let ephemeral: std::net::SocketAddr = ([127, 0, 0, 11], 40000).into();
+    let (mut f, tcp) = tcp_call_from("t4", ephemeral);
+    f.b2bua.on_transport_closed(f.now, tcp.addr, &mut f.out);
+    let probes = started(&f.out, "OPTIONS");
+    assert_eq!(probes.len(), 1);
+    assert_eq!(
+        probes[0].0.addr,
+        pbx().addr,
+        "the probe goes to the Contact's port"
+    );
+    let flows: Vec<(std::net::SocketAddr, bool)> = f
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Flow { peer, held } => Some((*peer, *held)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flows, vec![(ephemeral, false), (pbx().addr, true)]);
+    f.out.clear();
+    // The old peer's close again finds nothing; the call ends through the operator and gives
+    // the new flow back.
+    f.b2bua.on_transport_closed(f.now, ephemeral, &mut f.out);
+    assert_eq!(ended(&f.out), None);
+    let id = f.b2bua.calls().next().map(|c| c.id).expect("call");
+    f.b2bua.end_call_by_operator(f.now, id, &mut f.out);
+    assert!(f
+        .out
+        .iter()
+        .any(|o| matches!(o, Out::Flow { peer, held: false } if *peer == pbx().addr)));
+    assert_eq!(f.b2bua.index_sizes().by_peer, 0);
+}
+
+#[test]
+fn a_contact_on_another_host_is_not_followed() {
+    let ephemeral: std::net::SocketAddr = ([127, 0, 0, 11], 40001).into();
+    let (mut f, tcp) = tcp_call_from("t5", ephemeral);
+    let id = f.b2bua.calls().next().map(|c| c.id).expect("call");
+    if let Some(call) = f.b2bua.calls.get_mut(&id) {
+        call.a.remote_target = "sip:200@192.0.2.1:5060".into();
+    }
+    f.b2bua.on_transport_closed(f.now, tcp.addr, &mut f.out);
+    let probes = started(&f.out, "OPTIONS");
+    assert_eq!(probes[0].0.addr, ephemeral, "never towards a third host");
 }
