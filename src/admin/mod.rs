@@ -12,7 +12,7 @@ pub mod client;
 pub mod metrics;
 pub mod status;
 
-pub use api::{serve, AdminError, AdminState};
+pub use api::{serve, AdminError, AdminState, AdminToken};
 pub use backend::{
     AdminBackend, CallView, CounterRef, CounterView, LegView, RegistrationView, ReloadResult,
 };

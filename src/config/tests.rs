@@ -598,10 +598,7 @@ fn public_admin_address_without_a_token_is_refused() {
 
 /// BASE with its `[[listen]]` replaced by `listens`.
 fn with_listeners(listens: &str) -> Snapshot {
-    let text = BASE.replace(
-        "[[listen]]\naddress = \"127.0.0.1:5060\"\n",
-        listens,
-    );
+    let text = BASE.replace("[[listen]]\naddress = \"127.0.0.1:5060\"\n", listens);
     load(&text).expect("valid").snapshot
 }
 
@@ -614,11 +611,7 @@ fn reload_refused_when_the_via_contact_address_would_change() {
     let issues = check_reload(&old, &advertised);
     assert_eq!(issues.len(), 1, "{issues:#?}");
     assert_eq!(issues[0].entity, Entity::Listen(1));
-    assert!(
-        issues[0].to_string().contains("restart"),
-        "{}",
-        issues[0]
-    );
+    assert!(issues[0].to_string().contains("restart"), "{}", issues[0]);
     assert!(matches!(
         &issues[0].problem,
         Problem::EngineAddressChanged { transport: "udp", from, to }
@@ -626,7 +619,11 @@ fn reload_refused_when_the_via_contact_address_would_change() {
     ));
     // Moving the first UDP listener or adding the first TCP one changes what Via/Contact say.
     assert_eq!(
-        check_reload(&old, &with_listeners("[[listen]]\naddress = \"127.0.0.1:5062\"\n")).len(),
+        check_reload(
+            &old,
+            &with_listeners("[[listen]]\naddress = \"127.0.0.1:5062\"\n")
+        )
+        .len(),
         1
     );
     let tcp = format!("{udp}[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5060\"\n");
