@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub struct Daemon {
     /// The admin API's backend; the server holds it weakly (see `admin_server`).
     _backend: Arc<Backend>,
     shards: Arc<Shards>,
+    /// Set when the drain starts: the receive side answers OPTIONS with 503 from then on.
+    draining: Arc<AtomicBool>,
     shutdown: CancellationToken,
     transports: Arc<Transports>,
 }
@@ -98,11 +101,12 @@ impl Daemon {
         let limiter = Arc::new(Limiter::new(snapshot.clone()));
         let shutdown = CancellationToken::new();
         let workers = snapshot.server.workers.unwrap_or_else(default_workers);
+        let draining = Arc::new(AtomicBool::new(false));
         let (queues, events): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
         let transports = Transports::bind(
             &snapshot.listen,
-            Dispatcher::new(queues, metrics.clone()),
+            Dispatcher::new(queues, metrics.clone(), draining.clone()),
             TransportLimits::default(),
             shutdown.clone(),
         )
@@ -149,6 +153,7 @@ impl Daemon {
             admin_server,
             _backend: backend,
             shards,
+            draining,
             shutdown,
             transports,
         })
@@ -195,6 +200,9 @@ impl Daemon {
     /// Stops admitting, ends every call (BYE both legs) and waits up to `grace` for them to go;
     /// then stops every task. Returns the number of calls still up at the deadline.
     pub async fn shutdown(self, grace: Duration) -> usize {
+        // Before the shards: a load balancer probing with OPTIONS sees 503 as soon as new calls
+        // are refused.
+        self.draining.store(true, Ordering::Relaxed);
         self.shards.drain().await;
         let deadline = tokio::time::Instant::now() + grace;
         // Wait for the calls and for our BYEs/CANCELs to be answered (they are retransmitted
