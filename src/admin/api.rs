@@ -250,6 +250,47 @@ fn error_json(status: StatusCode, message: &'static str) -> Response {
 mod tests {
     use super::*;
 
+    /// The one state the real daemon cannot be put in on demand: a stalled shard.
+    struct Stalled;
+
+    impl AdminBackend for Stalled {
+        fn health(&self) -> bool {
+            false
+        }
+        fn calls(&self) -> Vec<CallView> {
+            Vec::new()
+        }
+        fn counters(&self) -> Vec<CounterView> {
+            Vec::new()
+        }
+        fn registrations(&self) -> Vec<RegistrationView> {
+            Vec::new()
+        }
+        fn reload(&self) -> super::super::ReloadResult {
+            super::super::ReloadResult::refused(Vec::new())
+        }
+        fn end_call(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn health_is_503_when_the_backend_is_not_healthy() {
+        let state = AdminState::new(Arc::new(Stalled), Arc::new(Metrics::new()), None);
+        let response = health(State(state)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn token_cell_swaps_and_redacts() {
+        let token = AdminToken::new(Some("old".into()));
+        assert!(!token.replace(Some("old".into())), "same token: no change");
+        assert!(token.replace(Some("new".into())));
+        assert_eq!(token.current().as_deref().map(String::as_str), Some("new"));
+        assert_eq!(format!("{token:?}"), "AdminToken(\"<redacted>\")");
+        assert!(token.replace(None) && !token.is_set());
+    }
+
     #[test]
     fn constant_time_eq_matches_only_equal_bytes() {
         assert!(constant_time_eq(b"secret", b"secret"));
