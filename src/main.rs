@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use callgate::admin::reload::{self as reload_client, ReloadError, Target};
 use callgate::config::{self, ConfigError, ConfigIssue, Loaded};
 use callgate::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -59,6 +60,14 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
     },
+    /// Reload the running daemon's file through its admin API (`POST /reload`): exit 0 when
+    /// applied, 1 when refused or unreachable.
+    Reload {
+        /// Admin API base URL; default: `[admin] address` of the configuration file. The token
+        /// is $CALLGATE_ADMIN_TOKEN, else `[admin] token` of the file.
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// Active calls, counters near their limit and registrations, from the admin API.
     Status {
         /// Admin API base URL; the token, when one is configured, comes from
@@ -92,6 +101,7 @@ fn main() -> ExitCode {
         Command::LicenseReport { json } => license_report(&cli.config, json),
         Command::Run { drain, workers } => run(&cli.config, drain, workers.map(usize::from)),
         Command::Status { admin } => status(&admin),
+        Command::Reload { admin } => reload(&cli.config, admin),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -200,4 +210,56 @@ fn status(url: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_INVALID))
         }
     }
+}
+
+/// `callgate reload`: exit 0 when the daemon applied the file, 1 when it refused it or could not
+/// be asked.
+fn reload(path: &Path, admin: Option<String>) -> anyhow::Result<ExitCode> {
+    let target = reload_target(path, admin)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match runtime.block_on(reload_client::reload(&target)) {
+        Ok(result) if result.accepted => {
+            println!("reload accepted");
+            result.summary.iter().for_each(|l| println!("  {l}"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(result) => {
+            eprintln!("reload refused; the running configuration stays");
+            result.errors.iter().for_each(|e| eprintln!("error: {e}"));
+            Ok(ExitCode::from(EXIT_INVALID))
+        }
+        Err(e) => Ok(reload_failed(&e)),
+    }
+}
+
+/// `--admin` over the file's `[admin] address`; `$CALLGATE_ADMIN_TOKEN` over its `token`.
+fn reload_target(path: &Path, admin: Option<String>) -> anyhow::Result<Target> {
+    let from_file = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .and_then(|text| Ok(reload_client::target_from_config(&text)?));
+    let env_token = std::env::var(callgate::admin::status::TOKEN_ENV).ok();
+    Ok(match (admin, from_file) {
+        (Some(url), file) => Target {
+            url,
+            token: env_token.or(file.ok().and_then(|t| t.token)),
+        },
+        (None, file) => {
+            let file = file?;
+            Target {
+                token: env_token.or(file.token),
+                ..file
+            }
+        }
+    })
+}
+
+fn reload_failed(e: &ReloadError) -> ExitCode {
+    eprintln!("error: {e}");
+    if let Some(hint) = reload_client::hint(e) {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(EXIT_INVALID)
 }

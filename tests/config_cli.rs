@@ -94,6 +94,48 @@ fn run_with_invalid_config_exits_1_listing_errors() {
 }
 
 #[test]
+fn check_config_refuses_a_public_admin_api_without_a_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("callgate.toml");
+    let public = example_on_ephemeral_ports().replace(
+        "[admin]\naddress = \"127.0.0.1:0\"",
+        "[admin]\naddress = \"0.0.0.0:9060\"",
+    );
+    assert!(
+        public.contains("0.0.0.0:9060"),
+        "example has an [admin] address"
+    );
+    std::fs::write(&path, &public).expect("write");
+    let check = |path: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_callgate"))
+            .args(["check-config", "--config"])
+            .arg(path)
+            .output()
+            .expect("run check-config")
+    };
+    let out = check(&path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: admin: token: admin API on 0.0.0.0:9060"),
+        "{err}"
+    );
+    // With a token the same address is fine.
+    let with_token = public.replace(
+        "[admin]\naddress = \"0.0.0.0:9060\"",
+        "[admin]\naddress = \"0.0.0.0:9060\"\ntoken = \"t0ken\"",
+    );
+    std::fs::write(&path, with_token).expect("write");
+    let out = check(&path);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn json_log_format_writes_json_lines() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ephemeral = dir.path().join("callgate.toml");

@@ -1,21 +1,29 @@
-//! `config/callgate.service` passes `systemd-analyze verify` (when the tool is on the machine),
-//! with the install paths pointed at the binary under test.
+//! `config/callgate.service` reloads through `callgate reload` and passes `systemd-analyze verify`
+//! (when the tool is on the machine), with the install paths pointed at the binary under test.
 
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn unit_file_verifies() {
-    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze not installed: unit not verified");
-        return;
-    };
-    assert!(probe.status.success());
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/callgate.service"),
     )
     .expect("unit file");
-    assert!(unit.contains("Type=notify") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(unit.contains("Type=notify"));
+    // `systemctl reload` must see a refused file: the CLI answers with the reload's result, a
+    // signal would not.
+    assert!(
+        unit.contains(
+            "ExecReload=/usr/local/bin/callgate reload --config /etc/callgate/callgate.toml"
+        ),
+        "{unit}"
+    );
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("skipped: systemd-analyze not installed, unit not verified");
+        return;
+    };
+    assert!(probe.status.success());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("callgate.service");
     std::fs::write(

@@ -8,6 +8,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
+
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -37,12 +39,55 @@ pub enum AdminError {
     },
 }
 
-/// What the handlers share: the daemon, the metrics and the optional bearer token.
+/// The bearer token, shared by the running server and the reload that may change it: a reload
+/// swaps it in at once, so the next request with the old token gets 401.
+#[derive(Clone, Default)]
+pub struct AdminToken(Arc<ArcSwapOption<String>>);
+
+impl AdminToken {
+    /// A token cell holding `token` (`None`: the API is open).
+    pub fn new(token: Option<String>) -> Self {
+        AdminToken(Arc::new(ArcSwapOption::from(token.map(Arc::new))))
+    }
+
+    /// Replaces the token for every request from now on.
+    pub fn set(&self, token: Option<String>) {
+        self.0.store(token.map(Arc::new));
+    }
+
+    /// Sets `token` and returns whether it differs from the one before.
+    pub fn replace(&self, token: Option<String>) -> bool {
+        let changed = self.current().as_deref() != token.as_ref();
+        if changed {
+            self.set(token);
+        }
+        changed
+    }
+
+    /// True when requests need a token.
+    pub fn is_set(&self) -> bool {
+        self.0.load().is_some()
+    }
+
+    fn current(&self) -> Option<Arc<String>> {
+        self.0.load_full()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token itself (style guide 5).
+        let shown = if self.is_set() { "<redacted>" } else { "none" };
+        f.debug_tuple("AdminToken").field(&shown).finish()
+    }
+}
+
+/// What the handlers share: the daemon, the metrics and the bearer token.
 #[derive(Clone)]
 pub struct AdminState {
     backend: Arc<dyn AdminBackend>,
     metrics: Arc<Metrics>,
-    token: Option<Arc<str>>,
+    token: AdminToken,
 }
 
 impl AdminState {
@@ -52,10 +97,19 @@ impl AdminState {
         metrics: Arc<Metrics>,
         token: Option<String>,
     ) -> Self {
+        Self::with_token(backend, metrics, AdminToken::new(token))
+    }
+
+    /// State for [`serve`] reading its token from `token`, which the caller may change later.
+    pub fn with_token(
+        backend: Arc<dyn AdminBackend>,
+        metrics: Arc<Metrics>,
+        token: AdminToken,
+    ) -> Self {
         AdminState {
             backend,
             metrics,
-            token: token.map(Arc::from),
+            token,
         }
     }
 }
@@ -63,7 +117,7 @@ impl AdminState {
 impl fmt::Debug for AdminState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminState")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token)
             .finish_non_exhaustive()
     }
 }
@@ -76,7 +130,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
     let addr = listener.local_addr().map_err(AdminError::LocalAddr)?;
-    tracing::info!(admin.addr = %addr, auth = state.token.is_some(), "admin api listening");
+    tracing::info!(admin.addr = %addr, auth = state.token.is_set(), "admin api listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -99,8 +153,8 @@ fn router(state: AdminState) -> Router {
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    match &state.token {
-        Some(token) if !bearer_matches(request.headers(), token) => {
+    match state.token.current() {
+        Some(token) if !bearer_matches(request.headers(), &token) => {
             tracing::debug!(path = %request.uri().path(), "admin request without a valid token");
             (
                 StatusCode::UNAUTHORIZED,
@@ -195,6 +249,47 @@ fn error_json(status: StatusCode, message: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one state the real daemon cannot be put in on demand: a stalled shard.
+    struct Stalled;
+
+    impl AdminBackend for Stalled {
+        fn health(&self) -> bool {
+            false
+        }
+        fn calls(&self) -> Vec<CallView> {
+            Vec::new()
+        }
+        fn counters(&self) -> Vec<CounterView> {
+            Vec::new()
+        }
+        fn registrations(&self) -> Vec<RegistrationView> {
+            Vec::new()
+        }
+        fn reload(&self) -> super::super::ReloadResult {
+            super::super::ReloadResult::refused(Vec::new())
+        }
+        fn end_call(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn health_is_503_when_the_backend_is_not_healthy() {
+        let state = AdminState::new(Arc::new(Stalled), Arc::new(Metrics::new()), None);
+        let response = health(State(state)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn token_cell_swaps_and_redacts() {
+        let token = AdminToken::new(Some("old".into()));
+        assert!(!token.replace(Some("old".into())), "same token: no change");
+        assert!(token.replace(Some("new".into())));
+        assert_eq!(token.current().as_deref().map(String::as_str), Some("new"));
+        assert_eq!(format!("{token:?}"), "AdminToken(\"<redacted>\")");
+        assert!(token.replace(None) && !token.is_set());
+    }
 
     #[test]
     fn constant_time_eq_matches_only_equal_bytes() {

@@ -1,5 +1,5 @@
-//! The operations surface: the admin HTTP API, the metrics registry and the `callgate status`
-//! client (spec operations.md, "Admin HTTP API" and "Metrics").
+//! The operations surface: the admin HTTP API, the metrics registry and the `callgate status` and
+//! `callgate reload` clients (spec operations.md, "Admin HTTP API" and "Metrics").
 //!
 //! Owns: the JSON views of calls, counters and registrations; the [`AdminBackend`] trait the daemon
 //! implements to answer them; the HTTP server ([`serve`]); the metric names ([`Metrics`]).
@@ -10,9 +10,10 @@ mod api;
 mod backend;
 pub mod client;
 pub mod metrics;
+pub mod reload;
 pub mod status;
 
-pub use api::{serve, AdminError, AdminState};
+pub use api::{serve, AdminError, AdminState, AdminToken};
 pub use backend::{
     AdminBackend, CallView, CounterRef, CounterView, LegView, RegistrationView, ReloadResult,
 };

@@ -6,6 +6,7 @@
 //! chain (user, organization or service provider)`.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 /// Whether an issue refuses the file or is only reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +257,18 @@ pub enum Problem {
     },
     /// `counters.backend = "redis"` without `redis_url`.
     RedisWithoutUrl,
+    /// `[admin] address` is not a loopback address and no `token` is set.
+    PublicAdminWithoutToken(SocketAddr),
+    /// A reload would change the address callgate writes in Via and Contact for a transport,
+    /// which the running engine shards cannot take without a restart.
+    EngineAddressChanged {
+        /// `udp` or `tcp`.
+        transport: &'static str,
+        /// What the running engine writes (`none` when the transport had no listener).
+        from: String,
+        /// What the new file asks for.
+        to: String,
+    },
     /// A reload removes a trunk that rules of the running configuration reference.
     ReferencedTrunkRemoved {
         /// How many running rules reference it.
@@ -363,6 +376,21 @@ impl fmt::Display for Problem {
                 f,
                 "trunk is referenced by {rules} rule(s) of the running configuration and cannot \
                  be removed"
+            ),
+            PublicAdminWithoutToken(addr) => write!(
+                f,
+                "admin API on {addr} is reachable from other hosts: set a token, or bind it to \
+                 a loopback address"
+            ),
+            EngineAddressChanged {
+                transport,
+                from,
+                to,
+            } => write!(
+                f,
+                "the address callgate writes in Via/Contact for {transport} would change from \
+                 {from} to {to}; engine shards keep theirs until a restart (restart callgate to \
+                 apply)"
             ),
         }
     }

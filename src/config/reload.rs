@@ -1,14 +1,25 @@
 //! Rules that compare the running snapshot with the one a reload would install (spec call-control 7
 //! and 8): a reload is refused as a whole if any of them fails.
+//!
+//! What a reload cannot apply is refused here rather than ignored: the address callgate writes in
+//! Via and Contact is fixed in each engine shard at start (`b2bua::Settings::local`), so a file that
+//! would change it is refused with "restart to apply".
 
 use std::collections::BTreeMap;
 
 use super::issue::{ConfigIssue, Entity, Problem};
-use super::model::Snapshot;
+use super::model::{Listen, Snapshot, Transport};
 
 /// Checks that `new` may replace `old`: a trunk referenced by any inbound or outbound rule of `old`
-/// cannot be removed. Returns the errors (empty: the reload may proceed).
+/// cannot be removed, and the address written in Via/Contact per transport cannot change. Returns
+/// the errors (empty: the reload may proceed).
 pub fn check_reload(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
+    let mut issues = removed_trunks(old, new);
+    issues.extend(engine_addresses(old, new));
+    issues
+}
+
+fn removed_trunks(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
     // BTreeMap: issues come out in name order, stable for logs and tests.
     let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
     let inbound = old.inbound_rules.iter().map(|r| r.trunk);
@@ -31,4 +42,40 @@ pub fn check_reload(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
             )
         })
         .collect()
+}
+
+/// The engine writes the first listener of each transport in Via/Contact (its `advertise` host,
+/// else its bound address). A listener entry kept as it is keeps its socket and port, so comparing
+/// the entries is enough; any other change to that first entry needs a restart.
+fn engine_addresses(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
+    [(Transport::Udp, "udp"), (Transport::Tcp, "tcp")]
+        .into_iter()
+        .filter_map(|(transport, name)| {
+            let first = |s: &Snapshot| s.listen.iter().position(|l| l.transport == transport);
+            let (was, now) = (first(old), first(new));
+            let (was_l, now_l) = (was.map(|i| &old.listen[i]), now.map(|i| &new.listen[i]));
+            if was_l == now_l {
+                return None;
+            }
+            let entity = now.map_or(Entity::Listeners, |i| Entity::Listen(i + 1));
+            let problem = Problem::EngineAddressChanged {
+                transport: name,
+                from: written(was_l),
+                to: written(now_l),
+            };
+            Some(ConfigIssue::error(entity, "", problem))
+        })
+        .collect()
+}
+
+/// What the engine would write for a listener: `advertise` (with the listener's port) or the
+/// address; `none` for no listener.
+fn written(l: Option<&Listen>) -> String {
+    match l {
+        None => "none".into(),
+        Some(l) => match &l.advertise {
+            Some(host) => format!("{host} (advertised, port {})", l.address.port()),
+            None => l.address.to_string(),
+        },
+    }
 }

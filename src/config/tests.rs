@@ -578,6 +578,67 @@ fn reload_refused_when_it_removes_a_trunk_referenced_by_a_rule() {
     assert!(check_reload(&without_rule_and_trunk, &old).is_empty());
 }
 
+#[test]
+fn public_admin_address_without_a_token_is_refused() {
+    for address in ["0.0.0.0:9060", "192.0.2.7:9060", "[::]:9060"] {
+        let p = one_error(&format!("[admin]\naddress = \"{address}\"\n"), "admin");
+        assert_eq!(
+            p,
+            Problem::PublicAdminWithoutToken(address.parse().expect("address"))
+        );
+    }
+    for ok in [
+        "[admin]\naddress = \"0.0.0.0:9060\"\ntoken = \"t0k\"\n",
+        "[admin]\naddress = \"127.0.0.9:9060\"\n",
+        "[admin]\naddress = \"[::1]:9060\"\n",
+    ] {
+        assert!(load_with(ok).is_ok(), "{ok}");
+    }
+}
+
+/// BASE with its `[[listen]]` replaced by `listens`.
+fn with_listeners(listens: &str) -> Snapshot {
+    let text = BASE.replace("[[listen]]\naddress = \"127.0.0.1:5060\"\n", listens);
+    load(&text).expect("valid").snapshot
+}
+
+#[test]
+fn reload_refused_when_the_via_contact_address_would_change() {
+    let udp = "[[listen]]\naddress = \"127.0.0.1:5060\"\n";
+    let old = with_listeners(udp);
+    let advertised =
+        with_listeners("[[listen]]\naddress = \"127.0.0.1:5060\"\nadvertise = \"203.0.113.9\"\n");
+    let issues = check_reload(&old, &advertised);
+    assert_eq!(issues.len(), 1, "{issues:#?}");
+    assert_eq!(issues[0].entity, Entity::Listen(1));
+    assert!(issues[0].to_string().contains("restart"), "{}", issues[0]);
+    assert!(matches!(
+        &issues[0].problem,
+        Problem::EngineAddressChanged { transport: "udp", from, to }
+            if from == "127.0.0.1:5060" && to.starts_with("203.0.113.9")
+    ));
+    // Moving the first UDP listener or adding the first TCP one changes what Via/Contact say.
+    assert_eq!(
+        check_reload(
+            &old,
+            &with_listeners("[[listen]]\naddress = \"127.0.0.1:5062\"\n")
+        )
+        .len(),
+        1
+    );
+    let tcp = format!("{udp}[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5060\"\n");
+    let issues = check_reload(&old, &with_listeners(&tcp));
+    assert!(matches!(
+        &issues[..],
+        [ConfigIssue { problem: Problem::EngineAddressChanged { transport: "tcp", from, .. }, .. }]
+            if from == "none"
+    ));
+    // A second listener of a transport may come and go: the first one is what is written.
+    let second = format!("{udp}[[listen]]\naddress = \"127.0.0.1:5070\"\n");
+    assert!(check_reload(&old, &with_listeners(&second)).is_empty());
+    assert!(check_reload(&with_listeners(&second), &old).is_empty());
+}
+
 /// Spec E1/E4/E5: five users at public 100, each with a PBX, under a provider at 200 or unlimited.
 fn e4(provider_limit: &str) -> String {
     let mut t = format!(

@@ -238,6 +238,16 @@ impl<'r> Build<'r> {
         if raw.token.as_deref() == Some("") {
             self.error(Entity::Admin, "token", Problem::Empty);
         }
+        // The API can end calls and reload the file: reachable from other hosts only behind a
+        // token. An address that failed to parse is reported once, above.
+        let parsed = raw.address.parse::<SocketAddr>().is_ok();
+        if parsed && !address.ip().is_loopback() && raw.token.is_none() {
+            self.error(
+                Entity::Admin,
+                "token",
+                Problem::PublicAdminWithoutToken(address),
+            );
+        }
         Some(Admin {
             address,
             token: raw.token.clone(),

@@ -3,13 +3,16 @@
 //! every shard, since any of them may have calls on that connection.
 //!
 //! Out-of-dialog OPTIONS is answered right here, statelessly ([`engine::options`]): it needs no
-//! shard's state, and a keep-alive must not queue behind a flood of calls. Under overload a
+//! shard's state, and a keep-alive must not queue behind a flood of calls. While the daemon drains
+//! (the shared draining flag, set when SIGTERM's drain starts) it gets 503, so load balancers move
+//! away. Under overload a
 //! datagram whose shard queue is full is dropped and counted (its sender retransmits, RFC 3261
 //! 17); a stream waits instead, since TCP senders do not retransmit.
 //!
 //! Order: one receive task per socket or connection hands messages over in arrival order, and a
 //! shard handles its queue in order, so what one peer sends about one call is seen in order.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -18,6 +21,7 @@ use super::driver::ShardEvent;
 use crate::admin::{Direction, Metrics};
 use crate::b2bua::Dest;
 use crate::config::model::Transport;
+use crate::engine::options::Mode;
 use crate::engine::{self, shard::ShardMap};
 use crate::sip::Message;
 use crate::transport::{Delivery, Inbound, Sink};
@@ -27,16 +31,33 @@ pub struct Dispatcher {
     map: ShardMap,
     queues: Vec<mpsc::Sender<ShardEvent>>,
     metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
-    /// A dispatcher over one queue per shard (`queues.len()` shards).
-    pub fn new(queues: Vec<mpsc::Sender<ShardEvent>>, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A dispatcher over one queue per shard (`queues.len()` shards). `draining` is set by the
+    /// daemon when its drain starts.
+    pub fn new(
+        queues: Vec<mpsc::Sender<ShardEvent>>,
+        metrics: Arc<Metrics>,
+        draining: Arc<AtomicBool>,
+    ) -> Arc<Self> {
         Arc::new(Dispatcher {
             map: ShardMap::new(queues.len()),
             queues,
             metrics,
+            draining,
         })
+    }
+
+    fn mode(&self) -> Mode {
+        // Relaxed: one flag, no other memory published through it; an OPTIONS racing the
+        // drain's first instant may still get 200.
+        if self.draining.load(Ordering::Relaxed) {
+            Mode::Draining
+        } else {
+            Mode::Serving
+        }
     }
 
     /// Queues `ev` on `shard`; when the queue is full a datagram (`drop_when_full`) is dropped,
@@ -92,7 +113,8 @@ impl Sink for Dispatcher {
                 match engine::parse(m.data.clone(), m.transport) {
                     Ok(Message::Request(req)) if engine::options::owns(&req) => {
                         self.metrics.sip_request("OPTIONS", Direction::In);
-                        let (to, data, status) = engine::options::answer(req, source);
+                        let (to, data, status) =
+                            engine::options::answer_in(req, source, self.mode());
                         self.metrics.sip_response(status, Direction::Out);
                         Delivery::Reply { to: to.addr, data }
                     }
@@ -158,7 +180,12 @@ mod tests {
     ) {
         let metrics = Arc::new(Metrics::new());
         let (queues, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(depth)).unzip();
-        (Dispatcher::new(queues, metrics.clone()), rxs, metrics)
+        let draining = Arc::new(AtomicBool::new(false));
+        (
+            Dispatcher::new(queues, metrics.clone(), draining),
+            rxs,
+            metrics,
+        )
     }
 
     fn drops(metrics: &Metrics) -> bool {
@@ -180,6 +207,23 @@ mod tests {
             _ => panic!("OPTIONS not answered on the receive side"),
         }
         assert!(rxs[0].try_recv().is_err(), "nothing reached the shard");
+    }
+
+    #[test]
+    fn out_of_dialog_options_gets_503_once_the_drain_started() {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, mut rx) = mpsc::channel(4);
+        let draining = Arc::new(AtomicBool::new(false));
+        let d = Dispatcher::new(vec![tx], metrics, draining.clone());
+        draining.store(true, Ordering::Relaxed);
+        match d.deliver(request("OPTIONS", "o2", Transport::Udp)) {
+            Delivery::Reply { data, .. } => {
+                assert!(data.starts_with(b"SIP/2.0 503 Service Unavailable\r\n"));
+                assert!(memchr::memmem::find(&data, b"\r\nRetry-After: ").is_some());
+            }
+            _ => panic!("OPTIONS not answered on the receive side"),
+        }
+        assert!(rx.try_recv().is_err(), "nothing reached the shard");
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! engine shard, signals, reload, shutdown and systemd notification. Everything here is thin:
 //! decisions live in the cores (the engine included).
 
+mod admin_server;
 pub mod dispatch;
 pub mod driver;
 pub mod fuzzing;
 pub mod health;
+mod reload;
 mod run;
 pub mod shards;
 pub mod systemd;

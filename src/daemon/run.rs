@@ -3,23 +3,23 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::admin_server::AdminServer;
 use super::dispatch::Dispatcher;
 use super::driver::{Command, Driver, Inputs};
 use super::health::Health;
+use super::reload::Reloader;
 use super::shards::Shards;
 use super::systemd;
-use crate::admin::{
-    self, AdminBackend, AdminState, CallView, CounterView, Metrics, RegistrationView, ReloadResult,
-};
+use crate::admin::{AdminBackend, CallView, CounterView, Metrics, RegistrationView, ReloadResult};
 use crate::b2bua::{B2bua, Local, Settings};
 use crate::config::model::{Snapshot, Transport};
-use crate::config::{self, ConfigError};
 use crate::engine::{Engine, Shared};
 use crate::limits::Limiter;
 use crate::sip::ids::Ids;
@@ -66,7 +66,7 @@ pub enum DaemonError {
 pub struct Daemon {
     /// Bound SIP listeners.
     pub sip: Vec<(Transport, SocketAddr)>,
-    /// Bound admin address, when configured.
+    /// Bound admin address at start, when configured ([`Daemon::admin_addr`] after reloads).
     pub admin: Option<SocketAddr>,
     /// The counters (tests read them directly).
     pub limiter: Arc<Limiter>,
@@ -77,7 +77,12 @@ pub struct Daemon {
     /// The stores every shard shares (registrar bindings, digest nonce counts).
     pub shared: Shared,
     reloader: Arc<Reloader>,
+    admin_server: Arc<AdminServer>,
+    /// The admin API's backend; the server holds it weakly (see `admin_server`).
+    _backend: Arc<Backend>,
     shards: Arc<Shards>,
+    /// Set when the drain starts: the receive side answers OPTIONS with 503 from then on.
+    draining: Arc<AtomicBool>,
     shutdown: CancellationToken,
     transports: Arc<Transports>,
 }
@@ -96,11 +101,12 @@ impl Daemon {
         let limiter = Arc::new(Limiter::new(snapshot.clone()));
         let shutdown = CancellationToken::new();
         let workers = snapshot.server.workers.unwrap_or_else(default_workers);
+        let draining = Arc::new(AtomicBool::new(false));
         let (queues, events): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
         let transports = Transports::bind(
             &snapshot.listen,
-            Dispatcher::new(queues, metrics.clone()),
+            Dispatcher::new(queues, metrics.clone(), draining.clone()),
             TransportLimits::default(),
             shutdown.clone(),
         )
@@ -116,61 +122,46 @@ impl Daemon {
         };
         let shards = Arc::new(start_shards(events, &settings, parts)?);
         tracing::info!(workers, "engine shards started");
+        let admin_server = Arc::new(AdminServer::new(
+            snapshot.admin.as_ref().and_then(|a| a.token.clone()),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         let reloader = Arc::new(Reloader {
             path,
             limiter: limiter.clone(),
             metrics: metrics.clone(),
             transports: transports.clone(),
+            admin: admin_server.clone(),
+            serial: Default::default(),
         });
-        let mut daemon = Daemon {
+        let backend = Arc::new(Backend {
+            limiter: limiter.clone(),
+            location: shared.location.clone(),
+            shards: shards.clone(),
+            reloader: reloader.clone(),
+        });
+        let admin = start_admin(&admin_server, &backend, &snapshot)?;
+        Ok(Daemon {
             sip: transports.bound(),
-            admin: None,
+            admin,
             limiter,
             metrics,
             workers,
             shared,
             reloader,
+            admin_server,
+            _backend: backend,
             shards,
+            draining,
             shutdown,
             transports,
-        };
-        if let Some(admin_cfg) = &snapshot.admin {
-            daemon.admin = Some(
-                daemon
-                    .start_admin(admin_cfg.address, admin_cfg.token.clone())
-                    .await?,
-            );
-        }
-        Ok(daemon)
+        })
     }
 
-    async fn start_admin(
-        &self,
-        address: SocketAddr,
-        token: Option<String>,
-    ) -> Result<SocketAddr, DaemonError> {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| DaemonError::AdminBind { address, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| DaemonError::AdminBind { address, source })?;
-        let backend = Arc::new(Backend {
-            limiter: self.limiter.clone(),
-            location: self.shared.location.clone(),
-            shards: self.shards.clone(),
-            reloader: self.reloader.clone(),
-        });
-        let state = AdminState::new(backend, self.metrics.clone(), token);
-        let stop = self.shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) =
-                admin::serve(listener, state, async move { stop.cancelled().await }).await
-            {
-                tracing::error!(error = %e, "admin API stopped");
-            }
-        });
-        Ok(bound)
+    /// The admin API's address now (a reload may move it or stop it).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_server.bound()
     }
 
     /// SIP listeners bound now (they change with reloads).
@@ -218,6 +209,9 @@ impl Daemon {
     /// Stops admitting, ends every call (BYE both legs) and waits up to `grace` for them to go;
     /// then stops every task. Returns the number of calls still up at the deadline.
     pub async fn shutdown(self, grace: Duration) -> usize {
+        // Before the shards: a load balancer probing with OPTIONS sees 503 as soon as new calls
+        // are refused.
+        self.draining.store(true, Ordering::Relaxed);
         self.shards.drain().await;
         let deadline = tokio::time::Instant::now() + grace;
         // Wait for the calls and for our BYEs/CANCELs to be answered (they are retransmitted
@@ -273,10 +267,9 @@ pub async fn run(snapshot: Snapshot, path: PathBuf, drain: Duration) -> Result<(
     }
     loop {
         tokio::select! {
+            // The reload itself tells systemd (RELOADING=1 ... READY=1), whatever asked for it.
             _ = hup.recv() => {
-                systemd::reloading();
                 let _ = daemon.reload().await;
-                systemd::ready();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -286,65 +279,6 @@ pub async fn run(snapshot: Snapshot, path: PathBuf, drain: Duration) -> Result<(
     tracing::info!(drain = ?drain, "shutting down");
     daemon.shutdown(drain).await;
     Ok(())
-}
-
-/// Reload: parse + validate off the hot path, refuse as a whole, or swap the limiter's generation.
-struct Reloader {
-    path: Option<PathBuf>,
-    limiter: Arc<Limiter>,
-    metrics: Arc<Metrics>,
-    transports: Arc<Transports>,
-}
-
-impl Reloader {
-    fn reload(&self) -> ReloadResult {
-        let Some(path) = &self.path else {
-            return self.refuse(vec!["no configuration file to reload".into()]);
-        };
-        let started = std::time::Instant::now();
-        let loaded = match config::load_file(path) {
-            Ok(l) => l,
-            Err(e) => return self.refuse(errors_of(e)),
-        };
-        let old = self.limiter.current();
-        let issues = config::check_reload(old.config(), &loaded.snapshot);
-        if !issues.is_empty() {
-            return self.refuse(issues.iter().map(ToString::to_string).collect());
-        }
-        // Listeners first: a port that cannot be bound refuses the whole file.
-        let listeners = match self.transports.reconcile(&loaded.snapshot.listen) {
-            Ok(l) => l,
-            Err(e) => return self.refuse(vec![e.to_string()]),
-        };
-        let summary_line = loaded.snapshot.summary().to_string();
-        let changes = self.limiter.reload(Arc::new(loaded.snapshot));
-        self.metrics.config_reload(true);
-        tracing::info!(took = ?started.elapsed(), counters.kept = changes.kept, counters.added = changes.added, counters.removed = changes.removed, "reload accepted: {summary_line}");
-        if listeners != Default::default() {
-            tracing::info!(added = ?listeners.added, removed = ?listeners.removed, "listeners changed");
-        }
-        ReloadResult::accepted(vec![
-            summary_line,
-            format!(
-                "counters: {} kept, {} added, {} removed",
-                changes.kept, changes.added, changes.removed
-            ),
-        ])
-    }
-
-    fn refuse(&self, errors: Vec<String>) -> ReloadResult {
-        self.metrics.config_reload(false);
-        // One line with every issue: operators grep for it, and a bad file must not flood.
-        tracing::warn!(issues = ?errors, "reload refused; running configuration kept");
-        ReloadResult::refused(errors)
-    }
-}
-
-fn errors_of(e: ConfigError) -> Vec<String> {
-    match e {
-        ConfigError::Invalid(issues) => issues.iter().map(ToString::to_string).collect(),
-        other => vec![other.to_string()],
-    }
 }
 
 /// The admin API's view of the running daemon.
@@ -467,6 +401,20 @@ fn start_shards(
         }
     }
     Ok(Shards::new(commands, health))
+}
+
+/// Serves the admin API when `[admin]` is configured; returns its bound address.
+fn start_admin(
+    server: &AdminServer,
+    backend: &Arc<Backend>,
+    snapshot: &Snapshot,
+) -> Result<Option<SocketAddr>, DaemonError> {
+    let weak = Arc::downgrade(backend);
+    server.set_backend(weak);
+    let Some(cfg) = &snapshot.admin else {
+        return Ok(None);
+    };
+    server.serve(server.bind(cfg.address)?).map(Some)
 }
 
 /// One engine shard per core the process may use.

@@ -15,6 +15,7 @@
 
 mod bad_request;
 mod call_timers;
+mod checks;
 mod log_limit;
 mod methods;
 pub mod options;
@@ -306,7 +307,7 @@ impl Engine {
         }
         self.metrics.parse_error(transport_name(source.transport));
         tracing::debug!(peer.addr = %source.addr, error = %e, "malformed message");
-        if let Some(bytes) = bad_request::bad_request(data, &e.to_string()) {
+        if let Some(bytes) = bad_request::bad_request(data, e) {
             self.send(source, bytes);
         }
     }
@@ -412,6 +413,11 @@ impl Engine {
 
     /// A request that starts a server transaction: the method dispatcher picks its handler.
     fn on_new_request(&mut self, now: Instant, req: Request, key: TransactionKey, source: Dest) {
+        // RFC 3261 8.2.2 (416, 420) before any handler; answered on the server transaction, so
+        // a refused INVITE's response is retransmitted until its ACK.
+        if let Some(refusal) = checks::check(&req) {
+            return self.respond(now, &key, refusal.response(&req), refusal.status);
+        }
         let in_dialog = req.parts().to_tag().is_some();
         match methods::handler_for(req.method(), in_dialog) {
             Handler::Call => self
