@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{hand_over, Handed, Inbound, PerIp, Received, Sink, TransportError, Transports};
 use crate::config::model::Transport;
-use crate::sip::{frame_stream, Frame, ParseError};
+use crate::sip::{Frame, ParseError, StreamFramer};
 
 /// Identifies one TCP connection for the lifetime of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,9 +228,11 @@ async fn read_loop(
     pong_tx: mpsc::Sender<Bytes>,
 ) -> ReadOutcome {
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut framer = StreamFramer::default();
     loop {
         if let Err(outcome) = drain_frames(
             &mut buf,
+            &mut framer,
             peer,
             local,
             inbound,
@@ -262,6 +264,7 @@ async fn read_loop(
 /// Hands every complete message in `buf` to the driver; keeps the incomplete tail.
 async fn drain_frames(
     buf: &mut BytesMut,
+    framer: &mut StreamFramer,
     peer: SocketAddr,
     local: SocketAddr,
     inbound: &dyn Sink,
@@ -269,7 +272,7 @@ async fn drain_frames(
     pong_tx: &mpsc::Sender<Bytes>,
 ) -> Result<(), ReadOutcome> {
     loop {
-        match frame_stream(buf, max) {
+        match framer.next(buf, max) {
             Err(ParseError::Incomplete) => return Ok(()),
             Ok(Frame::KeepAlive { consume, pong }) => {
                 let _ = buf.split_to(consume);
