@@ -34,6 +34,7 @@ impl TreeBuilder {
             max_call_duration: None,
             session_expires: None,
             workers: None,
+            tcp: Default::default(),
         };
         TreeBuilder {
             snapshot: Snapshot {
