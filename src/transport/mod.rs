@@ -6,6 +6,7 @@
 //! asks for. It owns no call or transaction state. A malformed stream is closed; a malformed
 //! datagram is the driver's to answer or drop.
 
+mod backoff;
 mod tcp;
 mod udp;
 

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::AcceptBackoff;
 use super::{hand_over, Handed, Inbound, PerIp, Received, Sink, TransportError, Transports};
 use crate::config::model::Transport;
 use crate::sip::{Frame, ParseError, StreamFramer};
@@ -89,17 +90,31 @@ pub(super) async fn accept_loop(
     let Ok(local) = listener.local_addr() else {
         return;
     };
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.succeeded();
+                a
+            }
+            // That one connection went away before it was accepted: the next accept is fine.
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "tcp accept failed");
+                continue;
+            }
             Err(e) => {
-                // EMFILE and friends: back off through the next accept rather than spinning.
-                tracing::warn!(error = %e, "tcp accept failed");
-                tokio::task::yield_now().await;
+                let pause = backoff.failed(tokio::time::Instant::now().into_std());
+                if let Some(failures) = pause.warn {
+                    tracing::warn!(error = %e, failures, "tcp accept failing; backing off");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause.sleep) => {}
+                }
                 continue;
             }
         };
@@ -114,6 +129,16 @@ pub(super) async fn accept_loop(
             t.conns.per_ip.remove(peer.ip());
         });
     }
+}
+
+/// Accept errors about the connection being accepted rather than the process (EMFILE, ENFILE,
+/// ENOMEM, ENOBUFS and anything unknown back off).
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
 }
 
 /// Queues `data` on the connection to `dest`, opening one when there is none.
