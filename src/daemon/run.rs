@@ -101,7 +101,7 @@ impl Daemon {
         let transports = Transports::bind(
             &snapshot.listen,
             Dispatcher::new(queues, metrics.clone()),
-            TransportLimits::default(),
+            TransportLimits::from(snapshot.server.tcp),
             shutdown.clone(),
         )
         .await?;
@@ -307,6 +307,8 @@ impl Reloader {
             Ok(l) => l,
             Err(e) => return self.refuse(vec![e.to_string()]),
         };
+        self.transports
+            .set_limits(TransportLimits::from(loaded.snapshot.server.tcp));
         let summary_line = loaded.snapshot.summary().to_string();
         let changes = self.limiter.reload(Arc::new(loaded.snapshot));
         self.metrics.config_reload(true);
