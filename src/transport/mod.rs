@@ -388,7 +388,7 @@ impl Transports {
 
     /// Applies reloaded limits. New connections and the next read (idle and header deadlines)
     /// of open ones use them; an open connection keeps its send queue length and write timeout.
-    pub fn set_limits(&self, limits: TransportLimits) {
+    pub(crate) fn set_limits(&self, limits: TransportLimits) {
         self.limits.store(Arc::new(limits));
     }
 
