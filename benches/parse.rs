@@ -2,12 +2,15 @@
 //! and a REGISTER. Each group carries the floor (a memchr scan of the line ends of the same
 //! bytes) so results read as ratios; the INVITE group also runs rsip 0.4 on the same bytes.
 //!
+//! The `stream_framing` group feeds a 16 KiB message to the TCP framer one byte per read: the
+//! transport's worst case (a slow or hostile sender), where cost must stay linear in the bytes.
+//!
 //! Run: `cargo bench --bench parse -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
 use bytes::Bytes;
-use callgate::sip::{parse_datagram, Editor, Message};
+use callgate::sip::{frame_stream, parse_datagram, Editor, Frame, Message, StreamFramer};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const SDP: &str = "v=0\r\no=alice 2890844526 2890844526 IN IP4 192.0.2.10\r\ns=-\r\n\
@@ -88,6 +91,53 @@ fn parse_typed(buf: &Bytes) -> usize {
     via.host.len() + msg.from().uri.len() + msg.to().uri.len() + msg.call_id().len() + n
 }
 
+/// A message with a 16 KiB header section (padding headers) and no body.
+fn big_message() -> Vec<u8> {
+    let mut m =
+        b"OPTIONS sip:gw.example.com SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.10;branch=z9hG4bK1\r\n"
+            .to_vec();
+    for i in 0..(16 * 1024 / 64) {
+        m.extend_from_slice(format!("X-Pad-{i:04}: {:0>50}\r\n", i).as_bytes());
+    }
+    m.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    m
+}
+
+/// Re-frames the whole buffered prefix after every 1-byte read (the transport before the
+/// framer kept its scan position): O(n^2) in the message length.
+fn rescan_per_read(msg: &[u8]) -> usize {
+    (1..=msg.len())
+        .find(|&n| {
+            matches!(
+                frame_stream(&msg[..n], 64 * 1024),
+                Ok(Frame::Message { .. })
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// What the transport does: one [`StreamFramer`] kept across the 1-byte reads.
+fn framer_per_read(msg: &[u8]) -> usize {
+    let mut framer = StreamFramer::default();
+    (1..=msg.len())
+        .find(|&n| matches!(framer.next(&msg[..n], 64 * 1024), Ok(Frame::Message { .. })))
+        .unwrap_or(0)
+}
+
+fn bench_framing(c: &mut Criterion) {
+    let msg = big_message();
+    let mut g = c.benchmark_group("stream_framing");
+    g.sample_size(10);
+    g.bench_function("floor_memchr", |b| b.iter(|| floor(black_box(&msg))));
+    g.bench_function("rescan_per_read", |b| {
+        b.iter(|| rescan_per_read(black_box(&msg)))
+    });
+    g.bench_function("framer_per_read", |b| {
+        b.iter(|| framer_per_read(black_box(&msg)))
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
     for (name, buf) in [
         ("invite", invite()),
@@ -112,5 +162,5 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_framing);
 criterion_main!(benches);

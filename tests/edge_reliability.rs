@@ -4,9 +4,10 @@
 //!   was sent once: a lost ACK or 2xx during a hold ended the call 32 s later);
 //! - an in-dialog OPTIONS probe answered 481 ends the call with BYE on both legs and releases
 //!   every unit; probes answered 200 keep it;
-//! - an INVITE from an unknown source gets one 403, never retransmitted.
+//! - an INVITE from an unknown source gets one 403, never retransmitted;
+//! - a held call over TCP keeps its connection past `tcp_idle_timeout`.
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 108..=111 here.
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 108..=112 here.
 
 mod support;
 
@@ -72,6 +73,9 @@ async fn a_probe_answered_481_ends_the_call_on_both_legs() {
         "both legs were probed"
     );
     h.assert_all_released().await;
+    // Every transaction the call made (INVITEs, probes, BYEs) ends with its timers: within
+    // Timer J/L (64*T1 = 32 s) of the last one, every table of the engine is empty.
+    h.wait_transactions_drained(Duration::from_secs(45)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,5 +165,35 @@ async fn an_invite_from_an_unknown_source_gets_one_403_never_retransmitted() {
     let again =
         tokio::time::timeout(Duration::from_millis(2500), stranger.recv_from(&mut buf)).await;
     assert!(again.is_err(), "the 403 was retransmitted");
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_keeps_its_tcp_connection_past_the_idle_timeout() {
+    let net = Net(112);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let toml = config_with_server("tcp_idle_timeout = \"300ms\"", &acme(pbx, "tcp", trunk));
+    let h = Harness::start(&toml).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::default()).await;
+    let tcp = SippOpts {
+        transport: "t1",
+        ..SippOpts::default()
+    };
+    let uac = Sipp::uac("uac-hold.xml", pbx, h.tcp, PUBLIC_NUMBER, tcp);
+    h.wait_confirmed(1).await;
+    // Silence for five idle periods is the behaviour under test: a connection without a dialog
+    // would be closed after 300 ms (and the caller's SIPp would fail its call).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    h.wait_confirmed(1).await;
+    assert_eq!(h.end_all_calls().await, 1);
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-hold");
+    assert_eq!(
+        caller.received("BYE ").len(),
+        1,
+        "the BYE came on the held connection"
+    );
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
     h.assert_all_released().await;
 }

@@ -1,8 +1,9 @@
 //! The transport and stateless answers under hostile input: OPTIONS over UDP and TCP (SIPp),
 //! 64 KiB of garbage on a TCP stream, 10 000 random datagrams, and the stateless replies (400,
-//! 483, 501) — after all of which the daemon still answers.
+//! 483, 501) — after all of which the daemon still answers. The TCP idle timeout follows the
+//! configuration at start and on reload.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -186,6 +187,51 @@ async fn stateless_replies_400_483_501() {
     assert_eq!(
         bye.await.as_deref(),
         Some("SIP/2.0 481 Call/Transaction Does Not Exist")
+    );
+    d.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Whether a fresh TCP connection to `to` is closed by the daemon within `wait`.
+fn closed_within(to: SocketAddr, wait: Duration) -> bool {
+    let mut stream = TcpStream::connect(to).expect("connect");
+    stream.set_read_timeout(Some(wait)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        Ok(_) => panic!("the daemon sent bytes unasked"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_idle_timeout_follows_the_config_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("callgate.toml");
+    let with_idle = |idle: &str| {
+        let key = format!("name = \"robust\"\ntcp_idle_timeout = \"{idle}\"\n");
+        CFG.replace("name = \"robust\"\n", &key)
+    };
+    std::fs::write(&path, with_idle("200ms")).expect("write config");
+    let snapshot = callgate::config::load_file(&path)
+        .map(|l| l.snapshot)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = Daemon::start(snapshot, Some(path.clone()))
+        .await
+        .expect("daemon starts");
+    let tcp = addr(&d, Transport::Tcp);
+    assert!(
+        blocking(move || closed_within(tcp, Duration::from_secs(5))).await,
+        "idle connection closed after 200 ms"
+    );
+    std::fs::write(&path, with_idle("1h")).expect("rewrite config");
+    let reload = d.reload().await;
+    assert!(reload.accepted, "{:?}", reload.errors);
+    assert!(
+        !blocking(move || closed_within(tcp, Duration::from_secs(1))).await,
+        "after the reload an idle connection lives on"
     );
     d.shutdown(Duration::from_secs(1)).await;
 }

@@ -237,6 +237,8 @@ pub enum Problem {
     RejectCodeOutOfRange(u16),
     /// `workers` outside 1..=256.
     WorkersOutOfRange(u32),
+    /// A count that must be at least 1 is 0.
+    Zero,
     /// No `[[listen]]` entry.
     NoListener,
     /// Not an `IP:port` socket address.
@@ -363,6 +365,7 @@ impl fmt::Display for Problem {
             ),
             RejectCodeOutOfRange(c) => write!(f, "reject code {c} is not in 400..=699"),
             WorkersOutOfRange(n) => write!(f, "{n} workers: between 1 and 256 engine shards"),
+            Zero => f.write_str("must be at least 1"),
             NoListener => f.write_str("at least one [[listen]] entry is required"),
             InvalidSocketAddress(a) => write!(f, "`{a}` is not an IP:port address"),
             InvalidIp(a) => write!(f, "`{a}` is not an IP address"),

@@ -90,6 +90,30 @@ pub struct Server {
     pub session_expires: Option<Duration>,
     /// Engine shards (threads); `None` = one per available core. Read at start only.
     pub workers: Option<usize>,
+    /// TCP connection limits (`tcp_idle_timeout`, `tcp_header_timeout`, `max_tcp_connections`).
+    pub tcp: TcpLimits,
+}
+
+/// The `[server]` keys that bound TCP connections; applied at start and on every reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// A connection with no traffic for this long, and no dialog held on it, is closed.
+    pub idle_timeout: Duration,
+    /// Time a message's header section may take to arrive once its first byte did.
+    pub header_timeout: Duration,
+    /// Open connections, inbound and outbound together.
+    pub max_connections: usize,
+}
+
+impl Default for TcpLimits {
+    /// The defaults of the `[server]` keys.
+    fn default() -> Self {
+        TcpLimits {
+            idle_timeout: Duration::from_secs(600),
+            header_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// `[license]`.

@@ -67,6 +67,15 @@ pub(crate) struct RawServer {
     pub(crate) dialog_probe_interval: Option<String>,
     /// Engine shards; absent = one per available core.
     pub(crate) workers: Option<u32>,
+    /// A TCP connection silent this long (and carrying no held dialog) is closed.
+    #[serde(default = "default_tcp_idle_timeout")]
+    pub(crate) tcp_idle_timeout: String,
+    /// Once a message's first byte arrived, its header section must be complete within this.
+    #[serde(default = "default_tcp_header_timeout")]
+    pub(crate) tcp_header_timeout: String,
+    /// Open TCP connections, inbound and outbound together.
+    #[serde(default = "default_max_tcp_connections")]
+    pub(crate) max_tcp_connections: u32,
 }
 
 impl Default for RawServer {
@@ -79,6 +88,9 @@ impl Default for RawServer {
             session_expires: None,
             dialog_probe_interval: None,
             workers: None,
+            tcp_idle_timeout: default_tcp_idle_timeout(),
+            tcp_header_timeout: default_tcp_header_timeout(),
+            max_tcp_connections: default_max_tcp_connections(),
         }
     }
 }
@@ -92,6 +104,21 @@ pub(crate) const DEFAULT_DIALOG_PROBE_INTERVAL: &str = "60s";
 
 fn default_server_name() -> String {
     "callgate".to_owned()
+}
+
+/// Ten minutes: longer than any keep-alive interval a client uses (RFC 5626 suggests 95-120 s).
+fn default_tcp_idle_timeout() -> String {
+    "600s".to_owned()
+}
+
+/// Five seconds: a real client writes a header section in one go; a slowloris dribbles it.
+fn default_tcp_header_timeout() -> String {
+    "5s".to_owned()
+}
+
+/// Well below the file-descriptor limit of the systemd unit (`LimitNOFILE=65536`).
+fn default_max_tcp_connections() -> u32 {
+    10_000
 }
 
 /// `486 Busy Here` (spec call-control 3).

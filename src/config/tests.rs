@@ -1,5 +1,7 @@
 //! Unit tests of the validation rules: one small file per rule, fed to [`load`] as a string.
 
+use std::time::Duration;
+
 use super::did::{cross_org_overlaps, merge, parse_dids, PoolRange};
 use super::model::{
     CounterBackend, Destination, DidRange, ExtId, OrgId, RingTarget, TrunkId, TrunkKind,
@@ -472,6 +474,39 @@ fn server_values_are_checked() {
             Problem::RejectCodeOutOfRange(200),
             Problem::InvalidDuration("4 hours".into()),
             Problem::InvalidSocketAddress("localhost".into()),
+        ]
+    );
+}
+
+#[test]
+fn tcp_limits_default_and_parse() {
+    let s = load(BASE).expect("valid").snapshot;
+    assert_eq!(s.server.tcp, model::TcpLimits::default());
+    assert_eq!(s.server.tcp.idle_timeout, Duration::from_secs(600));
+    let extra = "[server]\ntcp_idle_timeout = \"90s\"\ntcp_header_timeout = \"750ms\"\n\
+                 max_tcp_connections = 20\n";
+    let tcp = load_with(extra).expect("valid").snapshot.server.tcp;
+    let want = model::TcpLimits {
+        idle_timeout: Duration::from_secs(90),
+        header_timeout: Duration::from_millis(750),
+        max_connections: 20,
+    };
+    assert_eq!(tcp, want);
+}
+
+#[test]
+fn tcp_limits_are_checked() {
+    let errs = errors(
+        "[server]\ntcp_idle_timeout = \"0s\"\ntcp_header_timeout = \"5\"\n\
+         max_tcp_connections = 0\n",
+    );
+    let found: Vec<_> = errs.iter().map(|e| (e.field, e.problem.clone())).collect();
+    assert_eq!(
+        found,
+        [
+            ("max_tcp_connections", Problem::Zero),
+            ("tcp_idle_timeout", Problem::InvalidDuration("0s".into())),
+            ("tcp_header_timeout", Problem::InvalidDuration("5".into())),
         ]
     );
 }

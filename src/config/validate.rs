@@ -14,7 +14,7 @@ use super::did::merge;
 use super::issue::{ConfigIssue, Entity, Problem};
 use super::model::{
     Admin, CounterBackend, DidRange, ExtId, License, Limits, Listen, OrgId, RingRuleId, Server,
-    Snapshot, SpId, Transport, TrunkId, UserId,
+    Snapshot, SpId, TcpLimits, Transport, TrunkId, UserId,
 };
 use super::schema::{parse_duration, RawBackend, RawConfig, RawLimits, RawTransport};
 use super::{index, rules, tenancy};
@@ -200,6 +200,7 @@ impl<'r> Build<'r> {
         if let Some(n) = raw.workers.filter(|n| !(1..=256).contains(n)) {
             self.error(Entity::Server, "workers", Problem::WorkersOutOfRange(n));
         }
+        let tcp = self.tcp_limits();
         Server {
             name: raw.name.clone(),
             limits: limits(raw.limits),
@@ -208,6 +209,21 @@ impl<'r> Build<'r> {
             session_expires,
             dialog_probe_interval,
             workers: raw.workers.map(|n| n.clamp(1, 256) as usize),
+            tcp,
+        }
+    }
+
+    fn tcp_limits(&mut self) -> TcpLimits {
+        let raw = &self.raw.server;
+        let (idle, header) = (&raw.tcp_idle_timeout, &raw.tcp_header_timeout);
+        let max_connections = raw.max_tcp_connections;
+        if max_connections == 0 {
+            self.error(Entity::Server, "max_tcp_connections", Problem::Zero);
+        }
+        TcpLimits {
+            idle_timeout: self.duration(|| Entity::Server, "tcp_idle_timeout", idle),
+            header_timeout: self.duration(|| Entity::Server, "tcp_header_timeout", header),
+            max_connections: max_connections as usize,
         }
     }
 

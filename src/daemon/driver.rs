@@ -230,9 +230,14 @@ impl Driver {
 
     fn send_all(&mut self) {
         self.engine.take_flows(&mut self.flows);
-        // Held flows reach the transport once its hold/release lands; until then they are
-        // dropped here so the list cannot grow.
-        self.flows.clear();
+        // A TCP flow that carries dialogs stays open however idle (held calls are silent).
+        for (peer, held) in self.flows.drain(..) {
+            if held {
+                self.transports.hold(peer);
+            } else {
+                self.transports.release(peer);
+            }
+        }
         self.engine.take_outbox(&mut self.sends);
         for (dest, bytes) in self.sends.drain(..) {
             if let Err(e) = self.transports.send(dest.transport, dest.addr, bytes) {

@@ -19,7 +19,7 @@ use super::systemd;
 use crate::admin::{Metrics, ReloadResult};
 use crate::config::{self, ConfigError};
 use crate::limits::Limiter;
-use crate::transport::Transports;
+use crate::transport::{TransportLimits, Transports};
 
 /// Everything a reload touches.
 pub(super) struct Reloader {
@@ -69,6 +69,8 @@ impl Reloader {
             Ok(l) => l,
             Err(e) => return self.refuse(vec![e.to_string()]),
         };
+        self.transports
+            .set_limits(TransportLimits::from(loaded.snapshot.server.tcp));
         let summary_line = loaded.snapshot.summary().to_string();
         let changes = self.limiter.reload(Arc::new(loaded.snapshot));
         let admin_lines = self.admin.apply(plan, admin.and_then(|a| a.token));

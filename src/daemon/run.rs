@@ -107,7 +107,7 @@ impl Daemon {
         let transports = Transports::bind(
             &snapshot.listen,
             Dispatcher::new(queues, metrics.clone(), draining.clone()),
-            TransportLimits::default(),
+            TransportLimits::from(snapshot.server.tcp),
             shutdown.clone(),
         )
         .await?;

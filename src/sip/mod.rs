@@ -3,9 +3,9 @@
 //! Owns: parsing datagrams and framed stream messages into a [`Message`] that keeps the
 //! received buffer and a compact index of header byte ranges; typed views of the headers a
 //! B2BUA touches, parsed on demand ([`headers`]); SIP/SIPS/tel URIs ([`uri`]); stream framing
-//! for TCP including RFC 5626 CRLF keep-alives ([`frame_stream`]); an [`Editor`] that rewrites
-//! a message copying untouched bytes as slices; builders for responses and new requests
-//! ([`build`]).
+//! for TCP including RFC 5626 CRLF keep-alives ([`StreamFramer`], linear in the bytes
+//! received); an [`Editor`] that rewrites a message copying untouched bytes as slices;
+//! builders for responses and new requests ([`build`]).
 //!
 //! Does not own: sockets, timers, transactions, dialogs. Nothing here reads the clock or
 //! allocates per header on the parse path (one `Vec` of header entries per message).
@@ -17,6 +17,7 @@
 
 pub mod build;
 mod error;
+mod framing;
 pub mod fuzzing;
 mod header_name;
 pub mod headers;
@@ -32,8 +33,9 @@ pub use build::{
     ack_for_non_2xx, cancel_for, response_to, response_with_body, RequestBuilder, ACCEPT, ALLOW,
 };
 pub use error::ParseError;
+pub use framing::{frame_stream, Frame, StreamFramer};
 pub use header_name::HeaderName;
 pub use message::{HeaderField, Message, Parts, Request, Response, StatusCode};
 pub use method::Method;
-pub use parser::{frame_stream, parse_datagram, parse_stream_message, Frame};
+pub use parser::{parse_datagram, parse_stream_message};
 pub use serialize::{Editable, Editor};

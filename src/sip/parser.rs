@@ -1,5 +1,4 @@
-//! Bytes -> [`Message`] (RFC 3261 7, 18.3, 25) and TCP stream framing with RFC 5626
-//! CRLF keep-alives.
+//! Bytes -> [`Message`] (RFC 3261 7, 18.3, 25). Stream framing is in `framing.rs`.
 //!
 //! One pass over the lines with `memchr` builds the header index; a second pass over the
 //! index checks the headers every layer depends on (Via, From, To, Call-ID, CSeq,
@@ -7,122 +6,15 @@
 //! index `Vec`.
 
 use bytes::Bytes;
-use memchr::{memchr, memmem};
+use memchr::memchr;
 
 use super::headers::{cseq, name_addr, via};
 use super::message::{Entry, Parts, Span};
 use super::scan::{is_lws, is_token};
 use super::{HeaderName, Message, Method, ParseError, Request, Response, StatusCode};
 
-/// What [`frame_stream`] found at the start of a stream buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// Only CRLF keep-alive bytes lead the buffer: drop `consume` bytes and, when `pong`,
-    /// answer a single CRLF (a `CRLFCRLF` ping, RFC 5626 4.4.1). Call again afterwards.
-    KeepAlive {
-        /// Bytes to drop.
-        consume: usize,
-        /// Whether a CRLF pong is due.
-        pong: bool,
-    },
-    /// A complete message occupies `buf[..len]`; hand exactly those bytes to
-    /// [`parse_stream_message`].
-    Message {
-        /// Total message length (headers + body).
-        len: usize,
-    },
-}
-
-/// Frames the next message of a TCP/TLS byte stream.
-///
-/// Returns [`ParseError::Incomplete`] when more bytes are needed (including a lone CRLF,
-/// which may be the first half of a ping), [`ParseError::TooLarge`] when the header section
-/// or the declared message exceeds `max_size`, and [`ParseError::MissingContentLength`] when
-/// the header section is complete without a Content-Length (mandatory on streams, RFC 3261
-/// 18.3; the connection cannot be resynchronised and should be closed).
-pub fn frame_stream(buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
-    let mut skip = 0;
-    while buf[skip..].starts_with(b"\r\n") {
-        skip += 2;
-    }
-    if skip >= 4 {
-        return Ok(Frame::KeepAlive {
-            consume: skip,
-            pong: true,
-        });
-    }
-    if skip == 2 {
-        return if buf.len() <= 3 {
-            Err(ParseError::Incomplete)
-        } else {
-            Ok(Frame::KeepAlive {
-                consume: 2,
-                pong: false,
-            })
-        };
-    }
-    let Some(end) = memmem::find(buf, b"\r\n\r\n") else {
-        return Err(if buf.len() > max_size {
-            ParseError::TooLarge { limit: max_size }
-        } else {
-            ParseError::Incomplete
-        });
-    };
-    let header_len = end + 4;
-    if header_len > max_size {
-        return Err(ParseError::TooLarge { limit: max_size });
-    }
-    let declared =
-        stream_content_length(&buf[..end + 2])?.ok_or(ParseError::MissingContentLength)?;
-    let total = header_len.saturating_add(declared);
-    if total > max_size {
-        return Err(ParseError::TooLarge { limit: max_size });
-    }
-    if buf.len() < total {
-        return Err(ParseError::Incomplete);
-    }
-    Ok(Frame::Message { len: total })
-}
-
-/// Finds and checks Content-Length in a header section (start line included).
-fn stream_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
-    let mut found = None;
-    let mut pos = find_lf(head, 0).map_or(head.len(), |i| i + 1);
-    while pos < head.len() {
-        let nl = find_lf(head, pos).unwrap_or(head.len());
-        let line = &head[pos..nl];
-        let name_end = line
-            .iter()
-            .position(|&b| !is_token(b))
-            .unwrap_or(line.len());
-        if HeaderName::from_bytes(&line[..name_end]) == HeaderName::ContentLength {
-            let rest = &line[name_end..];
-            let value = rest
-                .iter()
-                .position(|&b| b == b':')
-                .map(|c| &rest[c + 1..])
-                .ok_or(ParseError::Header {
-                    name: HeaderName::ContentLength,
-                    at: pos,
-                })?;
-            let n = parse_content_length(value).ok_or(ParseError::Header {
-                name: HeaderName::ContentLength,
-                at: pos,
-            })?;
-            if found.is_some_and(|f| f != n) {
-                return Err(ParseError::Repeated {
-                    name: HeaderName::ContentLength,
-                });
-            }
-            found = Some(n);
-        }
-        pos = nl + 1;
-    }
-    Ok(found)
-}
-
 /// `1*DIGIT` surrounded by LWS, below 2**32 (RFC 4475 ncl, scalar02).
-fn parse_content_length(v: &[u8]) -> Option<usize> {
+pub(super) fn parse_content_length(v: &[u8]) -> Option<usize> {
     let start = v.iter().position(|&b| !is_lws(b))?;
     let end = v.iter().rposition(|&b| !is_lws(b))? + 1;
     let d = &v[start..end];
@@ -140,7 +32,7 @@ pub fn parse_datagram(buf: Bytes) -> Result<Message, ParseError> {
     parse(buf, false)
 }
 
-/// Parses exactly one message framed by [`frame_stream`] (Content-Length mandatory).
+/// Parses exactly one message framed by [`super::frame_stream`] (Content-Length mandatory).
 pub fn parse_stream_message(buf: Bytes) -> Result<Message, ParseError> {
     parse(buf, true)
 }
@@ -290,7 +182,7 @@ fn parse_status_line(line: &[u8]) -> Result<StartLine, ParseError> {
 /// Position of the first LF at or after `from`. (A SWAR loop was tried and measured
 /// slower than `memchr` with callgrind on the parse bench.)
 #[inline]
-fn find_lf(b: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_lf(b: &[u8], from: usize) -> Option<usize> {
     memchr(b'\n', &b[from..]).map(|i| from + i)
 }
 

@@ -6,6 +6,7 @@
 //! asks for. It owns no call or transaction state. A malformed stream is closed; a malformed
 //! datagram is the driver's to answer or drop.
 
+mod backoff;
 mod tcp;
 mod udp;
 
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::model::{Listen, Transport};
+use crate::config::model::{Listen, TcpLimits, Transport};
 
 pub use tcp::ConnId;
 
@@ -29,21 +30,41 @@ pub use tcp::ConnId;
 pub struct TransportLimits {
     /// Largest SIP message accepted on a stream (headers + body).
     pub max_message_size: usize,
-    /// A TCP connection with no traffic for this long is closed.
+    /// A TCP connection with no traffic for this long is closed, unless a dialog holds its peer
+    /// ([`Transports::hold`]).
     pub idle_timeout: Duration,
     /// Concurrent inbound TCP connections accepted per source IP.
     pub max_connections_per_ip: usize,
     /// Outbound messages queued per TCP connection before sends fail.
     pub send_queue: usize,
+    /// Open TCP connections, inbound and outbound together. Beyond it an accepted socket is
+    /// closed at once and a send that needs a new connection fails.
+    pub max_connections: usize,
+    /// A write that does not complete within this closes the connection: a peer that stops
+    /// reading must not pin its queue, its tasks and the kernel's buffers for ever.
+    pub write_timeout: Duration,
+    /// Once a message's first byte arrived, its header section must be complete within this
+    /// (a slowloris client dribbles headers to hold a connection at no cost to itself).
+    pub header_timeout: Duration,
 }
 
 impl Default for TransportLimits {
     fn default() -> Self {
+        TransportLimits::from(TcpLimits::default())
+    }
+}
+
+impl From<TcpLimits> for TransportLimits {
+    /// The `[server]` TCP keys; the limits without a key keep their built-in values.
+    fn from(tcp: TcpLimits) -> Self {
         TransportLimits {
             max_message_size: 64 * 1024,
-            idle_timeout: Duration::from_secs(600),
+            idle_timeout: tcp.idle_timeout,
             max_connections_per_ip: 64,
             send_queue: 1024,
+            max_connections: tcp.max_connections,
+            write_timeout: Duration::from_secs(10),
+            header_timeout: tcp.header_timeout,
         }
     }
 }
@@ -152,6 +173,14 @@ pub enum TransportError {
     /// The connection's send queue is full or closed.
     #[error("send queue to {0} is full or closed")]
     QueueFull(SocketAddr),
+    /// A new TCP connection would exceed `max_connections`.
+    #[error("no tcp connection to {dest}: {limit} connections already open")]
+    TooManyConnections {
+        /// Destination.
+        dest: SocketAddr,
+        /// The cap in force.
+        limit: usize,
+    },
     /// A UDP send failed.
     #[error("udp send to {dest} failed: {source}")]
     Send {
@@ -186,7 +215,10 @@ pub struct Transports {
     listeners: ArcSwap<Vec<Listener>>,
     conns: Arc<tcp::ConnTable>,
     sink: Arc<dyn Sink>,
-    limits: TransportLimits,
+    /// Swapped by a reload; read when a connection opens and on each of its reads.
+    limits: ArcSwap<TransportLimits>,
+    /// Dialogs per TCP peer: a held peer's connections outlive the idle timeout.
+    holds: Holds,
     shutdown: CancellationToken,
     /// The runtime the connection tasks run on: sends come from the engine shards' own threads.
     runtime: tokio::runtime::Handle,
@@ -205,7 +237,8 @@ impl Transports {
             listeners: ArcSwap::from_pointee(Vec::new()),
             conns: Arc::new(tcp::ConnTable::default()),
             sink,
-            limits,
+            limits: ArcSwap::from_pointee(limits),
+            holds: Holds::default(),
             shutdown,
             runtime: tokio::runtime::Handle::current(),
         });
@@ -348,6 +381,36 @@ impl Transports {
         }
     }
 
+    /// The limits in force now.
+    pub(crate) fn limits(&self) -> TransportLimits {
+        **self.limits.load()
+    }
+
+    /// Applies reloaded limits. New connections and the next read (idle and header deadlines)
+    /// of open ones use them; an open connection keeps its send queue length and write timeout.
+    pub(crate) fn set_limits(&self, limits: TransportLimits) {
+        self.limits.store(Arc::new(limits));
+    }
+
+    /// Counts one more dialog using the TCP flow to `peer` (the address a connection to or from
+    /// it is keyed by). While any dialog holds `peer`, the idle timeout of its connection
+    /// re-arms instead of closing it: a held call is silent for hours, and closing its flow
+    /// would leave callgate unable to send the BYE. Pair each call with one [`Self::release`].
+    pub fn hold(&self, peer: SocketAddr) {
+        self.holds.hold(peer);
+    }
+
+    /// Counts one dialog fewer on the flow to `peer`. At zero the peer is forgotten; a release
+    /// without a matching hold is ignored.
+    pub fn release(&self, peer: SocketAddr) {
+        self.holds.release(peer);
+    }
+
+    /// Whether a dialog holds the flow to `peer`.
+    pub(crate) fn is_held(&self, peer: SocketAddr) -> bool {
+        self.holds.count(peer) > 0
+    }
+
     /// Number of open TCP connections (for tests and metrics).
     pub fn tcp_connections(&self) -> usize {
         self.conns.len()
@@ -383,6 +446,32 @@ impl PerIp {
     }
 }
 
+/// Dialogs counted per TCP peer ([`Transports::hold`]). Saturating: a buggy caller can leak a
+/// hold but never wrap the count or panic.
+#[derive(Default)]
+struct Holds(DashMap<SocketAddr, u32>);
+
+impl Holds {
+    fn hold(&self, peer: SocketAddr) {
+        let mut n = self.0.entry(peer).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    fn release(&self, peer: SocketAddr) {
+        if let dashmap::Entry::Occupied(mut e) = self.0.entry(peer) {
+            if *e.get() <= 1 {
+                e.remove();
+            } else {
+                *e.get_mut() -= 1;
+            }
+        }
+    }
+
+    fn count(&self, peer: SocketAddr) -> u32 {
+        self.0.get(&peer).map_or(0, |n| *n)
+    }
+}
+
 fn local_of(
     addr: std::io::Result<SocketAddr>,
     listen: &Listen,
@@ -393,3 +482,6 @@ fn local_of(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests;

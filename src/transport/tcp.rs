@@ -1,22 +1,33 @@
 //! TCP: accept loop, one reader and one writer task per connection, framing by Content-Length,
-//! connection reuse keyed by the peer address (RFC 3261 18.2.2 / 18.1.1), idle timeout, a cap on
-//! connections per source IP and on message size. Framing errors close the connection: a stream
-//! that lost sync cannot be resynchronised safely.
+//! connection reuse keyed by the peer address (RFC 3261 18.2.2 / 18.1.1).
+//!
+//! What one peer can hold is bounded: an idle timeout (re-armed while a dialog holds the peer,
+//! see [`Transports::hold`]), a deadline for a message's header section once its first byte
+//! arrived (slowloris), a write timeout (a peer that stops reading), a cap on connections in
+//! total and per source IP, a cap on message size. Framing errors close the connection: a
+//! stream that lost sync cannot be resynchronised safely.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{hand_over, Handed, Inbound, PerIp, Received, Sink, TransportError, Transports};
+use super::backoff::AcceptBackoff;
+use super::{hand_over, Handed, Inbound, PerIp, Received, TransportError, Transports};
 use crate::config::model::Transport;
-use crate::sip::{frame_stream, Frame, ParseError};
+use crate::sip::{Frame, ParseError, StreamFramer};
+
+/// Longest wait for an outbound connect (shorter when the idle timeout is).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Identifies one TCP connection for the lifetime of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,11 +39,12 @@ struct Conn {
     cancel: CancellationToken,
 }
 
-/// Open connections by peer address, plus inbound per-IP accounting.
+/// Open connections by peer address, plus the connection caps' accounting.
 #[derive(Default)]
 pub(super) struct ConnTable {
     by_peer: DashMap<SocketAddr, Conn>,
     per_ip: PerIp,
+    open: OpenCount,
     next_id: AtomicU64,
 }
 
@@ -69,6 +81,51 @@ impl ConnTable {
     }
 }
 
+/// Connections open or connecting, inbound and outbound, against `max_connections`. Counted
+/// apart from `by_peer`, which forgets a connection replaced by a newer one from the same peer.
+#[derive(Default)]
+struct OpenCount(Arc<AtomicUsize>);
+
+/// One connection's place under `max_connections`; its task holds it, so every way the
+/// connection ends gives the place back.
+struct Slot(Arc<AtomicUsize>);
+
+impl OpenCount {
+    fn try_take(&self, cap: usize) -> Option<Slot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(self.0.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An inbound connection's place under `max_connections_per_ip`.
+struct IpSlot {
+    conns: Arc<ConnTable>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        self.conns.per_ip.remove(self.ip);
+    }
+}
+
+/// The places a connection holds under the caps. Given back as soon as its socket is closed,
+/// before the driver hears of the close, so a new connection can follow at once.
+struct Places {
+    _total: Slot,
+    _per_ip: Option<IpSlot>,
+}
+
 /// Binds synchronously so a reload (which runs on a blocking thread) can add listeners.
 pub(super) fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
     let err = |source| TransportError::Bind {
@@ -89,31 +146,70 @@ pub(super) async fn accept_loop(
     let Ok(local) = listener.local_addr() else {
         return;
     };
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => a,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off through the next accept rather than spinning.
-                tracing::warn!(error = %e, "tcp accept failed");
-                tokio::task::yield_now().await;
-                continue;
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff.succeeded();
+                admit(stream, peer, local, &transports);
             }
-        };
-        let cap = transports.limits.max_connections_per_ip;
-        if !transports.conns.per_ip.try_add(peer.ip(), cap) {
-            tracing::debug!(peer.addr = %peer, "tcp connection refused: per-IP cap");
-            continue;
+            // That one connection went away before it was accepted: the next accept is fine.
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "tcp accept failed");
+            }
+            Err(e) => {
+                let pause = backoff.failed(Instant::now().into_std());
+                if let Some(failures) = pause.warn {
+                    tracing::warn!(error = %e, failures, "tcp accept failing; backing off");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause.sleep) => {}
+                }
+            }
         }
-        let t = transports.clone();
-        tokio::spawn(async move {
-            serve(stream, peer, local, None, &t).await;
-            t.conns.per_ip.remove(peer.ip());
-        });
     }
+}
+
+/// Accept errors about the connection being accepted rather than the process (EMFILE, ENFILE,
+/// ENOMEM, ENOBUFS and anything unknown back off).
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
+}
+
+/// Serves an accepted connection, or closes it at once (by dropping it) when a cap is reached.
+fn admit(stream: TcpStream, peer: SocketAddr, local: SocketAddr, t: &Arc<Transports>) {
+    let limits = t.limits();
+    let Some(slot) = t.conns.open.try_take(limits.max_connections) else {
+        tracing::debug!(peer.addr = %peer, limit = limits.max_connections, "tcp connection refused: connection cap");
+        return;
+    };
+    if !t
+        .conns
+        .per_ip
+        .try_add(peer.ip(), limits.max_connections_per_ip)
+    {
+        tracing::debug!(peer.addr = %peer, "tcp connection refused: per-IP cap");
+        return;
+    }
+    let per_ip = IpSlot {
+        conns: t.conns.clone(),
+        ip: peer.ip(),
+    };
+    let places = Places {
+        _total: slot,
+        _per_ip: Some(per_ip),
+    };
+    let t = t.clone();
+    tokio::spawn(async move { serve(stream, peer, local, None, &t, places).await });
 }
 
 /// Queues `data` on the connection to `dest`, opening one when there is none.
@@ -131,35 +227,48 @@ pub(super) fn send(
     let local = transports
         .local_addr(Transport::Tcp)
         .ok_or(TransportError::NoListener(Transport::Tcp))?;
-    let pending =
-        transports
-            .conns
-            .register(dest, transports.limits.send_queue, &transports.shutdown);
+    let limits = transports.limits();
+    let slot = transports
+        .conns
+        .open
+        .try_take(limits.max_connections)
+        .ok_or(TransportError::TooManyConnections {
+            dest,
+            limit: limits.max_connections,
+        })?;
+    let pending = transports
+        .conns
+        .register(dest, limits.send_queue, &transports.shutdown);
     pending
         .tx
         .try_send(data)
         .map_err(|_| TransportError::QueueFull(dest))?;
-    let (id, cancel) = (pending.id, pending.cancel.clone());
-    let t = transports.clone();
-    transports.runtime.spawn(async move {
-        let connect_timeout = t
-            .limits
-            .idle_timeout
-            .min(std::time::Duration::from_secs(10));
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => None,
-            s = tokio::time::timeout(connect_timeout, TcpStream::connect(dest)) => s.ok().and_then(Result::ok),
-        };
-        match stream {
-            Some(stream) => serve(stream, dest, local, Some(pending), &t).await,
-            None => {
-                tracing::debug!(peer.addr = %dest, "tcp connect failed");
-                t.conns.unregister(dest, id);
-                let _ = hand_over(&*t.sink, Inbound::Closed { peer: dest }).await;
-            }
-        }
-    });
+    let connecting = connect(transports.clone(), dest, local, pending, slot);
+    transports.runtime.spawn(connecting);
     Ok(())
+}
+
+/// Opens an outbound connection whose queue is already registered, then serves it.
+async fn connect(t: Arc<Transports>, dest: SocketAddr, local: SocketAddr, p: Pending, slot: Slot) {
+    let (id, cancel) = (p.id, p.cancel.clone());
+    let connect_timeout = t.limits().idle_timeout.min(CONNECT_TIMEOUT);
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => None,
+        s = tokio::time::timeout(connect_timeout, TcpStream::connect(dest)) => s.ok().and_then(Result::ok),
+    };
+    let places = Places {
+        _total: slot,
+        _per_ip: None,
+    };
+    match stream {
+        Some(stream) => serve(stream, dest, local, Some(p), &t, places).await,
+        None => {
+            tracing::debug!(peer.addr = %dest, "tcp connect failed");
+            t.conns.unregister(dest, id);
+            drop(places);
+            let _ = hand_over(&*t.sink, Inbound::Closed { peer: dest }).await;
+        }
+    }
 }
 
 /// An outbound connection's queue, registered before the connect completed.
@@ -176,19 +285,29 @@ async fn serve(
     local: SocketAddr,
     pending: Option<Pending>,
     t: &Transports,
+    places: Places,
 ) {
-    let (table, inbound, limits) = (&t.conns, &*t.sink, t.limits);
+    let limits = t.limits();
     let _ = stream.set_nodelay(true);
     let Pending { id, tx, rx, cancel } = match pending {
         Some(p) => p,
-        None => table.register(peer, limits.send_queue, &t.shutdown),
+        None => t.conns.register(peer, limits.send_queue, &t.shutdown),
     };
     let (reader, writer) = stream.into_split();
-    let write_task = tokio::spawn(write_loop(writer, rx, cancel.clone()));
-    let outcome = read_loop(reader, peer, local, inbound, limits, &cancel, tx).await;
+    let writing = write_loop(writer, rx, cancel.clone(), peer, limits.write_timeout);
+    let write_task = tokio::spawn(writing);
+    let conn = Connection {
+        t,
+        peer,
+        local,
+        reply: tx,
+    };
+    let outcome = read_loop(reader, &conn, &cancel).await;
     cancel.cancel();
-    table.unregister(peer, id);
+    t.conns.unregister(peer, id);
     let _ = write_task.await;
+    drop(places);
+    let inbound = &*t.sink;
     if let ReadOutcome::BadStream = outcome {
         let _ = hand_over(inbound, Inbound::StreamError { peer }).await;
     }
@@ -196,18 +315,31 @@ async fn serve(
 }
 
 async fn write_loop(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Bytes>,
     cancel: CancellationToken,
+    peer: SocketAddr,
+    write_timeout: Duration,
 ) {
     loop {
         let data = tokio::select! {
             _ = cancel.cancelled() => break,
             d = rx.recv() => match d { Some(d) => d, None => break },
         };
-        if writer.write_all(&data).await.is_err() {
-            cancel.cancel();
-            break;
+        match tokio::time::timeout(write_timeout, writer.write_all(&data)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                cancel.cancel();
+                break;
+            }
+            Err(_) => {
+                tracing::debug!(peer.addr = %peer, "tcp write timeout; closing");
+                // Reset instead of FIN: the peer is not reading, and a FIN would queue behind
+                // the unsent bytes, keeping them in kernel memory until the peer gives up.
+                let _ = writer.as_ref().set_zero_linger();
+                cancel.cancel();
+                return;
+            }
         }
     }
     let _ = writer.shutdown().await;
@@ -218,87 +350,113 @@ enum ReadOutcome {
     BadStream,
 }
 
-async fn read_loop(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
+/// One connection as its reader sees it.
+struct Connection<'a> {
+    t: &'a Transports,
     peer: SocketAddr,
     local: SocketAddr,
-    inbound: &dyn Sink,
-    limits: super::TransportLimits,
+    /// The connection's own send queue (pongs and stateless answers go back on it).
+    reply: mpsc::Sender<Bytes>,
+}
+
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    conn: &Connection<'_>,
     cancel: &CancellationToken,
-    pong_tx: mpsc::Sender<Bytes>,
 ) -> ReadOutcome {
     let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut framer = StreamFramer::default();
+    let mut header_deadline = None;
     loop {
-        if let Err(outcome) = drain_frames(
-            &mut buf,
-            peer,
-            local,
-            inbound,
-            limits.max_message_size,
-            &pong_tx,
-        )
-        .await
+        let limits = conn.t.limits();
+        let framed = match drain_frames(&mut buf, &mut framer, conn, limits.max_message_size).await
         {
-            return outcome;
-        }
+            Ok(framed) => framed,
+            Err(outcome) => return outcome,
+        };
+        let now = Instant::now();
+        header_deadline = match (framer.awaiting_header(&buf), header_deadline) {
+            (false, _) => None,
+            (true, Some(started)) if !framed => Some(started),
+            (true, _) => Some(now + limits.header_timeout),
+        };
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(8 * 1024);
         }
+        let idle_at = now + limits.idle_timeout;
+        let wake = header_deadline.map_or(idle_at, |h: Instant| h.min(idle_at));
         let read = tokio::select! {
             _ = cancel.cancelled() => return ReadOutcome::Closed,
-            r = tokio::time::timeout(limits.idle_timeout, reader.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout_at(wake, reader.read_buf(&mut buf)) => r,
         };
         match read {
             Ok(Ok(n)) if n > 0 => {}
             Ok(_) => return ReadOutcome::Closed,
             Err(_) => {
-                tracing::debug!(peer.addr = %peer, "tcp idle timeout");
-                return ReadOutcome::Closed;
+                let header_expired = header_deadline.is_some_and(|h| h <= wake);
+                if let Some(outcome) = on_deadline(conn, header_expired) {
+                    return outcome;
+                }
             }
         }
     }
 }
 
-/// Hands every complete message in `buf` to the driver; keeps the incomplete tail.
+/// A read waited until its deadline: a late header section closes the connection; silence
+/// closes it unless a dialog holds the peer (`None`: wait again).
+fn on_deadline(conn: &Connection<'_>, header_expired: bool) -> Option<ReadOutcome> {
+    if header_expired {
+        tracing::debug!(peer.addr = %conn.peer, "tcp header timeout; closing");
+        return Some(ReadOutcome::Closed);
+    }
+    // A held call is silent for hours: its flow must stay up to carry the re-INVITE or BYE.
+    if conn.t.is_held(conn.peer) {
+        return None;
+    }
+    tracing::debug!(peer.addr = %conn.peer, "tcp idle timeout");
+    Some(ReadOutcome::Closed)
+}
+
+/// Hands every complete message in `buf` to the driver; keeps the incomplete tail. Returns
+/// whether anything (message or keep-alive) was framed.
 async fn drain_frames(
     buf: &mut BytesMut,
-    peer: SocketAddr,
-    local: SocketAddr,
-    inbound: &dyn Sink,
+    framer: &mut StreamFramer,
+    conn: &Connection<'_>,
     max: usize,
-    pong_tx: &mpsc::Sender<Bytes>,
-) -> Result<(), ReadOutcome> {
+) -> Result<bool, ReadOutcome> {
+    let mut framed = false;
     loop {
-        match frame_stream(buf, max) {
-            Err(ParseError::Incomplete) => return Ok(()),
+        match framer.next(buf, max) {
+            Err(ParseError::Incomplete) => return Ok(framed),
             Ok(Frame::KeepAlive { consume, pong }) => {
                 let _ = buf.split_to(consume);
                 if pong {
                     // RFC 5626 4.4.1: a CRLFCRLF ping is answered with one CRLF.
-                    let _ = pong_tx.try_send(Bytes::from_static(b"\r\n"));
+                    let _ = conn.reply.try_send(Bytes::from_static(b"\r\n"));
                 }
             }
             Ok(Frame::Message { len }) => {
-                let data = buf.split_to(len).freeze();
                 let msg = Received {
-                    data,
-                    source: peer,
-                    local,
+                    data: buf.split_to(len).freeze(),
+                    source: conn.peer,
+                    local: conn.local,
                     transport: Transport::Tcp,
                 };
-                match hand_over(inbound, Inbound::Message(msg)).await {
+                match hand_over(&*conn.t.sink, Inbound::Message(msg)).await {
                     Handed::Next => {}
                     // On a stream the answer goes back on the same connection.
                     Handed::Reply(data) => {
-                        let _ = pong_tx.try_send(data);
+                        let _ = conn.reply.try_send(data);
                     }
                     Handed::Stop => return Err(ReadOutcome::Closed),
                 }
             }
             Err(e) => {
-                tracing::debug!(peer.addr = %peer, error = %e, "tcp framing error; closing");
+                tracing::debug!(peer.addr = %conn.peer, error = %e, "tcp framing error; closing");
                 return Err(ReadOutcome::BadStream);
             }
         }
+        framed = true;
     }
 }
