@@ -3,17 +3,17 @@
 //! version other than 2.0 gets 505 (OPTIONS and INVITE alike), and while the `callgate` binary
 //! drains after SIGTERM an out-of-dialog OPTIONS gets 503 with `Retry-After`.
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 131 here.
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 131..=132 here.
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::ops::{binary_config, daemon_addrs, tenancy, DaemonProcess};
-use support::{config, Harness, Net, Sipp, SippOpts, PUBLIC_NUMBER, WAIT};
+use support::{acme, config, Harness, Net, Sipp, SippOpts, PUBLIC_NUMBER, WAIT};
 
 /// How long one probe waits for its final response.
 const ANSWER_WAIT: Duration = Duration::from_secs(3);
@@ -29,8 +29,15 @@ fn request(start: &str, method: &str, local: SocketAddr, extra: &str, n: u32) ->
 
 /// Sends `start`/`extra` as a request to `to` and returns the first final response (provisional
 /// ones are skipped), or `None` when none came within [`ANSWER_WAIT`].
-fn final_answer(to: SocketAddr, start: &str, method: &str, extra: &str, n: u32) -> Option<String> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+fn final_answer(
+    from: IpAddr,
+    to: SocketAddr,
+    start: &str,
+    method: &str,
+    extra: &str,
+    n: u32,
+) -> Option<String> {
+    let sock = UdpSocket::bind((from, 0)).expect("probe socket");
     let local = sock.local_addr().expect("local address");
     sock.send_to(request(start, method, local, extra, n).as_bytes(), to)
         .expect("send");
@@ -51,6 +58,7 @@ fn final_answer(to: SocketAddr, start: &str, method: &str, extra: &str, n: u32) 
 }
 
 async fn answer(
+    from: IpAddr,
     to: SocketAddr,
     start: String,
     method: &'static str,
@@ -59,7 +67,7 @@ async fn answer(
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let line = start.clone();
-    tokio::task::spawn_blocking(move || final_answer(to, &line, method, extra, n))
+    tokio::task::spawn_blocking(move || final_answer(from, to, &line, method, extra, n))
         .await
         .expect("join")
         .unwrap_or_else(|| panic!("no final answer to `{start}`"))
@@ -71,10 +79,26 @@ fn status_line(response: &str) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc_3261_8_2_refusals_come_back_from_the_daemon() {
-    let h = Harness::start(&config("")).await;
+    let net = Net(132);
+    // The requests come from the PBX's address: an INVITE from anyone else is refused 403
+    // before any other check (a scanner learns nothing from which check it failed).
+    let pbx = net.addr(1);
+    let h = Harness::start(&config(&acme(pbx, "udp", net.addr(2)))).await;
     let gw = h.udp;
+    let stranger = net.addr(9).ip();
+    let r = answer(
+        stranger,
+        gw,
+        "INVITE mailto:gw@example.com SIP/2.0".into(),
+        "INVITE",
+        "",
+    )
+    .await;
+    assert_eq!(status_line(&r), "SIP/2.0 403 Forbidden", "{r}");
+    let pbx = pbx.ip();
     for method in ["OPTIONS", "INVITE"] {
         let r = answer(
+            pbx,
             gw,
             format!("{method} mailto:gw@example.com SIP/2.0"),
             method,
@@ -84,18 +108,18 @@ async fn rfc_3261_8_2_refusals_come_back_from_the_daemon() {
         assert_eq!(status_line(&r), "SIP/2.0 416 Unsupported URI Scheme", "{r}");
 
         let start = format!("{method} sip:{PUBLIC_NUMBER}@{gw} SIP/2.0");
-        let r = answer(gw, start, method, "Require: timer, 100rel\r\n").await;
+        let r = answer(pbx, gw, start, method, "Require: timer, 100rel\r\n").await;
         assert_eq!(status_line(&r), "SIP/2.0 420 Bad Extension", "{r}");
         assert!(r.contains("\r\nUnsupported: 100rel\r\n"), "{r}");
 
         let start = format!("{method} sip:{PUBLIC_NUMBER}@{gw} SIP/7.0");
-        let r = answer(gw, start, method, "").await;
+        let r = answer(pbx, gw, start, method, "").await;
         assert_eq!(status_line(&r), "SIP/2.0 505 Version Not Supported", "{r}");
         assert!(r.contains("\r\nCall-ID: probe-"), "{r}");
     }
     // `Require: timer` is supported: the OPTIONS is answered 200 and says so.
     let start = format!("OPTIONS sip:gw@{gw} SIP/2.0");
-    let r = answer(gw, start, "OPTIONS", "Require: timer\r\n").await;
+    let r = answer(pbx, gw, start, "OPTIONS", "Require: timer\r\n").await;
     assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
     assert!(r.contains("\r\nSupported: timer\r\n"), "{r}");
     assert_eq!(h.daemon.calls().await, 0, "no refused INVITE became a call");
@@ -161,7 +185,7 @@ async fn options_get_503_with_retry_after_while_the_binary_drains() {
     let uac = Sipp::uac("uac-hold.xml", pbx, sip, PUBLIC_NUMBER, SippOpts::calls(1));
     d.wait_confirmed(1).await;
     let probe = format!("OPTIONS sip:gw@{sip} SIP/2.0");
-    let r = answer(sip, probe.clone(), "OPTIONS", "").await;
+    let r = answer(net.addr(9).ip(), sip, probe.clone(), "OPTIONS", "").await;
     assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
 
     d.signal("-TERM");
@@ -169,7 +193,7 @@ async fn options_get_503_with_retry_after_while_the_binary_drains() {
     // The flag is set when the drain starts, just after that line: the first probe may be early.
     let deadline = Instant::now() + ANSWER_WAIT;
     let r = loop {
-        let r = answer(sip, probe.clone(), "OPTIONS", "").await;
+        let r = answer(net.addr(9).ip(), sip, probe.clone(), "OPTIONS", "").await;
         if status_line(&r) != "SIP/2.0 200 OK" || Instant::now() > deadline {
             break r;
         }

@@ -46,9 +46,6 @@ enum Identity {
 /// cannot be promised on the other leg.
 const PASS_THROUGH: &[&str] = &["Allow", "User-Agent", "Subject", "Accept"];
 
-/// Option tags callgate implements (RFC 3261 8.2.2.3: anything else in Require gets 420).
-const SUPPORTED: &[&str] = &["timer"];
-
 impl B2bua {
     /// Starts a call for a new INVITE (no To tag) received on server transaction `key`.
     pub fn on_new_invite(
@@ -84,16 +81,6 @@ impl B2bua {
             out.push(Out::Respond {
                 key,
                 status: 482,
-                bytes,
-            });
-            return;
-        }
-        if let Some(unsupported) = unsupported_requirements(&req) {
-            let extra = [("Unsupported", unsupported.as_str())];
-            let bytes = sip::response_to(&req, 420, "Bad Extension", Some("cg-420"), &extra);
-            out.push(Out::Respond {
-                key,
-                status: 420,
                 bytes,
             });
             return;
@@ -374,17 +361,6 @@ fn a_leg(req: &Request, source: Dest, local_tag: String) -> Leg {
         local_cseq: 0,
         dest: source,
     }
-}
-
-/// Option tags in `Require` that callgate does not implement, comma-separated, if any.
-fn unsupported_requirements(req: &Request) -> Option<String> {
-    let tags: Vec<&str> = req
-        .parts()
-        .require()
-        .filter_map(Result::ok)
-        .filter(|t| !SUPPORTED.iter().any(|s| t.eq_ignore_ascii_case(s)))
-        .collect();
-    (!tags.is_empty()).then(|| tags.join(", "))
 }
 
 /// The user part of the Request-URI (the dialled number).

@@ -525,29 +525,6 @@ fn caller_without_timer_support_gets_no_session_timer() {
 }
 
 #[test]
-fn required_extension_we_lack_gets_420_and_no_admission() {
-    let mut f = fixture();
-    let text = String::from_utf8_lossy(invite("r1").parts().as_bytes()).into_owned();
-    let inv = request(
-        &text
-            .replace(
-                "Max-Forwards: 70\r\n",
-                "Max-Forwards: 70\r\nRequire: 100rel\r\n",
-            )
-            .replace("\r\n", "\n"),
-    );
-    let key = server_key(&inv);
-    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
-    assert_eq!(statuses(&f.out), vec![420]);
-    let reply = f.out.iter().find_map(|o| match o {
-        Out::Respond { bytes, .. } => Some(String::from_utf8_lossy(bytes).into_owned()),
-        _ => None,
-    });
-    assert!(reply.is_some_and(|r| r.contains("Unsupported: 100rel")));
-    assert_eq!(f.limiter.in_use(), 0);
-}
-
-#[test]
 fn caller_s_refresh_is_answered_with_the_session_interval_rfc4028() {
     let mut f = with_session_timer();
     let inv = timer_invite("s3");

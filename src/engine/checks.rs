@@ -14,7 +14,8 @@ use crate::sip::uri::Uri;
 use crate::sip::{self, Method, Request};
 
 /// Option tags callgate implements, for `Require` checks and `Supported` in OPTIONS answers.
-/// Must list what `b2bua` accepts in `Require` (its own 420 check): RFC 4028 session timers.
+/// RFC 4028 session timers; the B2BUA relies on this check (a call is never admitted with a
+/// `Require` it cannot honour).
 pub(crate) const SUPPORTED: &str = "timer";
 
 /// The To tag of a stateless refusal: no dialog is made, and a constant tag lets a retransmitted

@@ -278,3 +278,18 @@ fn a_final_from_another_peer_than_the_request_went_to_is_ignored() {
         .any(|(d, b)| *d == udp(PBX) && status_of(b) == Some(486)));
     assert_eq!(r.limiter.in_use(), 0);
 }
+
+#[test]
+fn an_invite_requiring_an_extension_callgate_lacks_gets_420_and_no_admission() {
+    let mut r = rig();
+    let text = String::from_utf8_lossy(&invite("x1", PBX)).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: 100rel, timer\r\n",
+    );
+    let sent = r.feed(Bytes::from(text), PBX);
+    let statuses: Vec<Option<u16>> = sent.iter().map(|(_, b)| status_of(b)).collect();
+    assert_eq!(statuses, vec![Some(420)]);
+    assert!(String::from_utf8_lossy(&sent[0].1).contains("Unsupported: 100rel\r\n"));
+    assert_eq!(r.limiter.in_use(), 0);
+    assert_eq!(r.engine.calls(), 0);
+}
