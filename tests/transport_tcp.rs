@@ -94,7 +94,7 @@ impl Rig {
                 .ok()??;
             let about = match &ev {
                 Inbound::Message(m) => m.source,
-                Inbound::Closed { peer } | Inbound::StreamError { peer } => *peer,
+                Inbound::Closed { peer, .. } | Inbound::StreamError { peer } => *peer,
             };
             if about == peer {
                 return Some(ev);

@@ -98,6 +98,8 @@ pub struct Call {
     pub(super) a_final_sent: bool,
     /// An in-dialog OPTIONS probe is in flight towards leg A / leg B.
     pub(super) probing: [bool; 2],
+    /// Leg A / leg B waits for its probe after its connection closed (staggered).
+    pub(super) close_probe: [bool; 2],
     /// Our 2xx to a relayed re-INVITE, retransmitted until its ACK (RFC 3261 13.3.1.4).
     pub(super) reinvite_ok: Option<Box<PendingOk>>,
 }
@@ -145,6 +147,11 @@ impl Call {
         extra: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
     ) -> Option<super::Out> {
+        // One final per INVITE: two ways of ending the call at once (both legs on one closed
+        // connection) must not answer it twice.
+        if self.a_final_sent {
+            return None;
+        }
         self.a_final_sent |= status >= 200;
         let bytes = sip::response_with_body(
             self.a_invite()?,

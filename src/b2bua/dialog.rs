@@ -43,7 +43,7 @@ impl B2bua {
                 };
                 self.relay_response(now, id, relay, &resp, out)
             }
-            ClientRole::Probe(side) => {
+            ClientRole::Probe { side, .. } => {
                 self.on_probe_response(now, id, side, resp.status().as_u16(), out)
             }
             ClientRole::ReinviteAcked { ack, dest } => {
@@ -62,6 +62,9 @@ impl B2bua {
         );
         if is_final && !keep {
             self.by_client.remove(key);
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.client_keys.retain(|k| k != key);
+            }
         }
     }
 
@@ -388,7 +391,8 @@ impl B2bua {
         };
         out.push(start);
         if let Some(call) = self.calls.get_mut(&id) {
-            // Finished relays leave stale keys here; removing a missing key at call end is free.
+            // Until its final (or its transaction's end): a call ending before then answers the
+            // originator from here.
             call.client_keys.push(client.clone());
         }
         self.by_client.insert(

@@ -126,6 +126,8 @@ pub enum CallTimer {
     Probe,
     /// Retransmit our 2xx to a relayed re-INVITE until its ACK.
     RetransmitReinviteOk,
+    /// Probe the legs of a call whose connection closed (staggered after a close).
+    CloseProbe,
 }
 
 /// Addresses callgate writes in Via and Contact, per transport.
@@ -184,8 +186,14 @@ enum ClientRole {
     },
     /// A BYE or CANCEL we sent while ending the call; its response is ignored.
     Teardown,
-    /// An in-dialog OPTIONS towards one leg: 408, 481 or no answer means that leg is gone.
-    Probe(Side),
+    /// An in-dialog OPTIONS towards one leg: 408, 481 or no answer means that leg is gone. A
+    /// probe whose send failed (its connection lost) is sent once more, over a new connection.
+    Probe {
+        /// The leg.
+        side: Side,
+        /// This is the second attempt.
+        retry: bool,
+    },
     /// A relayed re-INVITE the far side answered with 2xx, which we ACKed: a retransmission of
     /// that 2xx (our ACK was lost) is ACKed again until the transaction ends (Timer M).
     ReinviteAcked {
@@ -208,7 +216,7 @@ pub struct B2bua {
     /// A-leg INVITE server transactions -> call (CANCEL and Timer H matching).
     by_a_invite: SplitMap<TransactionKey, u64>,
     /// TCP peer -> calls with a leg over it (a closed connection finds its calls without a scan).
-    by_peer: SplitMap<SocketAddr, Vec<u64>>,
+    by_peer: SplitMap<SocketAddr, std::collections::HashSet<u64, foldhash::fast::RandomState>>,
     /// Calls started by this shard; a call's id is this counter with the shard in its low byte.
     next_id: u64,
     /// Tags, branches and B-leg Call-IDs: CSPRNG bits plus this shard's marker.
@@ -249,27 +257,31 @@ impl B2bua {
     }
 
     /// Whether `source` is a PBX or trunk of the running configuration (an INVITE from anyone
-    /// else is refused before any state is kept for it).
+    /// else is refused before any state is kept for it). A PBX that must authenticate is known:
+    /// its refusal (or, with digest, its challenge) is the B2BUA's.
     pub fn knows_source(&self, source: SocketAddr) -> bool {
         let generation = self.limiter.current();
-        crate::routing::identify(generation.config(), source).is_ok()
+        !matches!(
+            crate::routing::identify(generation.config(), source),
+            Err(crate::routing::RouteError::UnknownSource(_))
+        )
     }
 
     /// Whether a response from `from` may answer a request sent to `sent_to`: the same IP (a
-    /// peer may answer from another port, RFC 3261 18.2.2), or two addresses of one trunk
-    /// (`associated_ips`: providers answer from other machines than the one called).
+    /// peer may answer from another port, RFC 3261 18.2.2), or another address of the trunk
+    /// whose gateway `sent_to` is (`associated_ips`: providers answer from other machines than
+    /// the one called).
     pub fn same_peer(&self, sent_to: SocketAddr, from: SocketAddr) -> bool {
         if sent_to.ip() == from.ip() {
             return true;
         }
         let generation = self.limiter.current();
-        let config = generation.config();
-        match crate::routing::identify(config, sent_to) {
-            Ok(crate::routing::Caller::Trunk(t)) => {
-                crate::routing::identify(config, from) == Ok(crate::routing::Caller::Trunk(t))
-            }
-            _ => false,
-        }
+        generation
+            .config()
+            .trunks
+            .iter()
+            .filter(|t| t.address == Some(sent_to))
+            .any(|t| t.associated_ips.contains(&from.ip()))
     }
 
     /// Sizes of the index maps (leak checks: all zero once every call and transaction ended).
@@ -285,13 +297,18 @@ impl B2bua {
     /// Indexes call `id`'s TCP legs by peer and tells the transport their flows are in use.
     fn hold_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
         for peer in tcp_peers(legs) {
-            match self.by_peer.get_mut(&peer) {
-                Some(ids) => ids.push(id),
+            // A set: a PBX over TCP has all its calls on one peer, and ending one of them (or
+            // moving them all after a close) must not scan the others.
+            let added = match self.by_peer.get_mut(&peer) {
+                Some(ids) => ids.insert(id),
                 None => {
-                    self.by_peer.insert(peer, vec![id]);
+                    self.by_peer.insert(peer, std::iter::once(id).collect());
+                    true
                 }
+            };
+            if added {
+                out.push(Out::Flow { peer, held: true });
             }
-            out.push(Out::Flow { peer, held: true });
         }
     }
 
@@ -320,15 +337,16 @@ impl B2bua {
     /// Undoes [`B2bua::hold_flows`] for an ended call.
     fn release_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
         for peer in tcp_peers(legs) {
-            if let Some(ids) = self.by_peer.get_mut(&peer) {
-                if let Some(i) = ids.iter().position(|c| *c == id) {
-                    ids.swap_remove(i);
-                }
-                if ids.is_empty() {
-                    self.by_peer.remove(&peer);
-                }
+            let Some(ids) = self.by_peer.get_mut(&peer) else {
+                continue;
+            };
+            // Given back only what was taken: the transport's counts stay exact.
+            if ids.remove(&id) {
+                out.push(Out::Flow { peer, held: false });
             }
-            out.push(Out::Flow { peer, held: false });
+            if ids.is_empty() {
+                self.by_peer.remove(&peer);
+            }
         }
     }
 

@@ -246,6 +246,7 @@ impl B2bua {
             permit: Some(permit),
             a_final_sent: false,
             probing: [false; 2],
+            close_probe: [false; 2],
             reinvite_ok: None,
         };
         // Boxed: the table's buckets stay small (a held call's state was ~700 bytes inline in

@@ -166,6 +166,7 @@ impl B2bua {
                 self.end_call(now, id, outcome, out);
             }
             CallTimer::Probe => self.on_probe_timer(now, id, out),
+            CallTimer::CloseProbe => self.on_close_probe(id, out),
             CallTimer::RetransmitReinviteOk => self.retransmit_reinvite_ok(now, id, out),
         }
     }
@@ -260,37 +261,46 @@ impl B2bua {
             ClientRole::Relay {
                 origin, origin_req, ..
             } => {
-                let status = if timed_out { 408 } else { 503 };
-                let bytes = sip::response_to(&origin_req, status, "Request Timeout", None, &[]);
+                let (status, reason) = if timed_out {
+                    (408, "Request Timeout")
+                } else {
+                    (503, "Service Unavailable")
+                };
+                let bytes = sip::response_to(&origin_req, status, reason, None, &[]);
                 out.push(Out::Respond {
                     key: origin,
                     status,
                     bytes,
                 });
+                let towards = self
+                    .by_call_id
+                    .get(origin_req.parts().call_id())
+                    .map(|(_, side)| side.other());
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.reinvite_pending = false;
+                    call.client_keys.retain(|k| k != key);
                 }
-                // A leg that no longer answers in-dialog requests is gone (RFC 3261 12.2.1.2).
-                if timed_out || status == 503 {
-                    let outcome = self
-                        .calls
-                        .get(&id)
-                        .map_or(Outcome::Failed, |c| outcome_of(c.state));
-                    self.end_call(now, id, outcome, out);
+                let Some(towards) = towards else {
+                    return;
+                };
+                if timed_out {
+                    // No answer at all: that leg is gone (RFC 3261 12.2.1.2).
+                    self.leg_gone(now, id, towards, "relayed request unanswered", out);
+                } else {
+                    // Its connection failed: a probe reconnects, or fails and ends the call.
+                    self.probe_after_close(id, towards, out);
                 }
             }
-            ClientRole::Probe(side) => {
-                tracing::info!(
-                    call = id,
-                    leg = side.as_str(),
-                    timed_out,
-                    "probe unanswered; ending the call"
-                );
-                let outcome = self
-                    .calls
-                    .get(&id)
-                    .map_or(Outcome::Failed, |c| outcome_of(c.state));
-                self.end_call(now, id, outcome, out);
+            ClientRole::Probe { side, retry } => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.probing[side_index(side)] = false;
+                }
+                match (timed_out, retry) {
+                    (true, _) => self.leg_gone(now, id, side, "probe unanswered", out),
+                    (false, true) => self.leg_gone(now, id, side, "probe could not be sent", out),
+                    // The connection it went on was lost: once more, over a new one.
+                    (false, false) => self.send_probe_attempt(id, side, true, out),
+                }
             }
             ClientRole::Teardown | ClientRole::ReinviteAcked { .. } => {}
         }
@@ -303,12 +313,17 @@ impl B2bua {
     /// call still being set up has its INVITE or its responses on the connection: it ends
     /// (503 to A, or CANCEL towards B).
     pub fn on_transport_closed(&mut self, now: Instant, peer: SocketAddr, out: &mut Vec<Out>) {
-        let Some(ids) = self.by_peer.get(&peer).cloned() else {
+        let Some(ids) = self
+            .by_peer
+            .get(&peer)
+            .map(|s| s.iter().copied().collect::<Vec<u64>>())
+        else {
             return;
         };
         let tcp = crate::config::model::Transport::Tcp;
+        let mut probed = 0usize;
         for id in ids {
-            let Some(call) = self.calls.get(&id) else {
+            let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
             let on_peer = |d: super::Dest| d.transport == tcp && d.addr == peer;
@@ -318,18 +333,52 @@ impl B2bua {
                 .map(|(s, _)| s)
                 .collect();
             let answered = matches!(call.state, CallState::Answered | CallState::Confirmed);
-            tracing::info!(call = id, peer.addr = %peer, answered, "transport closed");
-            for side in sides {
-                if answered {
-                    self.probe_after_close(now, id, side, out);
-                } else {
+            tracing::debug!(call = id, peer.addr = %peer, answered, "transport closed");
+            if !answered {
+                for side in sides {
                     self.lost_before_answer(now, id, side, out);
                 }
+                continue;
+            }
+            // A PBX with thousands of calls on one connection: probes go in batches, or the
+            // new connection's queue would overflow and healthy calls would be lost.
+            let batch = probed / CLOSE_PROBE_BATCH;
+            probed += 1;
+            if batch == 0 {
+                for side in sides {
+                    self.probe_after_close(id, side, out);
+                }
+                continue;
+            }
+            for side in sides {
+                call.close_probe[side_index(side)] = true;
+            }
+            let at = now + CLOSE_PROBE_SPACING * u32::try_from(batch).unwrap_or(u32::MAX);
+            out.push(Out::Arm {
+                at,
+                call: id,
+                timer: CallTimer::CloseProbe,
+            });
+        }
+        if probed > 0 {
+            tracing::info!(peer.addr = %peer, calls = probed, "transport closed; probing its answered calls");
+        }
+    }
+
+    /// The staggered probe of a call whose connection closed.
+    fn on_close_probe(&mut self, id: u64, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let sides = std::mem::take(&mut call.close_probe);
+        for (side, due) in [Side::A, Side::B].into_iter().zip(sides) {
+            if due {
+                self.probe_after_close(id, side, out);
             }
         }
     }
 
-    fn probe_after_close(&mut self, now: Instant, id: u64, side: Side, out: &mut Vec<Out>) {
+    fn probe_after_close(&mut self, id: u64, side: Side, out: &mut Vec<Out>) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -337,7 +386,8 @@ impl B2bua {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
-        if let Some(listener) = listener_of(leg) {
+        let tcp = leg.dest.transport == crate::config::model::Transport::Tcp;
+        if let Some(listener) = listener_of(leg).filter(|_| tcp) {
             // The connection came from the peer's ephemeral port; a new one goes to where it
             // listens (its Contact, RFC 3261 12.2.1.1), on the same host only: a Contact must
             // not point callgate at someone else.
@@ -350,16 +400,11 @@ impl B2bua {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if call.probing[side_index(side)] {
-            tracing::info!(
-                call = id,
-                leg = side.as_str(),
-                "leg unreachable; ending the call"
-            );
-            let outcome = outcome_of(call.state);
-            return self.end_call(now, id, outcome, out);
+        // A probe in flight decides: the engine fails it if it went over the closed connection
+        // (then it is sent once more), else its answer comes.
+        if !call.probing[side_index(side)] {
+            self.send_probe(id, side, out);
         }
-        self.send_probe(id, side, out);
     }
 
     fn lost_before_answer(&mut self, now: Instant, id: u64, lost: Side, out: &mut Vec<Out>) {
@@ -375,9 +420,33 @@ impl B2bua {
         }
     }
 
+    /// A leg of call `id` is gone: the call ends with BYE on both legs. Not while the call
+    /// waits for A's ACK: a BYE to A must wait for it (RFC 3261 15), and the no-ACK timer ends
+    /// a call whose ACK never comes.
+    fn leg_gone(&mut self, now: Instant, id: u64, side: Side, why: &str, out: &mut Vec<Out>) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.state == CallState::Answered {
+            return;
+        }
+        tracing::info!(
+            call = id,
+            leg = side.as_str(),
+            why,
+            "leg gone; ending the call"
+        );
+        let outcome = outcome_of(call.state);
+        self.end_call(now, id, outcome, out);
+    }
+
     /// Sends an in-dialog OPTIONS towards one leg (RFC 3261 11; the probe of a dialog whose far
     /// end may be gone).
     pub(super) fn send_probe(&mut self, id: u64, side: Side, out: &mut Vec<Out>) {
+        self.send_probe_attempt(id, side, false, out);
+    }
+
+    fn send_probe_attempt(&mut self, id: u64, side: Side, retry: bool, out: &mut Vec<Out>) {
         let local = self.settings.local.clone();
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
@@ -403,13 +472,15 @@ impl B2bua {
         );
         let dest = leg.dest;
         let key = client_key_for(&branch, &Method::Options);
-        call.client_keys.push(key.clone());
+        // Not in `client_keys`: a probe's entry goes with its final, timeout or transaction end
+        // (a key per probe kept for the life of the call would grow with it).
         out.push(Out::StartNonInvite {
             key: key.clone(),
             dest,
             bytes,
         });
-        self.by_client.insert(key, (id, ClientRole::Probe(side)));
+        self.by_client
+            .insert(key, (id, ClientRole::Probe { side, retry }));
     }
 
     /// A final response to a probe: 408 and 481 say the dialog is gone on that side (RFC 3261
@@ -430,14 +501,7 @@ impl B2bua {
         };
         call.probing[side_index(side)] = false;
         if matches!(status, 408 | 481) {
-            tracing::info!(
-                call = id,
-                leg = side.as_str(),
-                status,
-                "probe says the dialog is gone; ending the call"
-            );
-            let outcome = outcome_of(call.state);
-            self.end_call(now, id, outcome, out);
+            self.leg_gone(now, id, side, "probe answered 408/481", out);
         }
     }
 
@@ -518,14 +582,19 @@ impl B2bua {
 
     /// Forgets teardown transactions once their transaction ended.
     pub fn on_client_terminated(&mut self, key: &TransactionKey) {
-        if let Some((id, ClientRole::Teardown)) = self.by_client.get(key) {
-            if !self.calls.contains_key(id) {
-                self.by_client.remove(key);
-            }
-        } else if let Some((id, _)) = self.by_client.get(key) {
-            if !self.calls.contains_key(id) {
-                self.by_client.remove(key);
-            }
+        let Some(&(id, ref role)) = self.by_client.get(key) else {
+            return;
+        };
+        // The B INVITE stays indexed while its call lives (B's 2xx retransmissions are ACKed
+        // from it); every other entry goes with its transaction, so a long call does not
+        // collect one per refresh or relayed request.
+        let live_invite = matches!(role, ClientRole::Invite) && self.calls.contains_key(&id);
+        if live_invite {
+            return;
+        }
+        self.by_client.remove(key);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.client_keys.retain(|k| k != key);
         }
     }
 }
@@ -549,6 +618,11 @@ fn listener_of(leg: &super::Leg) -> Option<SocketAddr> {
     let addr = SocketAddr::new(ip, sip.port.unwrap_or(5060));
     (ip == leg.dest.addr.ip() && addr != leg.dest.addr).then_some(addr)
 }
+
+/// Calls probed at once after a connection closed (a new connection queues 1 024 messages).
+const CLOSE_PROBE_BATCH: usize = 128;
+/// Between two batches: 50 000 calls on one peer are all probed within ~40 s.
+const CLOSE_PROBE_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) fn side_index(side: Side) -> usize {
     match side {

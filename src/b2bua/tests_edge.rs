@@ -287,13 +287,37 @@ fn a_closed_connection_probes_an_answered_call_instead_of_ending_it() {
     assert_eq!(f.limiter.in_use(), 8);
 }
 
+/// The key of the one probe the outputs started.
+fn probe_key(out: &[Out]) -> TransactionKey {
+    let keys: Vec<TransactionKey> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::StartNonInvite { key, bytes, .. } if bytes.starts_with(b"OPTIONS ") => {
+                Some(key.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "one probe");
+    keys[0].clone()
+}
+
 #[test]
 fn a_closed_connection_whose_probe_cannot_reconnect_ends_the_call() {
     let (mut f, tcp) = tcp_call("t2");
     f.b2bua.on_transport_closed(f.now, tcp.addr, &mut f.out);
+    let first = probe_key(&f.out);
     f.out.clear();
-    // The probe's reconnect failed: the transport reports the peer closed again.
+    // Another close while the probe is in flight changes nothing: the probe decides.
     f.b2bua.on_transport_closed(f.now, tcp.addr, &mut f.out);
+    assert!(f.out.is_empty(), "{:?}", f.out);
+    // Its send failed (the engine reports the lost connection): once more, over a new one.
+    f.b2bua.on_client_failure(f.now, &first, false, &mut f.out);
+    assert_eq!(ended(&f.out), None);
+    let second = probe_key(&f.out);
+    f.out.clear();
+    // That one cannot be sent either: the leg is gone.
+    f.b2bua.on_client_failure(f.now, &second, false, &mut f.out);
     assert_eq!(ended(&f.out), Some(Outcome::Answered));
     assert!(
         f.out
@@ -303,6 +327,115 @@ fn a_closed_connection_whose_probe_cannot_reconnect_ends_the_call() {
     );
     assert_eq!(f.limiter.in_use(), 0);
     assert_eq!(f.b2bua.index_sizes().by_peer, 0);
+}
+
+#[test]
+fn probes_and_relays_leave_no_index_entries_behind_over_a_long_call() {
+    let mut f = fixture();
+    let id = f.confirmed("k1");
+    for _ in 0..5 {
+        for (_, p) in f.probe(id) {
+            f.answer(&p, 200);
+        }
+        f.out.clear();
+    }
+    let call = f.b2bua.calls.get(&id).expect("call");
+    assert_eq!(
+        call.client_keys.len(),
+        1,
+        "only the B INVITE: {:?}",
+        call.client_keys
+    );
+    assert_eq!(f.b2bua.index_sizes().by_client, 1);
+}
+
+#[test]
+fn a_relay_whose_connection_failed_is_answered_503_and_the_leg_probed() {
+    let mut f = fixture();
+    let id = f.confirmed("k2");
+    let origin = f.reinvite_from_a("k2");
+    let relayed = f
+        .out
+        .iter()
+        .find_map(|o| match o {
+            Out::StartInvite { key, .. } => Some(key.clone()),
+            _ => None,
+        })
+        .expect("relayed re-INVITE");
+    f.out.clear();
+    f.b2bua
+        .on_client_failure(f.now, &relayed, false, &mut f.out);
+    assert!(f
+        .out
+        .iter()
+        .any(|o| matches!(o, Out::Respond { key, status: 503, .. } if *key == origin)));
+    assert_eq!(ended(&f.out), None, "not ended: the leg is probed");
+    assert_eq!(started(&f.out, "OPTIONS").len(), 1);
+    assert!(f.b2bua.calls.contains_key(&id));
+}
+
+#[test]
+fn a_close_of_a_peer_with_many_calls_probes_them_in_batches() {
+    let cfg = CFG
+        .replace("limits = { public = 1 }", "limits = { public = 1000 }")
+        .replace(
+            "transport = \"udp\", authenticate",
+            "transport = \"tcp\", authenticate",
+        );
+    let snapshot = crate::config::load(&cfg)
+        .map(|l| l.snapshot)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut f = fixture();
+    f.limiter.reload(Arc::new(snapshot));
+    let tcp = Dest {
+        transport: Transport::Tcp,
+        addr: pbx().addr,
+    };
+    for n in 0..300 {
+        let call_id = format!("m{n}");
+        let inv = invite(&call_id);
+        let key = server_key(&inv);
+        f.b2bua.on_new_invite(f.now, inv, key, tcp, &mut f.out);
+        let b = b_invite(&f.out);
+        f.out.clear();
+        f.b_says(&b, 200, "OK");
+        f.a_acks(&call_id);
+        f.out.clear();
+    }
+    f.b2bua.on_transport_closed(f.now, tcp.addr, &mut f.out);
+    assert_eq!(
+        started(&f.out, "OPTIONS").len(),
+        128,
+        "the first batch at once"
+    );
+    let later: Vec<(Instant, u64)> = f
+        .out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Arm {
+                at,
+                call,
+                timer: CallTimer::CloseProbe,
+            } => Some((*at, *call)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(later.len(), 172);
+    let last = later.iter().map(|(at, _)| *at).max().expect("armed");
+    assert_eq!(
+        last,
+        f.now + Duration::from_millis(200),
+        "two more batches, 100 ms apart"
+    );
+    f.out.clear();
+    let (at, id) = later[0];
+    f.b2bua.on_timer(at, id, CallTimer::CloseProbe, &mut f.out);
+    assert_eq!(
+        started(&f.out, "OPTIONS").len(),
+        1,
+        "its probe when its batch is due"
+    );
+    assert_eq!(f.b2bua.len(), 300, "no call ended");
 }
 
 #[test]

@@ -134,7 +134,7 @@ impl Sink for Dispatcher {
                     }
                 }
             }
-            Inbound::Closed { peer } => self.broadcast(|| ShardEvent::Closed { peer }),
+            Inbound::Closed { peer, at } => self.broadcast(|| ShardEvent::Closed { peer, at }),
             Inbound::StreamError { peer } => self.queue(
                 self.map.shard_of_source(peer),
                 ShardEvent::StreamError,
@@ -272,12 +272,13 @@ mod tests {
     fn a_closed_connection_reaches_every_shard() {
         let (d, mut rxs, _) = dispatcher(3, 4);
         let peer = PBX.parse().expect("address");
+        let at = std::time::Instant::now();
         assert!(matches!(
-            d.deliver(Inbound::Closed { peer }),
+            d.deliver(Inbound::Closed { peer, at }),
             Delivery::Done
         ));
         for rx in &mut rxs {
-            assert!(matches!(rx.try_recv(), Ok(ShardEvent::Closed { peer: p }) if p == peer));
+            assert!(matches!(rx.try_recv(), Ok(ShardEvent::Closed { peer: p, .. }) if p == peer));
         }
     }
 

@@ -48,6 +48,8 @@ pub enum ShardEvent {
     Closed {
         /// Its peer.
         peer: SocketAddr,
+        /// When it stopped taking sends.
+        at: Instant,
     },
     /// A stream could not be framed.
     StreamError,
@@ -76,7 +78,7 @@ pub struct Driver {
     engine: Engine,
     transports: Arc<Transports>,
     health: Arc<Health>,
-    sends: Vec<(Dest, Bytes)>,
+    sends: Vec<crate::engine::Outgoing>,
     flows: Vec<(SocketAddr, bool)>,
 }
 
@@ -201,7 +203,7 @@ impl Driver {
                 source,
                 error,
             } => self.engine.on_malformed(&data, source, &error),
-            ShardEvent::Closed { peer } => self.engine.on_closed(now, peer),
+            ShardEvent::Closed { peer, at } => self.engine.on_closed(now, peer, at),
             ShardEvent::StreamError => self.engine.on_stream_error(),
         }
     }
@@ -228,20 +230,36 @@ impl Driver {
         }
     }
 
+    /// Sends what the engine queued. A TCP send that fails (no connection possible, its queue
+    /// full, the connection cap) fails its transaction at once: over TCP nothing retransmits,
+    /// and waiting for Timer F would lose a healthy call 32 s later. A UDP datagram the socket
+    /// refused is left to the retransmission timers, as a datagram lost on the way would be.
     fn send_all(&mut self) {
-        self.engine.take_flows(&mut self.flows);
-        // A TCP flow that carries dialogs stays open however idle (held calls are silent).
-        for (peer, held) in self.flows.drain(..) {
-            if held {
-                self.transports.hold(peer);
-            } else {
-                self.transports.release(peer);
+        let mut failed = Vec::new();
+        loop {
+            self.engine.take_flows(&mut self.flows);
+            // A TCP flow that carries dialogs stays open however idle (held calls are silent).
+            for (peer, held) in self.flows.drain(..) {
+                if held {
+                    self.transports.hold(peer);
+                } else {
+                    self.transports.release(peer);
+                }
             }
-        }
-        self.engine.take_outbox(&mut self.sends);
-        for (dest, bytes) in self.sends.drain(..) {
-            if let Err(e) = self.transports.send(dest.transport, dest.addr, bytes) {
-                tracing::debug!(error = %e, "send failed");
+            self.engine.take_sends(&mut self.sends);
+            if self.sends.is_empty() {
+                return;
+            }
+            for o in self.sends.drain(..) {
+                let tcp = o.dest.transport == crate::config::model::Transport::Tcp;
+                if let Err(e) = self.transports.send(o.dest.transport, o.dest.addr, o.bytes) {
+                    tracing::debug!(error = %e, "send failed");
+                    failed.extend(o.key.filter(|_| tcp));
+                }
+            }
+            let now = now();
+            for key in failed.drain(..) {
+                self.engine.on_send_failed(now, &key);
             }
         }
     }

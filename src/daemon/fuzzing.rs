@@ -119,7 +119,7 @@ pub fn engine(data: &[u8]) {
         now += Duration::from_millis(u64::from(control >> 2) * 50);
         engine.on_timeouts(now);
         if control == 0xff {
-            engine.on_closed(now, source.addr);
+            engine.on_closed(now, source.addr, now);
         } else {
             engine.on_received(now, Bytes::copy_from_slice(message), source);
         }

@@ -75,6 +75,21 @@ impl Default for Shared {
     }
 }
 
+/// Client transactions in flight to one TCP peer, with when each was sent.
+type InFlight = std::collections::HashMap<TransactionKey, Instant, foldhash::fast::RandomState>;
+
+/// Something to send, and the transaction it belongs to (told when the send fails).
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Where.
+    pub dest: Dest,
+    /// What.
+    pub bytes: Bytes,
+    /// The transaction whose transmission this is; `None` for ACKs of 2xx and other sends
+    /// outside a transaction.
+    pub key: Option<TransactionKey>,
+}
+
 /// The call engine of one shard.
 pub struct Engine {
     b2bua: B2bua,
@@ -84,7 +99,7 @@ pub struct Engine {
     /// Our client transactions that have not had a final response yet.
     awaiting_final: SplitMap<TransactionKey, ()>,
     /// Messages to send, drained by the driver after every input.
-    outbox: Vec<(Dest, Bytes)>,
+    outbox: Vec<Outgoing>,
     /// TCP flows taken (true) or given back by calls, drained by the driver for the transport.
     flows: Vec<(std::net::SocketAddr, bool)>,
     /// Where each transaction's transmissions go.
@@ -93,7 +108,7 @@ pub struct Engine {
     invites: SplitMap<TransactionKey, Request>,
     /// Our client transactions over TCP awaiting a final, by peer: when the connection closes
     /// no answer can come on it, so they fail at once rather than after Timer B/F (32 s).
-    tcp_in_flight: SplitMap<std::net::SocketAddr, Vec<TransactionKey>>,
+    tcp_in_flight: SplitMap<std::net::SocketAddr, InFlight>,
     timers: CallTimers,
     out: Vec<Out>,
     lout: Vec<LayerAction<Response>>,
@@ -193,9 +208,26 @@ impl Engine {
         &self.shared
     }
 
-    /// Moves what must be sent into `into` (the driver sends it).
+    /// Moves what must be sent into `into` (tests and the fuzzer; the driver uses
+    /// [`Engine::take_sends`]).
     pub fn take_outbox(&mut self, into: &mut Vec<(Dest, Bytes)>) {
+        into.extend(self.outbox.drain(..).map(|o| (o.dest, o.bytes)));
+    }
+
+    /// Moves what must be sent, with the transactions it belongs to, into `into`; the driver
+    /// sends it and reports a failed send with [`Engine::on_send_failed`].
+    pub fn take_sends(&mut self, into: &mut Vec<Outgoing>) {
         into.append(&mut self.outbox);
+    }
+
+    /// A send for transaction `key` failed (its TCP connection could not be opened, or its queue
+    /// was full): the transaction fails now rather than waiting for a response that cannot come
+    /// (over TCP nothing is retransmitted).
+    pub fn on_send_failed(&mut self, now: Instant, key: &TransactionKey) {
+        if let Err(e) = self.txn.transport_error(now, key, &mut self.lout) {
+            tracing::debug!(error = ?e, "send failure for an ended transaction");
+        }
+        self.flush(now);
     }
 
     /// Moves the TCP flows calls took (true) or gave back into `into` (the driver tells the
@@ -263,10 +295,26 @@ impl Engine {
         self.flush(now);
     }
 
-    /// A connection to `peer` closed: our requests in flight on it fail (their calls decide
-    /// what that means), then the B2BUA probes or ends the calls with legs on it.
-    pub fn on_closed(&mut self, now: Instant, peer: std::net::SocketAddr) {
-        for key in self.tcp_in_flight.remove(&peer).unwrap_or_default() {
+    /// The connection to `peer` closed at `at`: our requests sent to it until then fail (their
+    /// calls decide what that means; those sent later went over a new connection), then the
+    /// B2BUA probes or ends the calls with legs on it.
+    pub fn on_closed(&mut self, now: Instant, peer: std::net::SocketAddr, at: Instant) {
+        let lost: Vec<TransactionKey> = match self.tcp_in_flight.get_mut(&peer) {
+            Some(flight) => {
+                let lost = flight
+                    .iter()
+                    .filter(|(_, sent)| **sent <= at)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                flight.retain(|_, sent| *sent > at);
+                if flight.is_empty() {
+                    self.tcp_in_flight.remove(&peer);
+                }
+                lost
+            }
+            None => Vec::new(),
+        };
+        for key in lost {
             if let Err(e) = self.txn.transport_error(now, &key, &mut self.lout) {
                 tracing::debug!(error = ?e, "transport error for an ended transaction");
             }
@@ -472,7 +520,11 @@ impl Engine {
     }
 
     fn send(&mut self, dest: Dest, bytes: Bytes) {
-        self.outbox.push((dest, bytes));
+        self.outbox.push(Outgoing {
+            dest,
+            bytes,
+            key: None,
+        });
     }
 
     /// Executes what the cores asked until neither has anything left.
@@ -489,17 +541,20 @@ impl Engine {
         }
     }
 
-    /// Records a client transaction we start (awaiting its final, sent to `dest`); returns
-    /// whether its transport is reliable.
-    fn track_client(&mut self, key: &TransactionKey, dest: Dest) -> bool {
+    /// Records a client transaction we start at `now` (awaiting its final, sent to `dest`);
+    /// returns whether its transport is reliable.
+    fn track_client(&mut self, now: Instant, key: &TransactionKey, dest: Dest) -> bool {
         self.awaiting_final.insert(key.clone(), ());
         self.dests.insert(key.clone(), dest);
         let reliable = dest.transport == Transport::Tcp;
         if reliable {
             match self.tcp_in_flight.get_mut(&dest.addr) {
-                Some(keys) => keys.push(key.clone()),
+                Some(flight) => {
+                    flight.insert(key.clone(), now);
+                }
                 None => {
-                    self.tcp_in_flight.insert(dest.addr, vec![key.clone()]);
+                    let flight = std::iter::once((key.clone(), now)).collect();
+                    self.tcp_in_flight.insert(dest.addr, flight);
                 }
             }
         }
@@ -517,9 +572,9 @@ impl Engine {
         if dest.transport != Transport::Tcp {
             return;
         }
-        if let Some(keys) = self.tcp_in_flight.get_mut(&dest.addr) {
-            keys.retain(|k| k != key);
-            if keys.is_empty() {
+        if let Some(flight) = self.tcp_in_flight.get_mut(&dest.addr) {
+            flight.remove(key);
+            if flight.is_empty() {
                 self.tcp_in_flight.remove(&dest.addr);
             }
         }
@@ -532,7 +587,7 @@ impl Engine {
                 self.metrics.sip_request("INVITE", Direction::Out);
                 let bytes = request.parts().as_bytes().clone();
                 self.invites.insert(key.clone(), *request);
-                let reliable = self.track_client(&key, dest);
+                let reliable = self.track_client(now, &key, dest);
                 if let Err(e) =
                     self.txn
                         .start_client_invite(now, key, bytes, reliable, &mut self.lout)
@@ -544,7 +599,7 @@ impl Engine {
                 let method = bytes.split(|b| *b == b' ').next().unwrap_or_default();
                 let method = std::str::from_utf8(method).unwrap_or("OTHER");
                 self.metrics.sip_request(method, Direction::Out);
-                let reliable = self.track_client(&key, dest);
+                let reliable = self.track_client(now, &key, dest);
                 if let Err(e) =
                     self.txn
                         .start_client_non_invite(now, key, bytes, reliable, &mut self.lout)
@@ -577,7 +632,11 @@ impl Engine {
         match action {
             Action::Transmit(bytes) => {
                 if let Some(dest) = self.dests.get(&key).copied() {
-                    self.send(dest, bytes);
+                    self.outbox.push(Outgoing {
+                        dest,
+                        bytes,
+                        key: Some(key),
+                    });
                 }
             }
             Action::ToUser(resp) => {

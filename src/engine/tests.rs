@@ -39,6 +39,7 @@ pbx = { address = "127.0.0.11:5060", transport = "udp", authenticate = false }
 name = "carrier"
 kind = "ip"
 address = "127.0.0.1:5080"
+associated_ips = ["127.0.0.2"]
 [[outbound_rule]]
 organization = "acme"
 pattern = "^[0-9]+$"
@@ -54,14 +55,18 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let loaded = crate::config::load(CFG).unwrap_or_else(|e| panic!("{e:?}"));
+    rig_with(CFG)
+}
+
+fn rig_with(cfg: &str) -> Rig {
+    let loaded = crate::config::load(cfg).unwrap_or_else(|e| panic!("{e:?}"));
     let limiter = Arc::new(Limiter::new(Arc::new(loaded.snapshot)));
     let settings = Settings {
         t1: Duration::from_millis(500),
         t2: Duration::from_secs(4),
         local: Local {
             udp: Some("127.0.0.1:5060".into()),
-            tcp: None,
+            tcp: Some("127.0.0.1:5060".into()),
         },
         node: "t".into(),
         ring_timeout: Duration::from_secs(180),
@@ -292,4 +297,118 @@ fn an_invite_requiring_an_extension_callgate_lacks_gets_420_and_no_admission() {
     assert!(String::from_utf8_lossy(&sent[0].1).contains("Unsupported: 100rel\r\n"));
     assert_eq!(r.limiter.in_use(), 0);
     assert_eq!(r.engine.calls(), 0);
+}
+
+#[test]
+fn a_final_from_another_address_of_the_same_trunk_is_believed() {
+    let mut r = rig();
+    let sent = r.feed(invite("p2", PBX), PBX);
+    let b_inv = sent
+        .iter()
+        .find(|(d, b)| *d == udp(TRUNK) && b.starts_with(b"INVITE "))
+        .map(|(_, b)| parse_request(b))
+        .expect("B INVITE");
+    let busy = sip::response_to(&b_inv, 486, "Busy Here", Some("x"), &[]);
+    let sent = r.feed(busy, "127.0.0.2:5060");
+    assert!(sent
+        .iter()
+        .any(|(d, b)| *d == udp(PBX) && status_of(b) == Some(486)));
+    assert_eq!(r.limiter.in_use(), 0);
+}
+
+/// A confirmed call from a PBX over TCP; returns the rig and the PBX's flow.
+fn tcp_call() -> (Rig, Dest) {
+    let cfg = CFG.replace(
+        "transport = \"udp\", authenticate",
+        "transport = \"tcp\", authenticate",
+    );
+    let mut r = rig_with(&cfg);
+    let pbx = Dest {
+        transport: Transport::Tcp,
+        addr: PBX.parse().unwrap_or_else(|e| panic!("{e}")),
+    };
+    r.engine.on_received(r.now, invite("tc1", PBX), pbx);
+    let sent = r.take();
+    let b_inv = sent
+        .iter()
+        .find(|(_, b)| b.starts_with(b"INVITE "))
+        .map(|(_, b)| parse_request(b))
+        .expect("B INVITE");
+    let ok = sip::response_to(
+        &b_inv,
+        200,
+        "OK",
+        Some("b1"),
+        &[("Contact", "<sip:b@127.0.0.1:5080>")],
+    );
+    let sent = r.feed(ok, TRUNK);
+    let tag = sent
+        .iter()
+        .find_map(|(_, b)| match sip::parse_datagram(b.clone()) {
+            Ok(Message::Response(resp)) if resp.status().as_u16() == 200 => {
+                resp.parts().to_tag().map(|t| t.as_str().to_owned())
+            }
+            _ => None,
+        })
+        .expect("200 to A");
+    let ack = format!(
+        "ACK sip:gw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/TCP {PBX};branch=z9hG4bKack\r\nFrom: <sip:200@{PBX}>;tag=a1\r\nTo: <sip:3125559999@127.0.0.1>;tag={tag}\r\nCall-ID: tc1\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    r.engine.on_received(r.now, Bytes::from(ack), pbx);
+    r.take();
+    (r, pbx)
+}
+
+#[test]
+fn a_close_fails_only_what_was_sent_before_it() {
+    let (mut r, pbx) = tcp_call();
+    // The periodic probe goes to both legs (A over TCP).
+    r.now += Duration::from_secs(60);
+    r.engine.on_timeouts(r.now);
+    let sent = r.take();
+    assert!(sent
+        .iter()
+        .any(|(d, b)| *d == pbx && b.starts_with(b"OPTIONS ")));
+    // A close that happened before the probe was sent: the probe went over a new connection.
+    let before = r.now - Duration::from_millis(1);
+    r.engine.on_closed(r.now, pbx.addr, before);
+    assert!(r.take().is_empty(), "nothing failed, nothing ended");
+    assert_eq!(r.engine.calls(), 1);
+    assert_eq!(r.engine.sizes().tcp_in_flight, 1);
+    // The connection the probe went on closes: it is sent once more, over a new one.
+    r.engine.on_closed(r.now, pbx.addr, r.now);
+    let again = r.take();
+    assert!(again
+        .iter()
+        .any(|(d, b)| *d == pbx && b.starts_with(b"OPTIONS ")));
+    assert_eq!(r.engine.calls(), 1);
+    // That one's connection fails too: the leg is gone, the call ends.
+    r.now += Duration::from_millis(10);
+    r.engine.on_closed(r.now, pbx.addr, r.now);
+    let last = r.take();
+    assert!(last.iter().any(|(_, b)| b.starts_with(b"BYE ")), "{last:?}");
+    assert_eq!(r.engine.calls(), 0);
+    assert_eq!(r.limiter.in_use(), 0);
+}
+
+#[test]
+fn a_failed_tcp_send_fails_its_transaction_at_once() {
+    let (mut r, pbx) = tcp_call();
+    r.now += Duration::from_secs(60);
+    r.engine.on_timeouts(r.now);
+    let mut sends = Vec::new();
+    r.engine.take_sends(&mut sends);
+    let probe = sends
+        .iter()
+        .find(|o| o.dest == pbx && o.bytes.starts_with(b"OPTIONS "))
+        .and_then(|o| o.key.clone())
+        .expect("a probe with its transaction");
+    r.engine.on_send_failed(r.now, &probe);
+    let again = r.take();
+    assert!(
+        again
+            .iter()
+            .any(|(d, b)| *d == pbx && b.starts_with(b"OPTIONS ")),
+        "sent once more at once, not after Timer F"
+    );
 }

@@ -78,6 +78,9 @@ pub enum Inbound {
     Closed {
         /// The peer of the closed connection.
         peer: SocketAddr,
+        /// When it stopped taking sends: what was sent to `peer` before went with it, what is
+        /// sent after goes over a new connection.
+        at: std::time::Instant,
     },
     /// A stream sent bytes that cannot be framed (counted as a parse error; the stream is closed).
     StreamError {

@@ -76,8 +76,10 @@ impl ConnTable {
         Pending { id, tx, rx, cancel }
     }
 
-    fn unregister(&self, peer: SocketAddr, id: ConnId) {
-        self.by_peer.remove_if(&peer, |_, c| c.id == id);
+    /// Forgets connection `id` to `peer`; false when a newer connection to `peer` had replaced
+    /// it (sends to `peer` go over that one, so its close changes nothing for them).
+    fn unregister(&self, peer: SocketAddr, id: ConnId) -> bool {
+        self.by_peer.remove_if(&peer, |_, c| c.id == id).is_some()
     }
 }
 
@@ -264,9 +266,12 @@ async fn connect(t: Arc<Transports>, dest: SocketAddr, local: SocketAddr, p: Pen
         Some(stream) => serve(stream, dest, local, Some(p), &t, places).await,
         None => {
             tracing::debug!(peer.addr = %dest, "tcp connect failed");
-            t.conns.unregister(dest, id);
+            let current = t.conns.unregister(dest, id);
+            let at = std::time::Instant::now();
             drop(places);
-            let _ = hand_over(&*t.sink, Inbound::Closed { peer: dest }).await;
+            if current {
+                let _ = hand_over(&*t.sink, Inbound::Closed { peer: dest, at }).await;
+            }
         }
     }
 }
@@ -304,14 +309,18 @@ async fn serve(
     };
     let outcome = read_loop(reader, &conn, &cancel).await;
     cancel.cancel();
-    t.conns.unregister(peer, id);
+    let current = t.conns.unregister(peer, id);
+    // Every send from here on opens a new connection: what was sent before is lost with this one.
+    let at = std::time::Instant::now();
     let _ = write_task.await;
     drop(places);
     let inbound = &*t.sink;
     if let ReadOutcome::BadStream = outcome {
         let _ = hand_over(inbound, Inbound::StreamError { peer }).await;
     }
-    let _ = hand_over(inbound, Inbound::Closed { peer }).await;
+    if current {
+        let _ = hand_over(inbound, Inbound::Closed { peer, at }).await;
+    }
 }
 
 async fn write_loop(
