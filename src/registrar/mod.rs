@@ -13,8 +13,10 @@
 //! (`auth`), nor which binding a call is sent to (routing, from [`LocationStore::lookup`]).
 
 mod location;
+mod register;
 
 pub use location::{Aor, Binding, BindingError, Flow, LocationStore, UpsertOutcome};
+pub use register::{register, Policy, Reply};
 
 #[cfg(test)]
 mod tests;
