@@ -221,6 +221,8 @@ pub struct B2bua {
     next_id: u64,
     /// Tags, branches and B-leg Call-IDs: CSPRNG bits plus this shard's marker.
     ids: Ids,
+    /// Registered phones' bindings (shared by every shard): where a call to a phone goes.
+    location: Arc<crate::registrar::LocationStore>,
     draining: bool,
 }
 
@@ -237,8 +239,15 @@ impl B2bua {
             by_peer: SplitMap::default(),
             next_id: 0,
             ids,
+            location: Arc::default(),
             draining: false,
         }
+    }
+
+    /// The same B2BUA reaching phones through `location` (the daemon's shared store).
+    pub fn with_location(mut self, location: Arc<crate::registrar::LocationStore>) -> Self {
+        self.location = location;
+        self
     }
 
     /// Number of calls in progress.

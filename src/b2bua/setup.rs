@@ -24,6 +24,8 @@ struct Target {
     from_user: String,
     /// What the B leg asserts about the caller.
     identity: Identity,
+    /// The Request-URI when it is not `user@dest` (a phone's registered contact).
+    request_uri: Option<String>,
 }
 
 /// P-Asserted-Identity and Privacy on the B leg (RFC 3325: an identity is asserted only inside
@@ -98,7 +100,11 @@ impl B2bua {
             Err(e) => return self.refuse_route(&req, key, &e, out),
         };
         let id = self.next_call_number();
-        match admit(&generation, &snapshot, &route, id) {
+        let reach = Reach {
+            location: &self.location,
+            now,
+        };
+        match admit(&generation, &snapshot, &route, id, &reach) {
             Ok((permit, target)) => {
                 self.start_b_leg(now, req, key, source, permit, target, id, out)
             }
@@ -266,9 +272,10 @@ impl B2bua {
         let local = &self.settings.local;
         let t = target.dest.transport;
         let host = target.dest.addr;
-        let uri = match t {
-            Transport::Udp => format!("sip:{}@{}", target.user, host),
-            Transport::Tcp => format!("sip:{}@{};transport=tcp", target.user, host),
+        let uri = match (&target.request_uri, t) {
+            (Some(contact), _) => contact.clone(),
+            (None, Transport::Udp) => format!("sip:{}@{}", target.user, host),
+            (None, Transport::Tcp) => format!("sip:{}@{};transport=tcp", target.user, host),
         };
         let leg = Leg {
             call_id,
@@ -385,11 +392,12 @@ fn admit(
     s: &Snapshot,
     route: &Route,
     id: u64,
+    reach: &Reach<'_>,
 ) -> Result<(Permit, Target), Admission> {
     let key = CallKey(id);
     match route {
         Route::Internal { caller, callee } => {
-            let (dest, user) = pbx_target(s, *callee, None)?;
+            let (dest, user, request_uri) = extension_target(s, reach, *callee, None)?;
             let spec = PathSpec::LocalToLocal {
                 caller: *caller,
                 callee: *callee,
@@ -400,6 +408,7 @@ fn admit(
                 user,
                 from_user,
                 identity: Identity::Extension(None),
+                request_uri,
             };
             g.try_admit(key, spec)
                 .map(|p| (p, target))
@@ -431,6 +440,7 @@ fn admit(
                             user: number.clone(),
                             identity: Identity::Extension(ext.outbound_caller_id.clone()),
                             from_user,
+                            request_uri: None,
                         };
                         return Ok((p, target));
                     }
@@ -447,7 +457,7 @@ fn admit(
             target: InboundTarget::Extension(callee),
             did,
         } => {
-            let (dest, user) = pbx_target(s, *callee, Some(did))?;
+            let (dest, user, request_uri) = extension_target(s, reach, *callee, Some(did))?;
             let spec = PathSpec::PublicToLocal {
                 trunk: *trunk,
                 callee: *callee,
@@ -462,6 +472,7 @@ fn admit(
                 user,
                 from_user: "anonymous".into(),
                 identity,
+                request_uri,
             };
             g.try_admit(key, spec)
                 .map(|p| (p, target))
@@ -472,19 +483,43 @@ fn admit(
     }
 }
 
-/// A PBX extension's fixed address; phones need the registrar (not built yet): 480.
-fn pbx_target(s: &Snapshot, ext: ExtId, did: Option<&String>) -> Result<(Dest, String), Admission> {
+/// Where extensions are reached besides the configuration: registered phones' bindings.
+struct Reach<'a> {
+    location: &'a crate::registrar::LocationStore,
+    now: Instant,
+}
+
+/// Where a call to extension `ext` goes, the user of its To, and for a phone the Request-URI (its
+/// registered contact). A PBX is at its fixed address; a phone at the flow its most recent live
+/// binding came in on (symmetric signalling through its NAT), 480 when it has none.
+fn extension_target(
+    s: &Snapshot,
+    reach: &Reach<'_>,
+    ext: ExtId,
+    did: Option<&String>,
+) -> Result<(Dest, String, Option<String>), Admission> {
     let e = &s.extensions[ext.index()];
-    match &e.pbx {
-        Some(pbx) => {
-            let dest = Dest {
-                transport: pbx.transport,
-                addr: pbx.address,
-            };
-            Ok((dest, did.cloned().unwrap_or_else(|| e.number.clone())))
-        }
-        None => Err(Admission::Route(RouteError::Unreachable(e.number.clone()))),
+    if let Some(pbx) = &e.pbx {
+        let dest = Dest {
+            transport: pbx.transport,
+            addr: pbx.address,
+        };
+        return Ok((dest, did.cloned().unwrap_or_else(|| e.number.clone()), None));
     }
+    let domain = &s.organizations[e.organization.index()].domain;
+    let aor = crate::registrar::Aor::new(domain, &e.number);
+    let unreachable = || Admission::Route(RouteError::Unreachable(e.number.clone()));
+    let binding = reach
+        .location
+        .lookup(&aor, reach.now)
+        .into_iter()
+        .next()
+        .ok_or_else(unreachable)?;
+    let dest = Dest {
+        transport: binding.flow.transport,
+        addr: binding.flow.source,
+    };
+    Ok((dest, e.number.clone(), Some(binding.contact)))
 }
 
 fn trunk_dest(s: &Snapshot, trunk: TrunkId) -> Option<Dest> {

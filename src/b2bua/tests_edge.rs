@@ -569,3 +569,65 @@ fn a_contact_on_another_host_is_not_followed() {
     let probes = started(&f.out, "OPTIONS");
     assert_eq!(probes[0].0.addr, ephemeral, "never towards a third host");
 }
+
+#[test]
+fn a_call_to_a_phone_goes_to_the_flow_of_its_latest_binding_or_gets_480() {
+    let cfg = CFG.replace(
+        "[[trunk]]",
+        "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
+    );
+    let snapshot = crate::config::load(&cfg)
+        .map(|l| l.snapshot)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let mut f = fixture();
+    f.limiter.reload(Arc::new(snapshot));
+    let to_phone = |call_id: &str| {
+        let text = String::from_utf8_lossy(invite(call_id).parts().as_bytes())
+            .replace("3125559999", "101")
+            .replace("\r\n", "\n");
+        request(&text)
+    };
+    let inv = to_phone("ph1");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    assert_eq!(statuses(&f.out), vec![480], "not registered");
+    f.out.clear();
+    let flow = crate::registrar::Flow {
+        transport: Transport::Udp,
+        source: ([198, 51, 100, 7], 40000).into(),
+        local: None,
+    };
+    let binding = crate::registrar::Binding {
+        contact: "sip:101@10.0.0.5:5060".into(),
+        flow,
+        expires_at: f.now + Duration::from_secs(600),
+        registered_at: f.now,
+        call_id: "reg".into(),
+        cseq: 1,
+        q: None,
+    };
+    let aor = crate::registrar::Aor::new("acme.example", "101");
+    f.b2bua
+        .location
+        .upsert(aor, binding, 5, f.now)
+        .expect("bound");
+    let inv = to_phone("ph2");
+    let key = server_key(&inv);
+    f.b2bua.on_new_invite(f.now, inv, key, pbx(), &mut f.out);
+    let (dest, bytes) = f
+        .out
+        .iter()
+        .find_map(|o| match o {
+            Out::StartInvite { dest, request, .. } => {
+                Some((*dest, request.parts().as_bytes().clone()))
+            }
+            _ => None,
+        })
+        .expect("INVITE to the phone");
+    assert_eq!(dest.addr, flow.source, "over the flow the REGISTER came on");
+    assert!(
+        bytes.starts_with(b"INVITE sip:101@10.0.0.5:5060 SIP/2.0"),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+}

@@ -386,7 +386,8 @@ fn start_shards(
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         commands.push(cmd_tx);
         let ids = Ids::new(shard as u8, rand::SeedableRng::from_rng(&mut rand::rng()));
-        let b2bua = B2bua::new(parts.limiter.clone(), settings.clone(), ids);
+        let b2bua = B2bua::new(parts.limiter.clone(), settings.clone(), ids)
+            .with_location(parts.shared.location.clone());
         let txn = Layer::new(TimerConfig::default());
         let engine = Engine::new(b2bua, txn, parts.metrics.clone(), parts.shared.clone());
         let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone());
