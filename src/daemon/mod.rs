@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod driver;
 pub mod fuzzing;
 pub mod health;
+mod housekeeping;
 mod reload;
 mod run;
 pub mod shards;

@@ -122,6 +122,7 @@ impl Daemon {
         };
         let shards = Arc::new(start_shards(events, &settings, parts)?);
         tracing::info!(workers, "engine shards started");
+        super::housekeeping::spawn(shared.clone(), metrics.clone(), shutdown.clone());
         let admin_server = Arc::new(AdminServer::new(
             snapshot.admin.as_ref().and_then(|a| a.token.clone()),
             metrics.clone(),
