@@ -81,7 +81,7 @@ fn engine() -> Engine {
         B2bua::new(limiter, settings, ids),
         Layer::new(TimerConfig::default()),
         Arc::new(Metrics::new()),
-        Shared::default(),
+        Shared::new([7; 32], Instant::now()),
     )
 }
 

@@ -18,7 +18,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{AdminBackend, CallView, CounterView, Metrics, RegistrationView};
+use super::{AdminBackend, BanView, CallView, CounterView, Metrics, RegistrationView};
 
 /// The content type of `GET /metrics` (prometheus-client encodes OpenMetrics text).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -145,6 +145,8 @@ fn router(state: AdminState) -> Router {
         .route("/counters", get(counters))
         .route("/registrations", get(registrations))
         .route("/reload", post(reload))
+        .route("/bans", get(bans))
+        .route("/bans/{ip}", delete(unban))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
@@ -219,6 +221,18 @@ async fn counters(State(state): State<AdminState>) -> Json<Vec<CounterView>> {
 
 async fn registrations(State(state): State<AdminState>) -> Json<Vec<RegistrationView>> {
     Json(state.backend.registrations())
+}
+
+async fn bans(State(state): State<AdminState>) -> Json<Vec<BanView>> {
+    Json(state.backend.bans())
+}
+
+async fn unban(State(state): State<AdminState>, Path(ip): Path<String>) -> Response {
+    if state.backend.unban(&ip) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error_json(StatusCode::NOT_FOUND, "no such ban")
+    }
 }
 
 async fn reload(State(state): State<AdminState>) -> Response {

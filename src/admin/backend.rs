@@ -26,6 +26,26 @@ pub trait AdminBackend: Send + Sync {
     /// Ends the call `id` (BYE on both legs, units released). False when no such call exists
     /// (`DELETE /calls/{id}`).
     fn end_call(&self, id: &str) -> bool;
+    /// Sources banned for repeated authentication failures (`GET /bans`).
+    fn bans(&self) -> Vec<BanView> {
+        Vec::new()
+    }
+    /// Lifts the ban of `ip`; false when it was not banned or is no IP (`DELETE /bans/{ip}`).
+    fn unban(&self, ip: &str) -> bool {
+        let _ = ip;
+        false
+    }
+}
+
+/// A source banned after repeated authentication failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanView {
+    /// The source IP.
+    pub ip: String,
+    /// Seconds until the ban lapses.
+    pub seconds_left: u64,
+    /// Why (which threshold).
+    pub reason: String,
 }
 
 /// One call in progress.

@@ -15,7 +15,8 @@ pub mod status;
 
 pub use api::{serve, AdminError, AdminState, AdminToken};
 pub use backend::{
-    AdminBackend, CallView, CounterRef, CounterView, LegView, RegistrationView, ReloadResult,
+    AdminBackend, BanView, CallView, CounterRef, CounterView, LegView, RegistrationView,
+    ReloadResult,
 };
 pub use metrics::{Direction, Metrics, Outcome};
 pub use status::{status, StatusError};

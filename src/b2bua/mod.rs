@@ -265,6 +265,11 @@ impl B2bua {
         self.calls.values().map(|c| &**c)
     }
 
+    /// The running configuration generation (what new calls are admitted under).
+    pub fn generation(&self) -> Arc<crate::limits::Generation> {
+        self.limiter.current()
+    }
+
     /// Whether `source` is a PBX or trunk of the running configuration (an INVITE from anyone
     /// else is refused before any state is kept for it). A PBX that must authenticate is known:
     /// its refusal (or, with digest, its challenge) is the B2BUA's.

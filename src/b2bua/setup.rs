@@ -58,6 +58,20 @@ impl B2bua {
         source: Dest,
         out: &mut Vec<Out>,
     ) {
+        self.on_new_invite_from(now, req, key, source, None, out);
+    }
+
+    /// [`B2bua::on_new_invite`] with the caller already known: a phone that answered a digest
+    /// challenge is the extension it authenticated as, whatever its source address.
+    pub fn on_new_invite_from(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: TransactionKey,
+        source: Dest,
+        caller: Option<routing::Caller>,
+        out: &mut Vec<Out>,
+    ) {
         if self.draining {
             let bytes = sip::response_to(
                 &req,
@@ -92,7 +106,10 @@ impl B2bua {
         let route = dialled_user(&req)
             .ok_or_else(|| RouteError::NoRoute(req.uri_str().to_owned()))
             .and_then(|user| {
-                let caller = routing::identify(&snapshot, source.addr)?;
+                let caller = match &caller {
+                    Some(c) => c.clone(),
+                    None => routing::identify(&snapshot, source.addr)?,
+                };
                 routing::route(&snapshot, &caller, &user)
             });
         let route = match route {

@@ -23,7 +23,9 @@ pub(crate) fn build(s: &Snapshot) -> Index {
     }
     for (i, o) in s.organizations.iter().enumerate() {
         let id = OrgId(to_u32(i));
-        ix.organization_by_domain.insert(o.domain.clone(), id);
+        // Host names compare case-insensitively (RFC 3261 19.1.4): keyed lower-case.
+        ix.organization_by_domain
+            .insert(o.domain.to_ascii_lowercase(), id);
         ix.org_by_name.insert(o.name.clone(), id);
     }
     for (i, sp) in s.service_providers.iter().enumerate() {

@@ -424,7 +424,7 @@ pub struct Snapshot {
 pub struct Index {
     /// (organization, extension number) -> extension.
     pub extension_by_number: HashMap<(OrgId, String), ExtId>,
-    /// Organization domain -> organization.
+    /// Organization domain, lower-case -> organization.
     pub organization_by_domain: HashMap<String, OrgId>,
     /// PBX source address -> SIP trunking extensions at it (several only when all authenticate).
     pub pbx_by_address: HashMap<SocketAddr, Vec<ExtId>>,
@@ -447,6 +447,19 @@ pub struct Index {
 }
 
 impl Snapshot {
+    /// The extension `number` of the organization whose domain is `domain` (any case), if both
+    /// exist: who a REGISTER's To, or a phone's From, claims to be.
+    pub fn extension_at(&self, domain: &str, number: &str) -> Option<ExtId> {
+        let org = self
+            .index
+            .organization_by_domain
+            .get(&domain.to_ascii_lowercase())?;
+        self.index
+            .extension_by_number
+            .get(&(*org, number.to_owned()))
+            .copied()
+    }
+
     /// The chain above an extension: (user, organization, service provider).
     pub fn chain(&self, ext: ExtId) -> (UserId, OrgId, SpId) {
         let e = &self.extensions[ext.index()];

@@ -89,7 +89,7 @@ pub fn engine(data: &[u8]) {
         b2bua,
         Layer::new(TimerConfig::default()),
         Arc::new(Metrics::new()),
-        crate::engine::Shared::default(),
+        crate::engine::Shared::new([7; 32], std::time::Instant::now()),
     );
     let sources = [
         Dest {

@@ -112,7 +112,10 @@ impl Daemon {
         )
         .await?;
         let settings = settings(&snapshot, &transports);
-        let shared = Shared::default();
+        // The nonce key: fresh random bytes per process, so nonces die with it.
+        let mut secret = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        let shared = Shared::new(secret, std::time::Instant::now());
         let parts = ShardParts {
             limiter: &limiter,
             metrics: &metrics,
@@ -139,6 +142,7 @@ impl Daemon {
         let backend = Arc::new(Backend {
             limiter: limiter.clone(),
             location: shared.location.clone(),
+            auth: shared.auth.clone(),
             shards: shards.clone(),
             reloader: reloader.clone(),
         });
@@ -286,6 +290,7 @@ pub async fn run(snapshot: Snapshot, path: PathBuf, drain: Duration) -> Result<(
 struct Backend {
     limiter: Arc<Limiter>,
     location: Arc<crate::registrar::LocationStore>,
+    auth: Arc<crate::engine::access::AuthShared>,
     shards: Arc<Shards>,
     reloader: Arc<Reloader>,
 }
@@ -313,8 +318,30 @@ impl AdminBackend for Backend {
             .collect()
     }
 
+    fn bans(&self) -> Vec<crate::admin::BanView> {
+        let secs = self.auth.secs(std::time::Instant::now());
+        self.auth
+            .guard
+            .bans(secs)
+            .into_iter()
+            .map(|b| crate::admin::BanView {
+                ip: b.ip.to_string(),
+                seconds_left: b.until_unix.saturating_sub(secs),
+                reason: match b.reason {
+                    crate::auth::BanReason::SourceFailures => "failures from this source".into(),
+                    crate::auth::BanReason::ExtensionFailures { extension } => {
+                        format!("failures on extension {extension}")
+                    }
+                },
+            })
+            .collect()
+    }
+
+    fn unban(&self, ip: &str) -> bool {
+        ip.parse().is_ok_and(|ip| self.auth.guard.unban(ip))
+    }
+
     fn registrations(&self) -> Vec<RegistrationView> {
-        // The shards' shared store; REGISTER handling that fills it is the registrar issue's.
         let now = std::time::Instant::now();
         self.location
             .snapshot(now)

@@ -1,6 +1,6 @@
 //! The method dispatcher: which handler owns a request that starts a server transaction. Only
 //! this table decides; each handler lives in the module named for it (INVITE in `b2bua`, OPTIONS
-//! in [`super::options`], and REGISTER in the registrar once it exists).
+//! in [`super::options`], REGISTER in [`super::access`] and the registrar).
 //!
 //! ACK and CANCEL never reach it: they belong to an existing INVITE transaction (RFC 3261 17.2.3,
 //! 9.2) and the transaction layer matches them first.
@@ -19,7 +19,9 @@ pub(crate) enum Handler {
     Options,
     /// A dialog-only method with no dialog (BYE, UPDATE, INFO, PRACK, NOTIFY): 481.
     NoDialog,
-    /// Anything else (REGISTER until the registrar lands, MESSAGE, SUBSCRIBE, extensions): 501.
+    /// REGISTER: digest, then the registrar.
+    Register,
+    /// Anything else (MESSAGE, SUBSCRIBE, extensions): 501.
     NotImplemented,
 }
 
@@ -31,6 +33,7 @@ pub(crate) fn handler_for(method: &Method, in_dialog: bool) -> Handler {
     match method {
         Method::Invite => Handler::Call,
         Method::Options => Handler::Options,
+        Method::Register => Handler::Register,
         Method::Bye | Method::Update | Method::Info | Method::Prack | Method::Notify => {
             Handler::NoDialog
         }
@@ -48,10 +51,7 @@ mod tests {
         assert_eq!(handler_for(&Method::Options, false), Handler::Options);
         assert_eq!(handler_for(&Method::Bye, false), Handler::NoDialog);
         assert_eq!(handler_for(&Method::Update, false), Handler::NoDialog);
-        assert_eq!(
-            handler_for(&Method::Register, false),
-            Handler::NotImplemented
-        );
+        assert_eq!(handler_for(&Method::Register, false), Handler::Register);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! single timer from the earliest of `Layer::poll_timeout` and the call-timer queue
 //! ([`Engine::next_deadline`]).
 
+pub mod access;
 mod bad_request;
 mod call_timers;
 mod checks;
@@ -47,15 +48,18 @@ pub fn parse(data: Bytes, transport: Transport) -> Result<Message, sip::ParseErr
     }
 }
 
-/// What every shard reads and writes, shared without a global lock: the registrar's bindings and
-/// digest nonce counts (sharded maps). The limiter (atomics) and the configuration (ArcSwap)
-/// reach the shards through the B2BUA; metrics are atomics too.
+/// What every shard reads and writes, shared without a global lock: the registrar's bindings,
+/// digest nonce counts and the brute-force guard (sharded maps), the nonce key. The limiter
+/// (atomics) and the configuration (ArcSwap) reach the shards through the B2BUA; metrics are
+/// atomics too.
 #[derive(Clone)]
 pub struct Shared {
     /// Registered bindings, by address-of-record.
     pub location: Arc<crate::registrar::LocationStore>,
     /// Highest nonce-count seen per digest nonce (replay protection).
     pub nonces: Arc<crate::auth::NonceCounts>,
+    /// Nonce key, failure counts and bans.
+    pub auth: Arc<access::AuthShared>,
 }
 
 /// Nonces remembered at once: a few per registered phone over a nonce's life (300 s).
@@ -66,11 +70,13 @@ const MAX_NONCES: usize = 100_000;
 /// per second on one shard; the cap is against unbounded memory, not a rate limit.
 pub const MAX_TRANSACTIONS: usize = 1_000_000;
 
-impl Default for Shared {
-    fn default() -> Self {
+impl Shared {
+    /// Empty stores; nonces are signed with `secret` and counted in seconds from `epoch`.
+    pub fn new(secret: [u8; 32], epoch: Instant) -> Self {
         Shared {
             location: Arc::default(),
             nonces: Arc::new(crate::auth::NonceCounts::new(MAX_NONCES)),
+            auth: Arc::new(access::AuthShared::new(secret, epoch)),
         }
     }
 }
@@ -119,6 +125,19 @@ pub struct Engine {
     full_log: log_limit::LogLimit,
     /// Responses from another peer than their request's.
     stray_log: log_limit::LogLimit,
+    /// The caller a phone's INVITE authenticated as, from the check before its transaction to
+    /// the call handler.
+    caller: Option<crate::routing::Caller>,
+}
+
+/// What a new INVITE from an unknown address is.
+enum PhoneInvite {
+    /// A phone that authenticated as this extension.
+    Caller(crate::config::model::ExtId),
+    /// Answered without a transaction (407 challenge, 403).
+    Answered(u16, Bytes),
+    /// Its From names no organization's domain: an unknown source.
+    NotAPhone,
 }
 
 /// Sizes of an engine's tables, for leak checks: all zero once every call and transaction ended.
@@ -194,6 +213,7 @@ impl Engine {
             unknown_log: log_limit::LogLimit::default(),
             full_log: log_limit::LogLimit::default(),
             stray_log: log_limit::LogLimit::default(),
+            caller: None,
         }
     }
 
@@ -381,8 +401,18 @@ impl Engine {
         }
         let key = server_key(&req);
         let new_call = method == Method::Invite && req.parts().to_tag().is_none();
-        if new_call && !self.b2bua.knows_source(source.addr) {
-            return self.refuse_unknown_source(now, &req, reply_to);
+        // A retransmission of an INVITE is its transaction's, whoever sent it.
+        if new_call && !self.txn.contains(&key) && !self.b2bua.knows_source(source.addr) {
+            match self.phone_invite(now, &req, source) {
+                PhoneInvite::Caller(ext) => {
+                    self.caller = Some(crate::routing::Caller::Extension(ext));
+                }
+                PhoneInvite::Answered(status, bytes) => {
+                    self.metrics.sip_response(status, Direction::Out);
+                    return self.send(reply_to, bytes);
+                }
+                PhoneInvite::NotAPhone => return self.refuse_unknown_source(now, &req, reply_to),
+            }
         }
         if method != Method::Ack
             && self.txn.len() >= self.max_transactions
@@ -431,6 +461,85 @@ impl Engine {
         }
     }
 
+    /// A new INVITE from an address that is no PBX or trunk: a phone when its From names an
+    /// extension of an organization's domain (any extension number: an unknown one is
+    /// challenged like a known one), answered statelessly until its credentials are right.
+    fn phone_invite(&mut self, now: Instant, req: &Request, source: Dest) -> PhoneInvite {
+        let generation = self.b2bua.generation();
+        let snapshot = generation.config();
+        let from = req.parts().from().uri;
+        let Some(claim) = access::claim(snapshot, from) else {
+            return PhoneInvite::NotAPhone;
+        };
+        if !snapshot
+            .index
+            .organization_by_domain
+            .contains_key(&claim.realm)
+        {
+            return PhoneInvite::NotAPhone;
+        }
+        let shared = self.shared.clone();
+        let verdict = access::check(
+            &shared.auth,
+            &shared.nonces,
+            snapshot,
+            req,
+            &claim,
+            source.addr.ip(),
+            now,
+        );
+        match verdict {
+            access::Verdict::Ok(ext) => PhoneInvite::Caller(ext),
+            access::Verdict::Respond(status, bytes) => {
+                if status == 403 {
+                    self.metrics.auth_failure();
+                }
+                PhoneInvite::Answered(status, bytes)
+            }
+        }
+    }
+
+    /// REGISTER: the To names the AoR; digest first (401 challenge, 403 for wrong credentials,
+    /// the same for an extension that does not exist), then the registrar.
+    fn on_register(&mut self, now: Instant, req: &Request, key: &TransactionKey, source: Dest) {
+        let generation = self.b2bua.generation();
+        let snapshot = generation.config();
+        let to = req.parts().to().uri;
+        let Some(claim) = access::claim(snapshot, to) else {
+            // A To that is no sip: user@host is malformed for REGISTER (never a 404: that would
+            // tell a scanner something).
+            let bytes = sip::response_to(req, 400, "Bad To", Some("cg-reg"), &[]);
+            return self.respond(now, key, bytes, 400);
+        };
+        let shared = self.shared.clone();
+        let verdict = access::check(
+            &shared.auth,
+            &shared.nonces,
+            snapshot,
+            req,
+            &claim,
+            source.addr.ip(),
+            now,
+        );
+        let (status, bytes) = match verdict {
+            access::Verdict::Respond(status, bytes) => {
+                if status == 403 {
+                    self.metrics.auth_failure();
+                }
+                (status, bytes)
+            }
+            access::Verdict::Ok(ext) => {
+                let flow = crate::registrar::Flow {
+                    transport: source.transport,
+                    source: source.addr,
+                    local: None,
+                };
+                access::register(&shared.location, snapshot, ext, req, flow, now)
+            }
+        };
+        self.respond(now, key, bytes, status);
+    }
+
     /// An INVITE from a source that is no PBX or trunk gets one 403 and no transaction: a
     /// transaction would retransmit the 403 ~11 times over 32 s to a source that never ACKs
     /// (a spoofed one), a reflection amplifier. Retransmissions of the INVITE get it again.
@@ -468,9 +577,11 @@ impl Engine {
         }
         let in_dialog = req.parts().to_tag().is_some();
         match methods::handler_for(req.method(), in_dialog) {
-            Handler::Call => self
-                .b2bua
-                .on_new_invite(now, req, key, source, &mut self.out),
+            Handler::Call => {
+                let caller = self.caller.take();
+                self.b2bua
+                    .on_new_invite_from(now, req, key, source, caller, &mut self.out)
+            }
             Handler::Dialog => self.b2bua.on_in_dialog(now, req, key, &mut self.out),
             // Out-of-dialog OPTIONS is answered before the transaction layer (`options::owns`);
             // were it to get here, a stateful 200 is as correct.
@@ -480,6 +591,7 @@ impl Engine {
                     sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
                 self.respond(now, &key, bytes, 481);
             }
+            Handler::Register => self.on_register(now, &req, &key, source),
             Handler::NotImplemented => {
                 let extra = [("Allow", sip::ALLOW)];
                 let bytes = sip::response_to(&req, 501, "Not Implemented", Some("cg-501"), &extra);

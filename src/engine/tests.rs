@@ -78,7 +78,7 @@ fn rig_with(cfg: &str) -> Rig {
         b2bua,
         Layer::new(TimerConfig::default()),
         metrics.clone(),
-        Shared::default(),
+        Shared::new([7; 32], crate::test_clock::origin()),
     );
     Rig {
         engine,

@@ -1,0 +1,219 @@
+//! Phones at the edge: REGISTER (digest, then the registrar) and the digest challenge of a
+//! phone's INVITE. Glue between the `auth` core (nonces, credentials, brute-force guard), the
+//! `registrar` core and the configuration; the decisions are theirs.
+//!
+//! No enumeration: a REGISTER or INVITE for an extension that does not exist gets the same
+//! challenge, and after credentials the same 403, as a wrong password for one that does (the
+//! verifier spends the same work on an unknown user).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::auth::{self, Algorithm, AuthOutcome, Guard, GuardConfig, NonceKey, Secret};
+use crate::config::model::{Credentials, ExtId, Snapshot};
+use crate::registrar::{self, Aor, Flow, Policy, Reply};
+use crate::sip::uri::Uri;
+use crate::sip::{self, Request};
+
+/// What every shard shares for digest authentication.
+pub struct AuthShared {
+    /// Signs and checks the stateless nonces (a per-process secret).
+    pub key: NonceKey,
+    /// Failures per source and per extension, and the bans they lead to.
+    pub guard: Guard,
+    /// The origin of the seconds counter nonces and bans use (one for every shard).
+    pub epoch: Instant,
+}
+
+impl AuthShared {
+    /// Shared state with a secret from the caller (the daemon draws it from the OS).
+    pub fn new(secret: [u8; 32], epoch: Instant) -> Self {
+        AuthShared {
+            key: NonceKey::new(secret),
+            guard: Guard::new(GuardConfig::default()),
+            epoch,
+        }
+    }
+
+    /// Seconds since the epoch at `now`.
+    pub fn secs(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs()
+    }
+}
+
+/// Who a request claims to be: the extension of `user@host` in To (REGISTER) or From (INVITE).
+pub(super) struct Claim {
+    /// The realm: the host the request named (an organization's domain for a real extension).
+    pub(super) realm: String,
+    /// The user part.
+    pub(super) user: String,
+    /// The phone extension, when it exists and may register (has credentials, no PBX).
+    pub(super) ext: Option<ExtId>,
+}
+
+/// The claim of a `sip:` URI, or `None` for another scheme or a URI without user.
+pub(super) fn claim(snapshot: &Snapshot, uri: &str) -> Option<Claim> {
+    let Some(Uri::Sip(sip)) = Uri::parse(uri) else {
+        return None;
+    };
+    let user = sip.user?;
+    let ext = snapshot.extension_at(sip.host, user).filter(|e| {
+        let e = &snapshot.extensions[e.index()];
+        e.pbx.is_none() && e.credentials.is_some()
+    });
+    Some(Claim {
+        realm: sip.host.to_ascii_lowercase(),
+        user: user.to_owned(),
+        ext,
+    })
+}
+
+/// The verdict on a request's credentials.
+pub(super) enum Verdict {
+    /// Authenticated as this extension.
+    Ok(ExtId),
+    /// Send this response (a challenge, or a refusal).
+    Respond(u16, Bytes),
+}
+
+/// Checks `req`'s digest credentials (`Authorization` for REGISTER, `Proxy-Authorization` for
+/// the rest) for `claim`, from `source`.
+pub(super) fn check(
+    shared: &Arc<AuthShared>,
+    nonces: &auth::NonceCounts,
+    snapshot: &Snapshot,
+    req: &Request,
+    claim: &Claim,
+    source: IpAddr,
+    now: Instant,
+) -> Verdict {
+    let secs = shared.secs(now);
+    let register = *req.method() == sip::Method::Register;
+    if shared.guard.is_banned(source, secs) {
+        return Verdict::Respond(403, forbidden(req));
+    }
+    let header = if register {
+        "Authorization"
+    } else {
+        "Proxy-Authorization"
+    };
+    let values: Vec<&str> = req
+        .parts()
+        .headers_raw(header)
+        .filter_map(|h| h.value_str())
+        .collect();
+    let secret_for = |username: &str| -> Option<Secret<'_>> {
+        let ext = claim.ext?;
+        let e = &snapshot.extensions[ext.index()];
+        if e.number != username {
+            return None;
+        }
+        match e.credentials.as_ref()? {
+            Credentials::Password(p) => Some(Secret::Password(p)),
+            Credentials::Ha1(h) => Some(Secret::Ha1(h)),
+        }
+    };
+    let outcome = auth::authenticate(
+        values.into_iter(),
+        req.method().as_str(),
+        &claim.realm,
+        secret_for,
+        &shared.key,
+        nonces,
+        now,
+        secs,
+    );
+    match outcome {
+        AuthOutcome::Authenticated { .. } => match claim.ext {
+            Some(ext) if allowed_from(snapshot, ext, source) => {
+                shared.guard.record_success(source, &claim.user);
+                Verdict::Ok(ext)
+            }
+            _ => Verdict::Respond(403, forbidden(req)),
+        },
+        AuthOutcome::Challenge { stale } => {
+            let (status, bytes) = challenge(shared, req, &claim.realm, stale, secs, register);
+            Verdict::Respond(status, bytes)
+        }
+        AuthOutcome::Failed { username, counts } => {
+            // One line per failure, in a form fail2ban matches; never the hash.
+            tracing::warn!(peer.ip = %source, extension = %username, realm = %claim.realm, "digest authentication failed");
+            if counts {
+                if let Some(ban) = shared.guard.record_failure(source, &username, secs) {
+                    tracing::warn!(peer.ip = %ban.ip, extension = %username, for_secs = ban.until_unix.saturating_sub(secs), "source banned after repeated authentication failures");
+                }
+            }
+            Verdict::Respond(403, forbidden(req))
+        }
+    }
+}
+
+/// Whether `ext` may be used from `source` (its `allowed_networks`, spec 5; empty = anywhere).
+fn allowed_from(snapshot: &Snapshot, ext: ExtId, source: IpAddr) -> bool {
+    let nets = &snapshot.extensions[ext.index()].allowed_networks;
+    nets.is_empty() || nets.iter().any(|n| n.contains(&source))
+}
+
+/// 401 (REGISTER) or 407 with a fresh nonce (MD5: what every phone stack and SIPp read).
+fn challenge(
+    shared: &AuthShared,
+    req: &Request,
+    realm: &str,
+    stale: bool,
+    secs: u64,
+    register: bool,
+) -> (u16, Bytes) {
+    let nonce = shared.key.issue(secs);
+    let value = auth::challenge(realm, &nonce, Algorithm::Md5, stale);
+    let (status, reason, header) = if register {
+        (401, "Unauthorized", "WWW-Authenticate")
+    } else {
+        (407, "Proxy Authentication Required", "Proxy-Authenticate")
+    };
+    let bytes = sip::response_to(req, status, reason, Some("cg-auth"), &[(header, &value)]);
+    (status, bytes)
+}
+
+fn forbidden(req: &Request) -> Bytes {
+    sip::response_to(req, 403, "Forbidden", Some("cg-auth"), &[])
+}
+
+/// A REGISTER from an authenticated phone, applied to the location store.
+pub(super) fn register(
+    location: &registrar::LocationStore,
+    snapshot: &Snapshot,
+    ext: ExtId,
+    req: &Request,
+    flow: Flow,
+    now: Instant,
+) -> (u16, Bytes) {
+    let e = &snapshot.extensions[ext.index()];
+    let domain = &snapshot.organizations[e.organization.index()].domain;
+    let aor = Aor::new(domain, &e.number);
+    let reply = registrar::register(location, &aor, req, flow, &Policy::default(), now);
+    let status = reply.status();
+    let bytes = match &reply {
+        Reply::Ok { contacts } => {
+            let values: Vec<String> = contacts
+                .iter()
+                .map(|(uri, left)| format!("<{uri}>;expires={left}"))
+                .collect();
+            let extra: Vec<(&str, &str)> = values.iter().map(|v| ("Contact", v.as_str())).collect();
+            sip::response_to(req, 200, "OK", Some("cg-reg"), &extra)
+        }
+        Reply::TooBrief { min_expires } => {
+            let min = min_expires.to_string();
+            let extra = [("Min-Expires", min.as_str())];
+            sip::response_to(req, 423, "Interval Too Brief", Some("cg-reg"), &extra)
+        }
+        Reply::Bad(why) => sip::response_to(req, 400, why, Some("cg-reg"), &[]),
+        Reply::OutOfOrder => {
+            let extra = [("Retry-After", "5")];
+            sip::response_to(req, 500, "Server Internal Error", Some("cg-reg"), &extra)
+        }
+    };
+    (status, bytes)
+}

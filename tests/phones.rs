@@ -1,0 +1,128 @@
+//! Phones through the daemon, with SIPp (issue 16): a phone registers with digest and is called
+//! at the flow it registered from; a phone calls with digest (407, then the INVITE with
+//! credentials) and its internal units are counted; wrong passwords get 403 and the source is
+//! banned while another source still registers; an unknown extension gets the same answers as a
+//! known one.
+//!
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=144 here.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::{config, Harness, Net, Sipp, SippOpts};
+
+/// [`support::acme`] plus two phones of user alice: 101 (password "pw101") and 102 ("pw102").
+fn tenancy(pbx: SocketAddr, trunk: SocketAddr) -> String {
+    let base = support::acme(pbx, "udp", trunk);
+    base.replace(
+        "[[trunk]]",
+        "[[extension]]\nnumber = \"101\"\nuser = \"alice\"\npassword = \"pw101\"\n\n\
+         [[extension]]\nnumber = \"102\"\nuser = \"alice\"\npassword = \"pw102\"\n\n[[trunk]]",
+    )
+}
+
+fn register(ext: &str, password: &str, bind: SocketAddr, gw: SocketAddr, scenario: &str) -> Sipp {
+    let opts = SippOpts::default().arg(&["-au", ext, "-ap", password]);
+    Sipp::uac(scenario, bind, gw, ext, opts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_phone_is_called_at_the_flow_it_registered_from() {
+    let net = Net(140);
+    let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
+    let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
+    let reg = register("101", "pw101", phone, h.udp, "uac-register-auth.xml");
+    let run = reg.finish().await;
+    run.assert_ok("uac-register-auth");
+    assert_eq!(run.received("SIP/2.0 401").len(), 1, "challenged once");
+    let regs = h.get_json("/registrations").await;
+    let list = regs.as_array().expect("a JSON array");
+    assert_eq!(list.len(), 1, "{regs}");
+    assert_eq!(list[0]["extension"], "101@acme.example");
+    assert_eq!(list[0]["source"], phone.to_string());
+    // The phone (now a SIPp UAS on the address it registered from) takes a call from the PBX.
+    let uas = Sipp::uas("uas.xml", phone, SippOpts::default()).await;
+    let uac = Sipp::uac("uac.xml", pbx, h.udp, "101", SippOpts::default());
+    let caller = uac.finish().await;
+    caller.assert_ok("uac");
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    assert!(callee.received("INVITE sip:101@").len() == 1, "{}", callee.messages);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_calls_with_digest_and_its_units_are_counted() {
+    let net = Net(141);
+    let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
+    let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
+    let uas = Sipp::uas("uas.xml", pbx, SippOpts::default()).await;
+    let opts = SippOpts::default().arg(&["-au", "101", "-ap", "pw101", "-key", "ext", "101"]);
+    let uac = Sipp::uac("uac-phone.xml", phone, h.udp, "200", opts);
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-phone");
+    assert_eq!(caller.received("SIP/2.0 407").len(), 1);
+    let callee = uas.finish().await;
+    callee.assert_ok("uas");
+    let invite = callee.received("INVITE ");
+    assert_eq!(invite.len(), 1);
+    assert!(
+        invite[0].contains("From: <sip:101@"),
+        "the PBX sees the phone's extension:\n{}",
+        invite[0]
+    );
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_get_403_and_ban_the_source_not_others() {
+    let net = Net(142);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
+    let attacker = net.addr(6);
+    let opts = SippOpts::calls(12).arg(&["-au", "101", "-ap", "guess", "-l", "1"]);
+    let run = Sipp::uac("uac-register-refused.xml", attacker, h.udp, "101", opts)
+        .finish()
+        .await;
+    run.assert_ok("uac-register-refused");
+    let bans = h.get_json("/bans").await;
+    let bans = bans.as_array().expect("a JSON array");
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0]["ip"], attacker.ip().to_string());
+    // The phone itself, from its own address, still registers.
+    let run = register("101", "pw101", net.addr(5), h.udp, "uac-register-auth.xml")
+        .finish()
+        .await;
+    run.assert_ok("uac-register-auth");
+    // Lifting the ban by the admin API.
+    let resp = callgate::admin::client::request(
+        &h.admin,
+        "DELETE",
+        &format!("/bans/{}", attacker.ip()),
+        None,
+    )
+    .await
+    .expect("admin");
+    assert_eq!(resp.status, 204);
+    assert_eq!(h.get_json("/bans").await, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_extension_gets_the_answers_a_known_one_gets() {
+    let net = Net(143);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
+    // Same wrong password for a known and an unknown extension: 401, then 403, alike.
+    for ext in ["101", "999"] {
+        let opts = SippOpts::default().arg(&["-au", ext, "-ap", "guess"]);
+        let run = Sipp::uac("uac-register-refused.xml", net.addr(7), h.udp, ext, opts)
+            .finish()
+            .await;
+        run.assert_ok("uac-register-refused");
+        let challenge = run.received("SIP/2.0 401");
+        assert_eq!(challenge.len(), 1);
+        assert!(challenge[0].contains("realm=\"acme.example\""), "{}", challenge[0]);
+    }
+    assert!(h.get_json("/registrations").await.as_array().is_some_and(Vec::is_empty));
+}
