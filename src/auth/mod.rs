@@ -8,14 +8,15 @@
 //!   their response ([`verify`]: MD5 and SHA-256, password or configured HA1, constant-time);
 //! - the nonce-count replay table, [`NonceCounts`]: per nonce, the highest `nc` accepted, bounded
 //!   in size, shared by every engine shard and recorded atomically so one captured request cannot
-//!   be accepted twice.
-//!
-//! Next: deciding what a request's credentials amount to, and failure rate limiting.
+//!   be accepted twice;
+//! - [`Guard`]: failure counting and bans per source address and per extension, shared by every
+//!   shard.
 //!
 //! It does not own which requests must be authenticated (the REGISTER and INVITE handlers
 //! decide), building the `401`/`407` responses, nor the credentials (config).
 
 mod digest;
+mod guard;
 mod nonce;
 mod nonce_count;
 
@@ -23,6 +24,7 @@ pub use digest::{
     challenge, parse_credentials, verify, Algorithm, AuthError, DigestCredentials, Qop, Secret,
     MAX_CREDENTIALS_LEN,
 };
+pub use guard::{Ban, BanReason, Guard, GuardConfig};
 pub use nonce::{NonceKey, NonceState, NONCE_LIFETIME_SECS};
 pub use nonce_count::{NcVerdict, NonceCounts};
 
