@@ -9,6 +9,8 @@
 //! - the nonce-count replay table, [`NonceCounts`]: per nonce, the highest `nc` accepted, bounded
 //!   in size, shared by every engine shard and recorded atomically so one captured request cannot
 //!   be accepted twice;
+//! - [`authenticate`]: what a request's credentials amount to (authenticated, challenge again,
+//!   or a failure that counts against brute force);
 //! - [`Guard`]: failure counting and bans per source address and per extension, shared by every
 //!   shard.
 //!
@@ -19,6 +21,7 @@ mod digest;
 mod guard;
 mod nonce;
 mod nonce_count;
+mod verifier;
 
 pub use digest::{
     challenge, parse_credentials, verify, Algorithm, AuthError, DigestCredentials, Qop, Secret,
@@ -27,6 +30,7 @@ pub use digest::{
 pub use guard::{Ban, BanReason, Guard, GuardConfig};
 pub use nonce::{NonceKey, NonceState, NONCE_LIFETIME_SECS};
 pub use nonce_count::{NcVerdict, NonceCounts};
+pub use verifier::{authenticate, AuthOutcome};
 
 #[cfg(test)]
 mod tests;
