@@ -13,7 +13,8 @@
 //! - [`config`]: the TOML schema, its validation and the resolved `Snapshot`.
 //! - [`routing`]: caller identification and the route decision.
 //! - [`registrar`]: the location store every shard reads (REGISTER handling is next).
-//! - [`auth`]: the digest nonce-count table every shard reads (challenges are next).
+//! - [`auth`]: digest authentication: nonces, challenges, verifying credentials, the nonce-count
+//!   table and the brute-force guard every shard shares.
 //! - [`transport`]: UDP and TCP sockets, framing, connection reuse.
 //! - [`split_map`]: the hash map of the shards' big tables, whose growth never stalls a shard.
 //! - [`telemetry`]: the tracing subscriber (text or JSON).
