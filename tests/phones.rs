@@ -1,6 +1,6 @@
 //! Phones through the daemon, with SIPp (issue 16): a phone registers with digest and is called
 //! at the flow it registered from; a phone calls with digest (407, then the INVITE with
-//! credentials) and its internal units are counted; wrong passwords get 403 and the source is
+//! credentials) and the callee sees its extension; wrong passwords get 403 and the source is
 //! banned while another source still registers; an unknown extension gets the same answers as a
 //! known one.
 //!
@@ -48,12 +48,16 @@ async fn a_registered_phone_is_called_at_the_flow_it_registered_from() {
     caller.assert_ok("uac");
     let callee = uas.finish().await;
     callee.assert_ok("uas");
-    assert!(callee.received("INVITE sip:101@").len() == 1, "{}", callee.messages);
+    assert!(
+        callee.received("INVITE sip:101@").len() == 1,
+        "{}",
+        callee.messages
+    );
     h.assert_all_released().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_calls_with_digest_and_its_units_are_counted() {
+async fn a_phone_calls_with_digest_as_its_extension() {
     let net = Net(141);
     let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
     let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
@@ -81,7 +85,8 @@ async fn wrong_passwords_get_403_and_ban_the_source_not_others() {
     let (pbx, trunk) = (net.addr(1), net.addr(2));
     let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
     let attacker = net.addr(6);
-    let opts = SippOpts::calls(12).arg(&["-au", "101", "-ap", "guess", "-l", "1"]);
+    // Ten wrong answers to fresh nonces (the per-source threshold): each gets 401 then 403.
+    let opts = SippOpts::calls(10).arg(&["-au", "101", "-ap", "guess", "-l", "1"]);
     let run = Sipp::uac("uac-register-refused.xml", attacker, h.udp, "101", opts)
         .finish()
         .await;
@@ -90,6 +95,8 @@ async fn wrong_passwords_get_403_and_ban_the_source_not_others() {
     let bans = bans.as_array().expect("a JSON array");
     assert_eq!(bans.len(), 1, "{bans:?}");
     assert_eq!(bans[0]["ip"], attacker.ip().to_string());
+    // Banned: the next REGISTER gets 403 at once, no challenge.
+    assert_eq!(register_status(attacker, h.udp).await, 403);
     // The phone itself, from its own address, still registers.
     let run = register("101", "pw101", net.addr(5), h.udp, "uac-register-auth.xml")
         .finish()
@@ -122,7 +129,37 @@ async fn an_unknown_extension_gets_the_answers_a_known_one_gets() {
         run.assert_ok("uac-register-refused");
         let challenge = run.received("SIP/2.0 401");
         assert_eq!(challenge.len(), 1);
-        assert!(challenge[0].contains("realm=\"acme.example\""), "{}", challenge[0]);
+        assert!(
+            challenge[0].contains("realm=\"acme.example\""),
+            "{}",
+            challenge[0]
+        );
     }
-    assert!(h.get_json("/registrations").await.as_array().is_some_and(Vec::is_empty));
+    assert!(h
+        .get_json("/registrations")
+        .await
+        .as_array()
+        .is_some_and(Vec::is_empty));
+}
+
+/// The status of the answer to a bare REGISTER for 101 sent from `from`'s IP.
+async fn register_status(from: SocketAddr, gw: SocketAddr) -> u16 {
+    let sock = tokio::net::UdpSocket::bind((from.ip(), 0))
+        .await
+        .expect("bind");
+    let me = sock.local_addr().expect("addr");
+    let req = format!(
+        "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKban1\r\nFrom: <sip:101@acme.example>;tag=b1\r\nTo: <sip:101@acme.example>\r\nCall-ID: ban-1\r\nCSeq: 1 REGISTER\r\nContact: <sip:101@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(req.as_bytes(), gw).await.expect("send");
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = tokio::time::timeout(support::WAIT, sock.recv_from(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("recv");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

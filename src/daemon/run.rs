@@ -114,7 +114,7 @@ impl Daemon {
         let settings = settings(&snapshot, &transports);
         // The nonce key: fresh random bytes per process, so nonces die with it.
         let mut secret = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
         let shared = Shared::new(secret, std::time::Instant::now());
         let parts = ShardParts {
             limiter: &limiter,
