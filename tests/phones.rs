@@ -4,7 +4,7 @@
 //! banned while another source still registers; an unknown extension gets the same answers as a
 //! known one.
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=144 here.
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=145 here.
 
 mod support;
 
@@ -162,4 +162,56 @@ async fn register_status(from: SocketAddr, gw: SocketAddr) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pbx_that_must_authenticate_answers_a_challenge_then_calls() {
+    let net = Net(144);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let tenancy = support::acme(pbx, "udp", trunk).replace(
+        "transport = \"udp\", authenticate = false }",
+        "transport = \"udp\", authenticate = true }\npassword = \"pbxpw\"",
+    );
+    let h = Harness::start(&config(&tenancy)).await;
+    let uas = Sipp::uas("uas.xml", trunk, SippOpts::default()).await;
+    let opts = SippOpts::default().arg(&["-au", "200", "-ap", "pbxpw", "-key", "ext", "200"]);
+    let caller = Sipp::uac("uac-phone.xml", pbx, h.udp, support::PUBLIC_NUMBER, opts)
+        .finish()
+        .await;
+    caller.assert_ok("uac-phone");
+    assert_eq!(caller.received("SIP/2.0 407").len(), 1, "challenged once");
+    uas.finish().await.assert_ok("uas");
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_survive_a_restart_of_the_binary() {
+    use support::ops::{binary_config, daemon_addrs, DaemonProcess};
+    let net = Net(145);
+    let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
+    let (sip, admin) = daemon_addrs(net);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let state = dir.path().join("bindings.jsonl");
+    let toml = binary_config(sip, admin, &tenancy(pbx, trunk)).replace(
+        "name = \"ops\"",
+        &format!("name = \"ops\"\nstate_file = \"{}\"", state.display()),
+    );
+    let mut d = DaemonProcess::start(&toml, sip, admin, "1s").await;
+    register("101", "pw101", phone, sip, "uac-register-auth.xml")
+        .finish()
+        .await
+        .assert_ok("uac-register-auth");
+    d.signal("-TERM");
+    assert!(d
+        .wait_exit(support::WAIT)
+        .await
+        .is_some_and(|s| s.success()));
+    let d = DaemonProcess::start(&toml, sip, admin, "1s").await;
+    let regs = d.get_json("/registrations").await;
+    let list = regs.as_array().expect("a JSON array");
+    assert_eq!(list.len(), 1, "the binding came back: {regs}");
+    assert_eq!(list[0]["source"], phone.to_string());
+    assert!(list[0]["expires_secs"]
+        .as_u64()
+        .is_some_and(|s| s > 500 && s <= 600));
 }

@@ -265,20 +265,36 @@ impl B2bua {
         self.calls.values().map(|c| &**c)
     }
 
+    /// This shard's number.
+    pub fn shard(&self) -> u8 {
+        self.ids.shard()
+    }
+
     /// The running configuration generation (what new calls are admitted under).
     pub fn generation(&self) -> Arc<crate::limits::Generation> {
         self.limiter.current()
     }
 
-    /// Whether `source` is a PBX or trunk of the running configuration (an INVITE from anyone
-    /// else is refused before any state is kept for it). A PBX that must authenticate is known:
-    /// its refusal (or, with digest, its challenge) is the B2BUA's.
-    pub fn knows_source(&self, source: SocketAddr) -> bool {
+    /// What `source` is to the running configuration: a PBX or trunk, PBX extensions that must
+    /// authenticate, or nobody (an INVITE from nobody is refused before any state is kept for
+    /// it, unless it is a phone's).
+    pub fn source_kind(&self, source: SocketAddr) -> SourceKind {
         let generation = self.limiter.current();
-        !matches!(
-            crate::routing::identify(generation.config(), source),
-            Err(crate::routing::RouteError::UnknownSource(_))
-        )
+        let snapshot = generation.config();
+        match crate::routing::identify(snapshot, source) {
+            Ok(_) => SourceKind::Known,
+            Err(crate::routing::RouteError::AuthenticationRequired(_)) => {
+                let ix = &snapshot.index;
+                let exts = ix
+                    .pbx_by_address
+                    .get(&source)
+                    .or_else(|| ix.pbx_by_ip.get(&source.ip()))
+                    .cloned()
+                    .unwrap_or_default();
+                SourceKind::MustAuthenticate(exts)
+            }
+            Err(_) => SourceKind::Unknown,
+        }
     }
 
     /// Whether a response from `from` may answer a request sent to `sent_to`: the same IP (a
@@ -378,6 +394,17 @@ impl B2bua {
         self.next_id += 1;
         (self.next_id << 8) | u64::from(self.ids.shard())
     }
+}
+
+/// What a new INVITE's source address is ([`B2bua::source_kind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A PBX or trunk that needs no credentials.
+    Known,
+    /// The PBX extensions at this address, which must answer a digest challenge.
+    MustAuthenticate(Vec<crate::config::model::ExtId>),
+    /// No PBX or trunk (a phone, or nobody).
+    Unknown,
 }
 
 /// Entries in the B2BUA's index maps.

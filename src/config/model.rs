@@ -86,6 +86,9 @@ pub struct Server {
     /// Each leg of an answered call gets an in-dialog OPTIONS this often; 408, 481 or no answer
     /// ends the call (default 60 s; `"none"` = no probes).
     pub dialog_probe_interval: Option<Duration>,
+    /// Registrar bindings are written here every 30 s and at shutdown, and read at start.
+    /// Read at start only.
+    pub state_file: Option<std::path::PathBuf>,
     /// RFC 4028 session interval offered/accepted on both legs.
     pub session_expires: Option<Duration>,
     /// Engine shards (threads); `None` = one per available core. Read at start only.

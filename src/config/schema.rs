@@ -65,6 +65,8 @@ pub(crate) struct RawServer {
     pub(crate) session_expires: Option<String>,
     /// In-dialog OPTIONS probe interval, or `"none"`; absent = [`DEFAULT_DIALOG_PROBE_INTERVAL`].
     pub(crate) dialog_probe_interval: Option<String>,
+    /// Where registrar bindings are kept across restarts; absent = not kept.
+    pub(crate) state_file: Option<String>,
     /// Engine shards; absent = one per available core.
     pub(crate) workers: Option<u32>,
     /// A TCP connection silent this long (and carrying no held dialog) is closed.
@@ -87,6 +89,7 @@ impl Default for RawServer {
             max_call_duration: None,
             session_expires: None,
             dialog_probe_interval: None,
+            state_file: None,
             workers: None,
             tcp_idle_timeout: default_tcp_idle_timeout(),
             tcp_header_timeout: default_tcp_header_timeout(),

@@ -85,6 +85,8 @@ pub struct Daemon {
     draining: Arc<AtomicBool>,
     shutdown: CancellationToken,
     transports: Arc<Transports>,
+    /// Where the bindings are kept across restarts.
+    state_file: Option<PathBuf>,
 }
 
 /// Queued messages per shard before the receive side drops datagrams (and streams wait): about
@@ -123,9 +125,18 @@ impl Daemon {
             shared: &shared,
             stop: &shutdown,
         };
+        let state_file = snapshot.server.state_file.clone();
+        if let Some(path) = &state_file {
+            super::housekeeping::load(&shared, path);
+        }
         let shards = Arc::new(start_shards(events, &settings, parts)?);
         tracing::info!(workers, "engine shards started");
-        super::housekeeping::spawn(shared.clone(), metrics.clone(), shutdown.clone());
+        super::housekeeping::spawn(
+            shared.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            state_file.clone(),
+        );
         let admin_server = Arc::new(AdminServer::new(
             snapshot.admin.as_ref().and_then(|a| a.token.clone()),
             metrics.clone(),
@@ -161,6 +172,7 @@ impl Daemon {
             draining,
             shutdown,
             transports,
+            state_file,
         })
     }
 
@@ -234,6 +246,9 @@ impl Daemon {
             units = self.limiter.in_use(),
             "drain finished"
         );
+        if let Some(path) = &self.state_file {
+            super::housekeeping::save(&self.shared, path);
+        }
         self.shutdown.cancel();
         left
     }

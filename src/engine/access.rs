@@ -44,14 +44,26 @@ impl AuthShared {
     }
 }
 
-/// Who a request claims to be: the extension of `user@host` in To (REGISTER) or From (INVITE).
+/// Who a request claims to be: the extension of `user@host` in To (REGISTER) or From (a phone's
+/// INVITE), or one of the PBX extensions at the request's address.
 pub(super) struct Claim {
-    /// The realm: the host the request named (an organization's domain for a real extension).
+    /// The realm: the host the request named, or the PBX's organization's domain.
     pub(super) realm: String,
-    /// The user part.
-    pub(super) user: String,
-    /// The phone extension, when it exists and may register (has credentials, no PBX).
-    pub(super) ext: Option<ExtId>,
+    /// The extensions the credentials may be for: the phone extension when it exists and has
+    /// credentials, the PBX extensions at the address; empty for an unknown extension.
+    pub(super) exts: Vec<ExtId>,
+}
+
+/// The claim of a PBX that must authenticate, from the extensions at its address.
+pub(super) fn pbx_claim(snapshot: &Snapshot, exts: &[ExtId]) -> Option<Claim> {
+    let first = snapshot.extensions.get(exts.first()?.index())?;
+    let realm = snapshot.organizations[first.organization.index()]
+        .domain
+        .to_ascii_lowercase();
+    Some(Claim {
+        realm,
+        exts: exts.to_vec(),
+    })
 }
 
 /// The claim of a `sip:` URI, or `None` for another scheme or a URI without user.
@@ -66,8 +78,7 @@ pub(super) fn claim(snapshot: &Snapshot, uri: &str) -> Option<Claim> {
     });
     Some(Claim {
         realm: sip.host.to_ascii_lowercase(),
-        user: user.to_owned(),
-        ext,
+        exts: ext.into_iter().collect(),
     })
 }
 
@@ -105,12 +116,15 @@ pub(super) fn check(
         .headers_raw(header)
         .filter_map(|h| h.value_str())
         .collect();
+    let named = |username: &str| {
+        claim
+            .exts
+            .iter()
+            .copied()
+            .find(|e| snapshot.extensions[e.index()].number == username)
+    };
     let secret_for = |username: &str| -> Option<Secret<'_>> {
-        let ext = claim.ext?;
-        let e = &snapshot.extensions[ext.index()];
-        if e.number != username {
-            return None;
-        }
+        let e = &snapshot.extensions[named(username)?.index()];
         match e.credentials.as_ref()? {
             Credentials::Password(p) => Some(Secret::Password(p)),
             Credentials::Ha1(h) => Some(Secret::Ha1(h)),
@@ -127,9 +141,9 @@ pub(super) fn check(
         secs,
     );
     match outcome {
-        AuthOutcome::Authenticated { .. } => match claim.ext {
+        AuthOutcome::Authenticated { username } => match named(&username) {
             Some(ext) if allowed_from(snapshot, ext, source) => {
-                shared.guard.record_success(source, &claim.user);
+                shared.guard.record_success(source, &username);
                 Verdict::Ok(ext)
             }
             _ => Verdict::Respond(403, forbidden(req)),

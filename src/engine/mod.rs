@@ -319,6 +319,14 @@ impl Engine {
     /// calls decide what that means; those sent later went over a new connection), then the
     /// B2BUA probes or ends the calls with legs on it.
     pub fn on_closed(&mut self, now: Instant, peer: std::net::SocketAddr, at: Instant) {
+        // A phone's TCP binding dies with its connection (nothing can reach it any more: its
+        // NAT keeps no mapping, RFC 5626's reasoning); the store is shared, so one shard does it.
+        if self.b2bua.shard() == 0 {
+            let dropped = self.shared.location.remove_flow(Transport::Tcp, peer);
+            if dropped > 0 {
+                tracing::info!(peer.addr = %peer, bindings = dropped, "connection closed; its bindings dropped");
+            }
+        }
         let lost: Vec<TransactionKey> = match self.tcp_in_flight.get_mut(&peer) {
             Some(flight) => {
                 let lost = flight
@@ -402,8 +410,13 @@ impl Engine {
         let key = server_key(&req);
         let new_call = method == Method::Invite && req.parts().to_tag().is_none();
         // A retransmission of an INVITE is its transaction's, whoever sent it.
-        if new_call && !self.txn.contains(&key) && !self.b2bua.knows_source(source.addr) {
-            match self.phone_invite(now, &req, source) {
+        let kind = if new_call && !self.txn.contains(&key) {
+            self.b2bua.source_kind(source.addr)
+        } else {
+            crate::b2bua::SourceKind::Known
+        };
+        if kind != crate::b2bua::SourceKind::Known {
+            match self.authenticate_invite(now, &req, source, kind) {
                 PhoneInvite::Caller(ext) => {
                     self.caller = Some(crate::routing::Caller::Extension(ext));
                 }
@@ -461,23 +474,27 @@ impl Engine {
         }
     }
 
-    /// A new INVITE from an address that is no PBX or trunk: a phone when its From names an
-    /// extension of an organization's domain (any extension number: an unknown one is
-    /// challenged like a known one), answered statelessly until its credentials are right.
-    fn phone_invite(&mut self, now: Instant, req: &Request, source: Dest) -> PhoneInvite {
+    /// A new INVITE that must authenticate: from PBX extensions that must (the claim is theirs),
+    /// or from an address that is no PBX or trunk: a phone when its From names an extension of
+    /// an organization's domain (any extension number: an unknown one is challenged like a
+    /// known one). Answered statelessly until its credentials are right.
+    fn authenticate_invite(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: Dest,
+        kind: crate::b2bua::SourceKind,
+    ) -> PhoneInvite {
         let generation = self.b2bua.generation();
         let snapshot = generation.config();
-        let from = req.parts().from().uri;
-        let Some(claim) = access::claim(snapshot, from) else {
+        let claim = match kind {
+            crate::b2bua::SourceKind::MustAuthenticate(exts) => access::pbx_claim(snapshot, &exts),
+            _ => access::claim(snapshot, req.parts().from().uri)
+                .filter(|c| snapshot.index.organization_by_domain.contains_key(&c.realm)),
+        };
+        let Some(claim) = claim else {
             return PhoneInvite::NotAPhone;
         };
-        if !snapshot
-            .index
-            .organization_by_domain
-            .contains_key(&claim.realm)
-        {
-            return PhoneInvite::NotAPhone;
-        }
         let shared = self.shared.clone();
         let verdict = access::check(
             &shared.auth,

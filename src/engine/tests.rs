@@ -412,3 +412,42 @@ fn a_failed_tcp_send_fails_its_transaction_at_once() {
         "sent once more at once, not after Timer F"
     );
 }
+
+#[test]
+fn a_tcp_binding_dies_with_its_connection() {
+    let mut r = rig();
+    let phone: std::net::SocketAddr = ([198, 51, 100, 7], 40000).into();
+    let now = r.now;
+    let binding = |transport| crate::registrar::Binding {
+        contact: "sip:101@10.0.0.5".into(),
+        flow: crate::registrar::Flow {
+            transport,
+            source: phone,
+            local: None,
+        },
+        expires_at: now + Duration::from_secs(600),
+        registered_at: now,
+        call_id: "reg".into(),
+        cseq: 1,
+        q: None,
+    };
+    let aor = crate::registrar::Aor::new("acme.example", "101");
+    let store = r.engine.shared().location.clone();
+    store
+        .upsert(aor.clone(), binding(Transport::Tcp), 5, r.now)
+        .expect("bound");
+    r.engine.on_closed(r.now, phone, r.now);
+    assert!(
+        store.lookup(&aor, r.now).is_empty(),
+        "gone with the connection"
+    );
+    store
+        .upsert(aor.clone(), binding(Transport::Udp), 5, r.now)
+        .expect("bound");
+    r.engine.on_closed(r.now, phone, r.now);
+    assert_eq!(
+        store.lookup(&aor, r.now).len(),
+        1,
+        "a UDP binding has no connection"
+    );
+}

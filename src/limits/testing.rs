@@ -34,6 +34,7 @@ impl TreeBuilder {
             max_call_duration: None,
             session_expires: None,
             dialog_probe_interval: None,
+            state_file: None,
             workers: None,
             tcp: Default::default(),
         };

@@ -13,6 +13,7 @@
 //! (`auth`), nor which binding a call is sent to (routing, from [`LocationStore::lookup`]).
 
 mod location;
+pub mod persist;
 mod register;
 
 pub use location::{Aor, Binding, BindingError, Flow, LocationStore, UpsertOutcome};

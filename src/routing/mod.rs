@@ -28,7 +28,8 @@ pub enum RouteError {
     /// The source is neither a known extension nor a trunk (403; digest comes with the registrar).
     #[error("source {0} is not a known extension or trunk")]
     UnknownSource(SocketAddr),
-    /// The extension at this address must authenticate, which this build cannot do yet (403).
+    /// The extensions at this address must authenticate: the engine challenges their INVITEs
+    /// and passes the authenticated caller on; one that gets here unauthenticated gets 403.
     #[error("extension at {0} must authenticate")]
     AuthenticationRequired(SocketAddr),
     /// No extension, outbound rule or inbound rule matches (404).
