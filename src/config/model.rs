@@ -180,6 +180,9 @@ pub struct Organization {
     pub domain: String,
     /// Its limits.
     pub limits: Limits,
+    /// Digest challenges offer SHA-256 first, then MD5 (RFC 8760); else MD5 alone (what older
+    /// phone stacks and SIPp read: they take the first challenge).
+    pub digest_sha256: bool,
 }
 
 /// `[[user]]`.

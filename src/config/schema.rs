@@ -67,6 +67,9 @@ pub(crate) struct RawServer {
     pub(crate) dialog_probe_interval: Option<String>,
     /// Where registrar bindings are kept across restarts; absent = not kept.
     pub(crate) state_file: Option<String>,
+    /// Offer SHA-256 digest challenges (before MD5) in every organization that does not say.
+    #[serde(default)]
+    pub(crate) digest_sha256: bool,
     /// Engine shards; absent = one per available core.
     pub(crate) workers: Option<u32>,
     /// A TCP connection silent this long (and carrying no held dialog) is closed.
@@ -90,6 +93,7 @@ impl Default for RawServer {
             session_expires: None,
             dialog_probe_interval: None,
             state_file: None,
+            digest_sha256: false,
             workers: None,
             tcp_idle_timeout: default_tcp_idle_timeout(),
             tcp_header_timeout: default_tcp_header_timeout(),
@@ -216,6 +220,8 @@ pub(crate) struct RawOrganization {
     pub(crate) domain: String,
     #[serde(default)]
     pub(crate) limits: RawLimits,
+    /// Offer SHA-256 challenges before MD5; absent = `[server] digest_sha256`.
+    pub(crate) digest_sha256: Option<bool>,
 }
 
 /// `[[user]]`.

@@ -72,6 +72,7 @@ pub(crate) fn organizations(b: &mut Build<'_>) -> Vec<Organization> {
             service_provider: sp.unwrap_or(SpId(0)),
             domain,
             limits: limits(o.limits),
+            digest_sha256: o.digest_sha256.unwrap_or(b.raw.server.digest_sha256),
         });
     }
     out

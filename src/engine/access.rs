@@ -149,7 +149,17 @@ pub(super) fn check(
             _ => Verdict::Respond(403, forbidden(req)),
         },
         AuthOutcome::Challenge { stale } => {
-            let (status, bytes) = challenge(shared, req, &claim.realm, stale, secs, register);
+            let sha256 = snapshot
+                .index
+                .organization_by_domain
+                .get(&claim.realm)
+                .is_some_and(|o| snapshot.organizations[o.index()].digest_sha256);
+            let how = How {
+                stale,
+                sha256,
+                register,
+            };
+            let (status, bytes) = challenge(shared, req, &claim.realm, how, secs);
             Verdict::Respond(status, bytes)
         }
         AuthOutcome::Failed { username, counts } => {
@@ -171,23 +181,33 @@ fn allowed_from(snapshot: &Snapshot, ext: ExtId, source: IpAddr) -> bool {
     nets.is_empty() || nets.iter().any(|n| n.contains(&source))
 }
 
-/// 401 (REGISTER) or 407 with a fresh nonce (MD5: what every phone stack and SIPp read).
-fn challenge(
-    shared: &AuthShared,
-    req: &Request,
-    realm: &str,
+/// How to challenge.
+struct How {
     stale: bool,
-    secs: u64,
+    /// SHA-256 first, then MD5 (RFC 8760 8: a client takes the first it supports).
+    sha256: bool,
     register: bool,
-) -> (u16, Bytes) {
+}
+
+/// 401 (REGISTER) or 407 with a fresh nonce: MD5 alone (what every phone stack and SIPp read),
+/// or SHA-256 then MD5 where the organization opted in.
+fn challenge(shared: &AuthShared, req: &Request, realm: &str, how: How, secs: u64) -> (u16, Bytes) {
     let nonce = shared.key.issue(secs);
-    let value = auth::challenge(realm, &nonce, Algorithm::Md5, stale);
-    let (status, reason, header) = if register {
+    let md5 = auth::challenge(realm, &nonce, Algorithm::Md5, how.stale);
+    let sha = how
+        .sha256
+        .then(|| auth::challenge(realm, &nonce, Algorithm::Sha256, how.stale));
+    let (status, reason, header) = if how.register {
         (401, "Unauthorized", "WWW-Authenticate")
     } else {
         (407, "Proxy Authentication Required", "Proxy-Authenticate")
     };
-    let bytes = sip::response_to(req, status, reason, Some("cg-auth"), &[(header, &value)]);
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(2);
+    if let Some(sha) = &sha {
+        extra.push((header, sha));
+    }
+    extra.push((header, &md5));
+    let bytes = sip::response_to(req, status, reason, Some("cg-auth"), &extra);
     (status, bytes)
 }
 

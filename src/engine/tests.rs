@@ -451,3 +451,60 @@ fn a_tcp_binding_dies_with_its_connection() {
         "a UDP binding has no connection"
     );
 }
+
+fn hex_sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn an_organization_that_opted_in_is_challenged_with_sha256_first_and_answers_with_it() {
+    let cfg = CFG
+        .replace(
+            "domain = \"acme.example\"",
+            "domain = \"acme.example\"\ndigest_sha256 = true",
+        )
+        .replace(
+            "[[trunk]]",
+            "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
+        );
+    let mut r = rig_with(&cfg);
+    let phone = "198.51.100.7:40000";
+    let register = |cseq: u32, auth: &str| {
+        Bytes::from(format!(
+            "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKr{cseq}\r\nFrom: <sip:101@acme.example>;tag=f1\r\nTo: <sip:101@acme.example>\r\nCall-ID: reg-sha\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:101@{phone}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    let sent = r.feed(register(1, ""), phone);
+    let text = String::from_utf8_lossy(&sent[0].1).into_owned();
+    let challenges: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("WWW-Authenticate:"))
+        .collect();
+    assert_eq!(challenges.len(), 2, "{text}");
+    assert!(challenges[0].contains("algorithm=SHA-256"), "{text}");
+    assert!(challenges[1].contains("algorithm=MD5"), "{text}");
+    let nonce = challenges[0]
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a nonce");
+    let ha1 = hex_sha256("101:acme.example:pw");
+    let ha2 = hex_sha256("REGISTER:sip:acme.example");
+    let response = hex_sha256(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+    let auth = format!(
+        "Authorization: Digest username=\"101\", realm=\"acme.example\", nonce=\"{nonce}\", uri=\"sip:acme.example\", response=\"{response}\", algorithm=SHA-256, cnonce=\"c0ffee\", nc=00000001, qop=auth\r\n"
+    );
+    let sent = r.feed(register(2, &auth), phone);
+    assert_eq!(
+        status_of(&sent[0].1),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&sent[0].1)
+    );
+    let aor = crate::registrar::Aor::new("acme.example", "101");
+    assert_eq!(r.engine.shared().location.lookup(&aor, r.now).len(), 1);
+}

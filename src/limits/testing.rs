@@ -87,6 +87,7 @@ impl TreeBuilder {
             service_provider: sp,
             domain: domain.clone(),
             limits,
+            digest_sha256: false,
         });
         s.index.org_by_name.insert(name.to_owned(), id);
         s.index.organization_by_domain.insert(domain, id);
