@@ -410,6 +410,8 @@ impl Engine {
         let key = server_key(&req);
         let new_call = method == Method::Invite && req.parts().to_tag().is_none();
         // A retransmission of an INVITE is its transaction's, whoever sent it.
+        // Set below for this request only: a refusal on the way must not leave it for the next.
+        self.caller = None;
         let kind = if new_call && !self.txn.contains(&key) {
             self.b2bua.source_kind(source.addr)
         } else {
