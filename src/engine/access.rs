@@ -88,6 +88,9 @@ pub(super) enum Verdict {
     Ok(ExtId),
     /// Send this response (a challenge, or a refusal).
     Respond(u16, Bytes),
+    /// Wrong credentials (`callgate_auth_failures_total` counts these, not refusals of a banned
+    /// source): send this 403.
+    Failed(Bytes),
 }
 
 /// Checks `req`'s digest credentials (`Authorization` for REGISTER, `Proxy-Authorization` for
@@ -170,7 +173,7 @@ pub(super) fn check(
                     tracing::warn!(peer.ip = %ban.ip, extension = %username, for_secs = ban.until_unix.saturating_sub(secs), "source banned after repeated authentication failures");
                 }
             }
-            Verdict::Respond(403, forbidden(req))
+            Verdict::Failed(forbidden(req))
         }
     }
 }

@@ -509,11 +509,10 @@ impl Engine {
         );
         match verdict {
             access::Verdict::Ok(ext) => PhoneInvite::Caller(ext),
-            access::Verdict::Respond(status, bytes) => {
-                if status == 403 {
-                    self.metrics.auth_failure();
-                }
-                PhoneInvite::Answered(status, bytes)
+            access::Verdict::Respond(status, bytes) => PhoneInvite::Answered(status, bytes),
+            access::Verdict::Failed(bytes) => {
+                self.metrics.auth_failure();
+                PhoneInvite::Answered(403, bytes)
             }
         }
     }
@@ -541,11 +540,10 @@ impl Engine {
             now,
         );
         let (status, bytes) = match verdict {
-            access::Verdict::Respond(status, bytes) => {
-                if status == 403 {
-                    self.metrics.auth_failure();
-                }
-                (status, bytes)
+            access::Verdict::Respond(status, bytes) => (status, bytes),
+            access::Verdict::Failed(bytes) => {
+                self.metrics.auth_failure();
+                (403, bytes)
             }
             access::Verdict::Ok(ext) => {
                 let flow = crate::registrar::Flow {

@@ -508,3 +508,47 @@ fn an_organization_that_opted_in_is_challenged_with_sha256_first_and_answers_wit
     let aor = crate::registrar::Aor::new("acme.example", "101");
     assert_eq!(r.engine.shared().location.lookup(&aor, r.now).len(), 1);
 }
+
+#[test]
+fn wrong_answers_ban_the_source_and_a_banned_source_is_not_counted_again() {
+    let cfg = CFG.replace(
+        "[[trunk]]",
+        "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
+    );
+    let mut r = rig_with(&cfg);
+    let phone = "198.51.100.7:40000";
+    let register = |cseq: u32, auth: &str| {
+        Bytes::from(format!(
+            "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKw{cseq}\r\nFrom: <sip:101@acme.example>;tag=f1\r\nTo: <sip:101@acme.example>\r\nCall-ID: reg-w\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:101@{phone}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    let mut statuses = Vec::new();
+    for n in 0..15u32 {
+        let sent = r.feed(register(2 * n + 1, ""), phone);
+        let text = String::from_utf8_lossy(&sent[0].1).into_owned();
+        statuses.push(status_of(&sent[0].1));
+        let Some(nonce) = text
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        else {
+            continue;
+        };
+        let auth = format!(
+            "Authorization: Digest username=\"101\", realm=\"acme.example\", nonce=\"{nonce}\", uri=\"sip:acme.example\", response=\"00000000000000000000000000000000\", algorithm=MD5\r\n"
+        );
+        let sent = r.feed(register(2 * n + 2, &auth), phone);
+        statuses.push(status_of(&sent[0].1));
+    }
+    let text = r.metrics.encode(Vec::new()).unwrap_or_default();
+    assert!(
+        text.contains("callgate_auth_failures_total 10\n"),
+        "ten counted failures, then the ban: {statuses:?}\n{text}"
+    );
+    assert_eq!(statuses.last(), Some(&Some(403)));
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Some(401)).count(),
+        10,
+        "a banned source is not challenged: {statuses:?}"
+    );
+}
