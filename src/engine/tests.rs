@@ -140,6 +140,14 @@ fn parse_request(bytes: &Bytes) -> Request {
     }
 }
 
+/// The B-leg INVITE among `sent`, to `dest`, parsed.
+fn b_invite_to(sent: &[(Dest, Bytes)], dest: Dest) -> Request {
+    sent.iter()
+        .find(|(d, b)| *d == dest && b.starts_with(b"INVITE "))
+        .map(|(_, b)| parse_request(b))
+        .expect("B INVITE")
+}
+
 fn status_of(bytes: &Bytes) -> Option<u16> {
     match sip::parse_datagram(bytes.clone()) {
         Ok(Message::Response(r)) => Some(r.status().as_u16()),
@@ -194,11 +202,7 @@ fn a_full_transaction_table_refuses_new_requests_with_503_and_counts_them() {
 fn a_whole_call_leaves_every_table_empty_once_its_timers_ran_out() {
     let mut r = rig();
     let sent = r.feed(invite("w1", PBX), PBX);
-    let b_inv = sent
-        .iter()
-        .find(|(d, b)| *d == udp(TRUNK) && b.starts_with(b"INVITE "))
-        .map(|(_, b)| parse_request(b))
-        .expect("B INVITE");
+    let b_inv = b_invite_to(&sent, udp(TRUNK));
     let ok = sip::response_to(
         &b_inv,
         200,
@@ -260,11 +264,7 @@ fn a_whole_call_leaves_every_table_empty_once_its_timers_ran_out() {
 fn a_final_from_another_peer_than_the_request_went_to_is_ignored() {
     let mut r = rig();
     let sent = r.feed(invite("p1", PBX), PBX);
-    let b_inv = sent
-        .iter()
-        .find(|(d, b)| *d == udp(TRUNK) && b.starts_with(b"INVITE "))
-        .map(|(_, b)| parse_request(b))
-        .expect("B INVITE");
+    let b_inv = b_invite_to(&sent, udp(TRUNK));
     // Someone who learned the branch answers from elsewhere: nothing happens.
     let forged = sip::response_to(&b_inv, 486, "Busy Here", Some("x"), &[]);
     let sent = r.feed(forged, "127.0.0.66:5060");
@@ -303,11 +303,7 @@ fn an_invite_requiring_an_extension_callgate_lacks_gets_420_and_no_admission() {
 fn a_final_from_another_address_of_the_same_trunk_is_believed() {
     let mut r = rig();
     let sent = r.feed(invite("p2", PBX), PBX);
-    let b_inv = sent
-        .iter()
-        .find(|(d, b)| *d == udp(TRUNK) && b.starts_with(b"INVITE "))
-        .map(|(_, b)| parse_request(b))
-        .expect("B INVITE");
+    let b_inv = b_invite_to(&sent, udp(TRUNK));
     let busy = sip::response_to(&b_inv, 486, "Busy Here", Some("x"), &[]);
     let sent = r.feed(busy, "127.0.0.2:5060");
     assert!(sent
@@ -452,6 +448,25 @@ fn a_tcp_binding_dies_with_its_connection() {
     );
 }
 
+/// A REGISTER for 101@acme.example from `phone`, with `auth` header lines (or none).
+fn register_101(phone: &str, call_id: &str, cseq: u32, auth: &str) -> Bytes {
+    Bytes::from(format!(
+        "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK{call_id}{cseq}\r\nFrom: <sip:101@acme.example>;tag=f1\r\nTo: <sip:101@acme.example>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:101@{phone}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ))
+}
+
+/// [`CFG`] with the phone extension 101 (password "pw"), and `org` added to the organization.
+fn phone_cfg(org: &str) -> String {
+    CFG.replace(
+        "domain = \"acme.example\"",
+        &format!("domain = \"acme.example\"{org}"),
+    )
+    .replace(
+        "[[trunk]]",
+        "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
+    )
+}
+
 fn hex_sha256(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
@@ -462,22 +477,10 @@ fn hex_sha256(text: &str) -> String {
 
 #[test]
 fn an_organization_that_opted_in_is_challenged_with_sha256_first_and_answers_with_it() {
-    let cfg = CFG
-        .replace(
-            "domain = \"acme.example\"",
-            "domain = \"acme.example\"\ndigest_sha256 = true",
-        )
-        .replace(
-            "[[trunk]]",
-            "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
-        );
+    let cfg = phone_cfg("\ndigest_sha256 = true");
     let mut r = rig_with(&cfg);
     let phone = "198.51.100.7:40000";
-    let register = |cseq: u32, auth: &str| {
-        Bytes::from(format!(
-            "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKr{cseq}\r\nFrom: <sip:101@acme.example>;tag=f1\r\nTo: <sip:101@acme.example>\r\nCall-ID: reg-sha\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:101@{phone}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        ))
-    };
+    let register = |cseq: u32, auth: &str| register_101(phone, "reg-sha", cseq, auth);
     let sent = r.feed(register(1, ""), phone);
     let text = String::from_utf8_lossy(&sent[0].1).into_owned();
     let challenges: Vec<&str> = text
@@ -511,17 +514,9 @@ fn an_organization_that_opted_in_is_challenged_with_sha256_first_and_answers_wit
 
 #[test]
 fn wrong_answers_ban_the_source_and_a_banned_source_is_not_counted_again() {
-    let cfg = CFG.replace(
-        "[[trunk]]",
-        "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
-    );
-    let mut r = rig_with(&cfg);
+    let mut r = rig_with(&phone_cfg(""));
     let phone = "198.51.100.7:40000";
-    let register = |cseq: u32, auth: &str| {
-        Bytes::from(format!(
-            "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKw{cseq}\r\nFrom: <sip:101@acme.example>;tag=f1\r\nTo: <sip:101@acme.example>\r\nCall-ID: reg-w\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:101@{phone}>\r\n{auth}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        ))
-    };
+    let register = |cseq: u32, auth: &str| register_101(phone, "reg-w", cseq, auth);
     let mut statuses = Vec::new();
     for n in 0..15u32 {
         let sent = r.feed(register(2 * n + 1, ""), phone);
