@@ -79,6 +79,16 @@ pub(super) fn fixture() -> Fixture {
     }
 }
 
+/// A fixture running configuration `cfg` instead of [`CFG`].
+pub(super) fn fixture_with(cfg: &str) -> Fixture {
+    let snapshot = crate::config::load(cfg)
+        .map(|l| l.snapshot)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let f = fixture();
+    f.limiter.reload(Arc::new(snapshot));
+    f
+}
+
 pub(super) fn pbx() -> Dest {
     Dest {
         transport: Transport::Udp,
@@ -443,12 +453,7 @@ pub(super) fn with_session_timer() -> Fixture {
         "reject_code = 486",
         "reject_code = 486\nsession_expires = \"300s\"",
     );
-    let snapshot = crate::config::load(&cfg)
-        .map(|l| l.snapshot)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let f = fixture();
-    f.limiter.reload(Arc::new(snapshot));
-    f
+    fixture_with(&cfg)
 }
 
 pub(super) fn timer_invite(call_id: &str) -> sip::Request {

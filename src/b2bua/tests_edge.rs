@@ -242,11 +242,7 @@ fn tcp_call_from(call_id: &str, source: std::net::SocketAddr) -> (Fixture, Dest)
         "transport = \"udp\", authenticate",
         "transport = \"tcp\", authenticate",
     );
-    let snapshot = crate::config::load(&cfg)
-        .map(|l| l.snapshot)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let mut f = fixture();
-    f.limiter.reload(Arc::new(snapshot));
+    let mut f = fixture_with(&cfg);
     let tcp = Dest {
         transport: Transport::Tcp,
         addr: source,
@@ -382,11 +378,7 @@ fn a_close_of_a_peer_with_many_calls_probes_them_in_batches() {
             "transport = \"udp\", authenticate",
             "transport = \"tcp\", authenticate",
         );
-    let snapshot = crate::config::load(&cfg)
-        .map(|l| l.snapshot)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let mut f = fixture();
-    f.limiter.reload(Arc::new(snapshot));
+    let mut f = fixture_with(&cfg);
     let tcp = Dest {
         transport: Transport::Tcp,
         addr: pbx().addr,
@@ -459,12 +451,7 @@ fn identity_fixture(trusted: bool) -> Fixture {
             &format!("kind = \"ip\"\naddress = \"127.0.0.1:5080\"\ntrusted = {trusted}"),
         )
     );
-    let snapshot = crate::config::load(&cfg)
-        .map(|l| l.snapshot)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let f = fixture();
-    f.limiter.reload(Arc::new(snapshot));
-    f
+    fixture_with(&cfg)
 }
 
 fn with_identity(inv: &sip::Request) -> sip::Request {
@@ -576,11 +563,7 @@ fn a_call_to_a_phone_goes_to_the_flow_of_its_latest_binding_or_gets_480() {
         "[[trunk]]",
         "[[extension]]\nnumber = \"101\"\nuser = \"u\"\npassword = \"pw\"\n[[trunk]]",
     );
-    let snapshot = crate::config::load(&cfg)
-        .map(|l| l.snapshot)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let mut f = fixture();
-    f.limiter.reload(Arc::new(snapshot));
+    let mut f = fixture_with(&cfg);
     let to_phone = |call_id: &str| {
         let text = String::from_utf8_lossy(invite(call_id).parts().as_bytes())
             .replace("3125559999", "101")
