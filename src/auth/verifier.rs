@@ -62,6 +62,11 @@ pub enum AuthOutcome {
 ///   (the client knows the password; it only needs a new nonce). An RFC 2069 answer (no `qop`,
 ///   no `nc`) is recorded as `nc=1`: such a nonce serves one request.
 ///
+/// The digest `uri` is hashed into the response but not compared with the Request-URI (RFC 2617
+/// 3.2.2.5 says SHOULD): every accepted `(nonce, nc)` serves one request, so a captured answer
+/// cannot be replayed on another URI anyway, and SIPp (the load tool operators test us with)
+/// sends the server's address as `uri` whatever the request names.
+///
 /// `now` and `now_unix` are the same moment on the two clocks: `NonceCounts` keeps `Instant`s,
 /// nonces carry Unix seconds.
 // The argument list is the integration contract with the REGISTER/INVITE handlers: each input is

@@ -149,7 +149,10 @@ pub(super) fn check(
                 shared.guard.record_success(source, &username);
                 Verdict::Ok(ext)
             }
-            _ => Verdict::Respond(403, forbidden(req)),
+            _ => {
+                tracing::warn!(peer.ip = %source, extension = %username, "extension used from outside its allowed_networks");
+                Verdict::Respond(403, forbidden(req))
+            }
         },
         AuthOutcome::Challenge { stale } => {
             let sha256 = snapshot

@@ -547,3 +547,52 @@ fn wrong_answers_ban_the_source_and_a_banned_source_is_not_counted_again() {
         "a banned source is not challenged: {statuses:?}"
     );
 }
+
+/// The nonce of the first challenge in `response`.
+fn nonce_of(response: &[u8]) -> String {
+    let text = String::from_utf8_lossy(response);
+    text.split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a challenge with a nonce")
+        .to_owned()
+}
+
+/// The `Authorization` line of a phone that knows 101's `password` and answers `nonce` for
+/// `uri` (MD5, qop=auth, nc=1).
+fn md5_answer_101(nonce: &str, uri: &str, password: &str) -> String {
+    use md5::Digest;
+    let hex = |text: String| -> String {
+        md5::Md5::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let ha1 = hex(format!("101:acme.example:{password}"));
+    let ha2 = hex(format!("REGISTER:{uri}"));
+    let response = hex(format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"101\", realm=\"acme.example\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"c0ffee\", nc=00000001, qop=auth\r\n"
+    )
+}
+
+#[test]
+fn a_phone_outside_its_allowed_networks_is_refused_with_the_right_password() {
+    let cfg = phone_cfg("").replace(
+        "password = \"pw\"",
+        "password = \"pw\"\nallowed_networks = [\"10.1.2.0/24\"]",
+    );
+    let mut r = rig_with(&cfg);
+    for (phone, want) in [("198.51.100.7:40000", 403), ("10.1.2.9:5060", 200)] {
+        let register = |cseq: u32, auth: &str| register_101(phone, "reg-net", cseq, auth);
+        let sent = r.feed(register(1, ""), phone);
+        assert_eq!(status_of(&sent[0].1), Some(401));
+        let auth = md5_answer_101(&nonce_of(&sent[0].1), "sip:acme.example", "pw");
+        let sent = r.feed(register(2, &auth), phone);
+        assert_eq!(status_of(&sent[0].1), Some(want), "from {phone}");
+    }
+    let aor = crate::registrar::Aor::new("acme.example", "101");
+    let bound = r.engine.shared().location.lookup(&aor, r.now);
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].flow.source.to_string(), "10.1.2.9:5060");
+}
