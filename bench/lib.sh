@@ -161,7 +161,7 @@ kamcmd_() { timeout 5 kamcmd -s "$KAM_CTL" "$@"; }
 start_kamailio() {
   local tag="$1" i; shift
   mkdir -p "$OUT/kam-run"
-  kamailio -DD -E -f "$BENCH_DIR/kamailio.cfg" -n "${KAM_CHILDREN:-2}" -m "${KAM_SHM_MB:-2048}" -M 16 ${KAM_ARGS--x tlsf} \
+  kamailio -DD -E -f "${KAM_CFG:-$BENCH_DIR/kamailio.cfg}" -n "${KAM_CHILDREN:-2}" -m "${KAM_SHM_MB:-2048}" -M 16 ${KAM_ARGS--x tlsf} \
     -Y "$OUT/kam-run" -w "$OUT" -A "CTL_SOCK=\"$KAM_CTL\"" "$@" >"$OUT/$tag-kamailio.log" 2>&1 &
   KAM_PID=$!
   for i in $(seq 100); do kamcmd_ core.uptime >/dev/null 2>&1 && return 0; sleep 0.1; done

@@ -4,8 +4,13 @@
 //! (parse, transactions, B2BUA, limiter, responses); the reference in the same run is parsing the
 //! same six messages (the floor of any SIP server).
 //!
+//! Also one authenticated registration of a phone (REGISTER, 401, REGISTER with MD5 digest, 200),
+//! over 10 000 phone extensions registered in turn: what the registrar path costs (issue 16's
+//! REGISTER/s benchmark runs the same exchange end to end, `scripts/bench-register`).
+//!
 //! `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`; for instruction
-//! counts: `valgrind --tool=callgrind target/release/deps/engine-* --bench --profile-time 5`.
+//! counts: `valgrind --tool=callgrind target/release/deps/engine-* --bench --profile-time 5`,
+//! or `ENGINE_CALLS=N` / `ENGINE_REGISTERS=N` (see `main`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,8 +68,27 @@ fn udp(addr: &str) -> Dest {
     }
 }
 
+/// Phone extensions of the registration bench: 100000.. with password "pw".
+const PHONES: u64 = 10_000;
+
+/// [`CFG`] with [`PHONES`] phone extensions of user `u`.
+fn phones_cfg() -> String {
+    let mut out = String::from(CFG);
+    for i in 0..PHONES {
+        out.push_str(&format!(
+            "[[extension]]\nnumber = \"{}\"\nuser = \"u\"\npassword = \"pw\"\n",
+            100_000 + i
+        ));
+    }
+    out
+}
+
 fn engine() -> Engine {
-    let loaded = callgate::config::load(CFG).unwrap_or_else(|e| panic!("{e:?}"));
+    engine_with(CFG)
+}
+
+fn engine_with(cfg: &str) -> Engine {
+    let loaded = callgate::config::load(cfg).unwrap_or_else(|e| panic!("{e:?}"));
     let limiter = Arc::new(Limiter::new(Arc::new(loaded.snapshot)));
     let settings = Settings {
         t1: Duration::from_millis(500),
@@ -164,6 +188,53 @@ impl Run {
     }
 }
 
+/// MD5 hex digest of `text`.
+fn md5_hex(text: &str) -> String {
+    use md5::Digest;
+    md5::Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The nonce of the challenge in `sent`.
+fn nonce(sent: &[(Dest, Bytes)]) -> String {
+    let text = String::from_utf8_lossy(&find(sent, b"SIP/2.0 401")).into_owned();
+    text.split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no nonce in {text}"))
+}
+
+impl Run {
+    /// One authenticated registration of the next phone: REGISTER, 401, REGISTER with digest, 200.
+    fn register(&mut self) {
+        self.n += 1;
+        self.now += Duration::from_micros(250);
+        self.engine.on_timeouts(self.now);
+        self.engine.take_outbox(&mut self.sent);
+        self.sent.clear();
+        let (n, ext) = (self.n, 100_000 + self.n % PHONES);
+        let phone = "127.0.0.11:5060";
+        let register = |cseq: u32, auth: &str| {
+            Bytes::from(format!(
+                "REGISTER sip:acme.example SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bKr{n}-{cseq}\r\nFrom: <sip:{ext}@acme.example>;tag=r{n}\r\nTo: <sip:{ext}@acme.example>\r\nCall-ID: reg-{n}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{ext}@{phone}>\r\n{auth}Expires: 3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ))
+        };
+        let sent = self.feed(register(1, ""), phone);
+        let nonce = nonce(&sent);
+        let ha1 = md5_hex(&format!("{ext}:acme.example:pw"));
+        let ha2 = md5_hex("REGISTER:sip:acme.example");
+        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        let auth = format!(
+            "Authorization: Digest username=\"{ext}\",realm=\"acme.example\",cnonce=\"c0ffee\",nc=00000001,qop=auth,uri=\"sip:acme.example\",nonce=\"{nonce}\",response=\"{response}\",algorithm=MD5\r\n"
+        );
+        let sent = self.feed(register(2, &auth), phone);
+        find(&sent, b"SIP/2.0 200");
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let mut run = Run {
         engine: engine(),
@@ -190,11 +261,44 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A run over the phones' configuration, every phone registered once (the steady state: a
+/// registration refreshes a binding).
+fn registration_run() -> Run {
+    let mut run = Run {
+        engine: engine_with(&phones_cfg()),
+        now: Instant::now(),
+        n: 0,
+        sent: Vec::new(),
+    };
+    for _ in 0..PHONES {
+        run.register();
+    }
+    run
+}
+
+fn registrations(c: &mut Criterion) {
+    let mut run = registration_run();
+    c.bench_function("engine/one registration (REGISTER, 401, REGISTER, 200)", |b| {
+        b.iter(|| run.register())
+    });
+}
+
+criterion_group!(benches, bench, registrations);
 
 /// `ENGINE_CALLS=N` runs N calls and exits, for instruction counts that repeat exactly: run it
 /// under callgrind with two values of N and divide the difference by the difference of N.
 fn main() {
+    if let Some(n) = std::env::var("ENGINE_REGISTERS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let mut run = registration_run();
+        for _ in 0..n {
+            run.register();
+        }
+        println!("{n} registrations");
+        return;
+    }
     if let Some(n) = std::env::var("ENGINE_CALLS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

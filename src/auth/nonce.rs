@@ -30,6 +30,8 @@ pub enum NonceState {
     Valid {
         /// When it lapses, seconds since the Unix epoch.
         expires_unix: u64,
+        /// Its issue counter: its slot in the nonce-count table ([`super::NonceCounts`]).
+        counter: u64,
     },
     /// Issued by this key, but lapsed: challenge again with `stale=true`.
     Stale,
@@ -76,6 +78,11 @@ impl NonceKey {
         nonce
     }
 
+    /// How many nonces this key has issued so far.
+    pub fn issued(&self) -> u64 {
+        self.issued.load(Ordering::Relaxed)
+    }
+
     /// Whether `nonce` is one of ours, and still valid at `now_unix`.
     pub fn check(&self, nonce: &str, now_unix: u64) -> NonceState {
         let Some((expires, counter, tag)) = decode_nonce(nonce) else {
@@ -89,6 +96,7 @@ impl NonceKey {
         } else {
             NonceState::Valid {
                 expires_unix: expires,
+                counter,
             }
         }
     }

@@ -1,180 +1,101 @@
 use std::collections::HashMap;
 use std::sync::Barrier;
-use std::time::Duration;
 
 use super::*;
 
-const LIFETIME: Duration = Duration::from_secs(300);
-
 #[test]
 fn first_nc_of_a_nonce_is_fresh() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(10);
-    let verdict = counts.check_and_record("n1", 1, t0 + LIFETIME, t0);
-    assert_eq!(verdict, NcVerdict::Fresh);
-    assert_eq!(counts.len(), 1);
+    let counts = NonceCounts::new(16);
+    assert_eq!(counts.check_and_record(0, 1, 1), NcVerdict::Fresh);
 }
 
 #[test]
 fn increasing_nc_is_fresh_even_with_gaps() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(10);
+    let counts = NonceCounts::new(16);
     for nc in [1, 2, 5, 6] {
-        assert_eq!(
-            counts.check_and_record("n1", nc, t0 + LIFETIME, t0),
-            NcVerdict::Fresh
-        );
+        assert_eq!(counts.check_and_record(3, nc, 4), NcVerdict::Fresh);
     }
-    assert_eq!(counts.len(), 1);
 }
 
 #[test]
 fn replayed_nc_is_refused() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(10);
-    let expires = t0 + LIFETIME;
-    assert_eq!(
-        counts.check_and_record("n1", 3, expires, t0),
-        NcVerdict::Fresh
-    );
-    assert_eq!(
-        counts.check_and_record("n1", 3, expires, t0),
-        NcVerdict::Replay
-    );
-    assert_eq!(
-        counts.check_and_record("n1", 2, expires, t0),
-        NcVerdict::Replay
-    );
+    let counts = NonceCounts::new(16);
+    assert_eq!(counts.check_and_record(1, 3, 2), NcVerdict::Fresh);
+    assert_eq!(counts.check_and_record(1, 3, 2), NcVerdict::Replay);
+    assert_eq!(counts.check_and_record(1, 2, 2), NcVerdict::Replay);
     // Another nonce has its own count.
-    assert_eq!(
-        counts.check_and_record("n2", 1, expires, t0),
-        NcVerdict::Fresh
-    );
+    assert_eq!(counts.check_and_record(0, 1, 2), NcVerdict::Fresh);
 }
 
 #[test]
 fn nc_zero_is_never_fresh() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(10);
-    assert_eq!(
-        counts.check_and_record("n1", 0, t0 + LIFETIME, t0),
-        NcVerdict::Replay
-    );
-    assert!(counts.is_empty());
+    let counts = NonceCounts::new(16);
+    assert_eq!(counts.check_and_record(0, 0, 1), NcVerdict::Replay);
+    assert_eq!(counts.check_and_record(0, 1, 1), NcVerdict::Fresh);
 }
 
 #[test]
-fn lapsed_nonce_is_expired_whatever_its_nc() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(10);
-    let expires = t0 + LIFETIME;
-    assert_eq!(
-        counts.check_and_record("n1", 1, expires, t0),
-        NcVerdict::Fresh
-    );
-    assert_eq!(
-        counts.check_and_record("n1", 2, expires, expires),
-        NcVerdict::Expired
-    );
-    assert_eq!(
-        counts.check_and_record("n2", 1, expires, expires),
-        NcVerdict::Expired
-    );
-    assert_eq!(counts.len(), 1, "an expired nonce is not recorded");
+fn a_nonce_overtaken_by_a_window_of_newer_ones_must_be_renewed() {
+    let counts = NonceCounts::new(4);
+    assert_eq!(counts.window(), 4);
+    assert_eq!(counts.check_and_record(0, 1, 1), NcVerdict::Fresh);
+    // Nonces 1..=4 issued since: nonce 4 shares nonce 0's slot.
+    assert_eq!(counts.check_and_record(0, 2, 4), NcVerdict::Fresh);
+    assert_eq!(counts.check_and_record(0, 3, 5), NcVerdict::Overtaken);
+    assert_eq!(counts.check_and_record(4, 1, 5), NcVerdict::Fresh);
 }
 
 #[test]
-fn purge_drops_only_lapsed_nonces() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(10);
-    counts.check_and_record("short", 1, t0 + Duration::from_secs(10), t0);
-    counts.check_and_record("long", 1, t0 + LIFETIME, t0);
-    assert_eq!(counts.purge(t0 + Duration::from_secs(9)), 0);
-    assert_eq!(counts.purge(t0 + Duration::from_secs(10)), 1);
-    assert_eq!(counts.len(), 1);
-    // The survivor still remembers its count.
-    let t1 = t0 + Duration::from_secs(11);
-    assert_eq!(
-        counts.check_and_record("long", 1, t0 + LIFETIME, t1),
-        NcVerdict::Replay
-    );
+fn a_reused_slot_never_lets_the_older_nonce_count_again() {
+    let counts = NonceCounts::new(4);
+    assert_eq!(counts.check_and_record(1, 5, 2), NcVerdict::Fresh);
+    // Nonce 5 takes slot 1 over; a late answer to nonce 1 (even if `issued` read before nonce
+    // 5 was issued) is refused, never recorded as new.
+    assert_eq!(counts.check_and_record(5, 1, 6), NcVerdict::Fresh);
+    assert_eq!(counts.check_and_record(1, 6, 5), NcVerdict::Overtaken);
+    assert_eq!(counts.check_and_record(5, 1, 6), NcVerdict::Replay);
+    assert_eq!(counts.check_and_record(5, 2, 6), NcVerdict::Fresh);
 }
 
 #[test]
-fn full_table_refuses_new_nonce_but_serves_known_ones() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(2);
-    let expires = t0 + LIFETIME;
-    counts.check_and_record("a", 1, expires, t0);
-    counts.check_and_record("b", 1, expires, t0);
-    assert_eq!(
-        counts.check_and_record("c", 1, expires, t0),
-        NcVerdict::TableFull
-    );
-    assert_eq!(
-        counts.check_and_record("a", 2, expires, t0),
-        NcVerdict::Fresh
-    );
-    assert_eq!(
-        counts.check_and_record("b", 1, expires, t0),
-        NcVerdict::Replay
-    );
-    assert_eq!(counts.len(), 2);
+fn the_window_is_a_power_of_two_of_at_least_one() {
+    assert_eq!(NonceCounts::new(0).window(), 1);
+    assert_eq!(NonceCounts::new(5).window(), 8);
+    let one = NonceCounts::new(1);
+    assert_eq!(one.check_and_record(0, 1, 1), NcVerdict::Fresh);
+    assert_eq!(one.check_and_record(0, 2, 2), NcVerdict::Overtaken);
 }
 
 #[test]
-fn full_table_purges_lapsed_nonces_before_refusing() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(2);
-    counts.check_and_record("a", 1, t0 + Duration::from_secs(10), t0);
-    counts.check_and_record("b", 1, t0 + LIFETIME, t0);
-    let t1 = t0 + Duration::from_secs(5);
-    assert_eq!(
-        counts.check_and_record("c", 1, t0 + LIFETIME, t1),
-        NcVerdict::TableFull
-    );
-    let t2 = t0 + Duration::from_secs(10);
-    assert_eq!(
-        counts.check_and_record("c", 1, t2 + LIFETIME, t2),
-        NcVerdict::Fresh
-    );
-    assert_eq!(counts.len(), 2);
-    assert_eq!(
-        counts.check_and_record("d", 1, t2 + LIFETIME, t2),
-        NcVerdict::TableFull
-    );
-}
-
-#[test]
-fn zero_capacity_table_refuses_every_new_nonce() {
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(0);
-    assert_eq!(
-        counts.check_and_record("a", 1, t0 + LIFETIME, t0),
-        NcVerdict::TableFull
-    );
-    assert!(counts.is_empty());
+fn a_registration_storm_never_refuses_the_latest_nonces() {
+    // Far more nonces than slots, each answered once: every answer to a nonce within the window is
+    // fresh (the bounded map this replaced refused all of them once full).
+    let counts = NonceCounts::new(1024);
+    for counter in 0..100_000u64 {
+        assert_eq!(
+            counts.check_and_record(counter, 1, counter + 1),
+            NcVerdict::Fresh
+        );
+    }
 }
 
 #[test]
 fn racing_shards_record_one_fresh_nc() {
-    const NONCES: usize = 2_000;
+    const NONCES: u64 = 2_000;
     const COUNTS: u32 = 4;
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(NONCES);
-    let nonces: Vec<String> = (0..NONCES).map(|i| format!("nonce-{i}")).collect();
+    let counts = NonceCounts::new(NONCES as usize);
     let barrier = Barrier::new(2);
-    let verdicts: Vec<Vec<(usize, u32, NcVerdict)>> = std::thread::scope(|s| {
+    let verdicts: Vec<Vec<(u64, u32, NcVerdict)>> = std::thread::scope(|s| {
         let shards: Vec<_> = (0..2)
             .map(|_| {
-                let (counts, nonces, barrier) = (&counts, &nonces, &barrier);
+                let (counts, barrier) = (&counts, &barrier);
                 s.spawn(move || {
                     barrier.wait();
                     let mut seen = Vec::new();
-                    for (i, nonce) in nonces.iter().enumerate() {
+                    for counter in 0..NONCES {
                         for nc in 1..=COUNTS {
-                            let v = counts.check_and_record(nonce, nc, t0 + LIFETIME, t0);
-                            seen.push((i, nc, v));
+                            let v = counts.check_and_record(counter, nc, NONCES);
+                            seen.push((counter, nc, v));
                         }
                     }
                     seen
@@ -183,43 +104,14 @@ fn racing_shards_record_one_fresh_nc() {
             .collect();
         shards.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut fresh: HashMap<(usize, u32), usize> = HashMap::new();
-    for (i, nc, verdict) in verdicts.into_iter().flatten() {
+    let mut fresh: HashMap<(u64, u32), usize> = HashMap::new();
+    for (counter, nc, verdict) in verdicts.into_iter().flatten() {
         assert!(matches!(verdict, NcVerdict::Fresh | NcVerdict::Replay));
-        *fresh.entry((i, nc)).or_default() += usize::from(verdict == NcVerdict::Fresh);
+        *fresh.entry((counter, nc)).or_default() += usize::from(verdict == NcVerdict::Fresh);
     }
-    assert_eq!(fresh.len(), NONCES * COUNTS as usize);
+    assert_eq!(fresh.len(), NONCES as usize * COUNTS as usize);
     assert!(
         fresh.values().all(|&n| n == 1),
         "exactly one Fresh per (nonce, nc)"
     );
-    assert_eq!(counts.len(), NONCES);
-}
-
-#[test]
-fn racing_shards_never_exceed_capacity() {
-    const CAP: usize = 100;
-    let t0 = crate::test_clock::origin();
-    let counts = NonceCounts::new(CAP);
-    let barrier = Barrier::new(2);
-    let fresh: usize = std::thread::scope(|s| {
-        let shards: Vec<_> = (0..2)
-            .map(|shard| {
-                let (counts, barrier) = (&counts, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    (0..CAP)
-                        .filter(|i| {
-                            let nonce = format!("{shard}-{i}");
-                            counts.check_and_record(&nonce, 1, t0 + LIFETIME, t0)
-                                == NcVerdict::Fresh
-                        })
-                        .count()
-                })
-            })
-            .collect();
-        shards.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    assert_eq!(fresh, CAP);
-    assert_eq!(counts.len(), CAP);
 }

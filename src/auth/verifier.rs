@@ -5,10 +5,8 @@
 //! the nonce key, the shared nonce-count table and the time. Does not own building the `401` /
 //! `407` (the handler does, from [`super::challenge`]) nor counting failures ([`super::Guard`]).
 
-use std::time::{Duration, Instant};
-
 use super::digest::{parse_credentials, verify, Algorithm, DigestCredentials, Secret};
-use super::nonce::{NonceKey, NonceState, NONCE_LIFETIME_SECS};
+use super::nonce::{NonceKey, NonceState};
 use super::nonce_count::{NcVerdict, NonceCounts};
 
 /// `Authorization` headers examined per request: a client sends one per realm, and a request
@@ -58,8 +56,8 @@ pub enum AuthOutcome {
 ///   work as a known one.
 /// - A right response: its nonce count is recorded in `nonces` only now (a wrong one must not
 ///   use up a count): fresh is [`AuthOutcome::Authenticated`]; a replayed count is a challenge
-///   (`stale=false`); a nonce lapsed meanwhile or a full table is a challenge with `stale=true`
-///   (the client knows the password; it only needs a new nonce). An RFC 2069 answer (no `qop`,
+///   (`stale=false`); a nonce overtaken in the table by newer ones is a challenge with
+///   `stale=true` (the client knows the password; it only needs a new nonce). An RFC 2069 answer (no `qop`,
 ///   no `nc`) is recorded as `nc=1`: such a nonce serves one request.
 ///
 /// The digest `uri` is hashed into the response but not compared with the Request-URI (RFC 2617
@@ -67,11 +65,7 @@ pub enum AuthOutcome {
 /// cannot be replayed on another URI anyway, and SIPp (the load tool operators test us with)
 /// sends the server's address as `uri` whatever the request names.
 ///
-/// `now` and `now_unix` are the same moment on the two clocks: `NonceCounts` keeps `Instant`s,
-/// nonces carry Unix seconds.
-// The argument list is the integration contract with the REGISTER/INVITE handlers: each input is
-// owned by a different part of the daemon, and a struct around them would only rename them.
-#[allow(clippy::too_many_arguments)]
+/// `now_unix` is the time in seconds on the nonces' clock.
 pub fn authenticate<'h, 's>(
     header_values: impl Iterator<Item = &'h str>,
     method: &str,
@@ -79,14 +73,13 @@ pub fn authenticate<'h, 's>(
     secret_for: impl Fn(&str) -> Option<Secret<'s>>,
     key: &NonceKey,
     nonces: &NonceCounts,
-    now: Instant,
     now_unix: u64,
 ) -> AuthOutcome {
     let Some(creds) = credentials_for(header_values, realm) else {
         return AuthOutcome::Challenge { stale: false };
     };
-    let expires_unix = match key.check(creds.nonce, now_unix) {
-        NonceState::Valid { expires_unix } => expires_unix,
+    let counter = match key.check(creds.nonce, now_unix) {
+        NonceState::Valid { counter, .. } => counter,
         NonceState::Stale => return AuthOutcome::Challenge { stale: true },
         NonceState::Forged => return AuthOutcome::Challenge { stale: false },
     };
@@ -102,7 +95,7 @@ pub fn authenticate<'h, 's>(
             counts: !unanswerable,
         };
     }
-    record_count(&creds, expires_unix, nonces, now, now_unix)
+    record_count(&creds, counter, key.issued(), nonces)
 }
 
 /// The first header value that parses as digest credentials for `realm`.
@@ -119,23 +112,17 @@ fn credentials_for<'h>(
 /// Records the verified answer's nonce count; the outcome follows from the verdict.
 fn record_count(
     creds: &DigestCredentials<'_>,
-    expires_unix: u64,
+    counter: u64,
+    issued: u64,
     nonces: &NonceCounts,
-    now: Instant,
-    now_unix: u64,
 ) -> AuthOutcome {
-    // A nonce never outlives its lifetime from now (the cap also keeps the addition in range).
-    let left = expires_unix
-        .saturating_sub(now_unix)
-        .min(NONCE_LIFETIME_SECS);
-    let expires_at = now.checked_add(Duration::from_secs(left)).unwrap_or(now);
     let nc = creds.nc.unwrap_or(1);
-    match nonces.check_and_record(creds.nonce, nc, expires_at, now) {
+    match nonces.check_and_record(counter, nc, issued) {
         NcVerdict::Fresh => AuthOutcome::Authenticated {
             username: creds.username.clone().into_owned(),
         },
         NcVerdict::Replay => AuthOutcome::Challenge { stale: false },
-        NcVerdict::Expired | NcVerdict::TableFull => AuthOutcome::Challenge { stale: true },
+        NcVerdict::Overtaken => AuthOutcome::Challenge { stale: true },
     }
 }
 

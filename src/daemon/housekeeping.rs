@@ -76,9 +76,8 @@ pub(super) fn load(shared: &Shared, path: &Path) {
 fn sweep(shared: &Shared, metrics: &Metrics) {
     let now = std::time::Instant::now();
     let expired = shared.location.expire(now);
-    let purged = shared.nonces.purge(now);
     metrics.registrations_set(shared.location.len());
-    if expired > 0 || purged > 0 {
-        tracing::debug!(expired, purged, "housekeeping");
+    if expired > 0 {
+        tracing::debug!(expired, "housekeeping");
     }
 }

@@ -140,7 +140,6 @@ pub(super) fn check(
         secret_for,
         &shared.key,
         nonces,
-        now,
         secs,
     );
     match outcome {

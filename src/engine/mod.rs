@@ -62,8 +62,10 @@ pub struct Shared {
     pub auth: Arc<access::AuthShared>,
 }
 
-/// Nonces remembered at once: a few per registered phone over a nonce's life (300 s).
-const MAX_NONCES: usize = 100_000;
+/// Nonces whose counts are remembered: the latest 262 144 issued (2 MiB). A nonce is good for
+/// its whole life (300 s) up to ~870 challenges a second; above that rate for as long as it
+/// takes to issue this many (26 s at 10 000 a second), far longer than answering a challenge.
+const MAX_NONCES: usize = 1 << 18;
 
 /// Live transactions one shard keeps before it answers new requests 503 without one. A call
 /// leaves ~4 transactions for up to 32 s (RFC 6026 Timer L/M, Timer J), so this is ~7 500 calls
@@ -429,6 +431,9 @@ impl Engine {
                 PhoneInvite::NotAPhone => return self.refuse_unknown_source(now, &req, reply_to),
             }
         }
+        if method == Method::Register && !self.txn.contains(&key) && !has_credentials(&req) {
+            return self.challenge_register(now, &req, source, reply_to);
+        }
         if method != Method::Ack
             && self.txn.len() >= self.max_transactions
             && !self.txn.contains(&key)
@@ -520,6 +525,25 @@ impl Engine {
     /// REGISTER: the To names the AoR; digest first (401 challenge, 403 for wrong credentials,
     /// the same for an extension that does not exist), then the registrar.
     fn on_register(&mut self, now: Instant, req: &Request, key: &TransactionKey, source: Dest) {
+        let (status, bytes) = self.register_reply(now, req, source);
+        self.respond(now, key, bytes, status);
+    }
+
+    /// A REGISTER without credentials, answered without a transaction (like a phone's INVITE
+    /// challenge): all it can get is a challenge or a refusal, and a retransmission gets a new
+    /// challenge, which is as good. Half of every registration's requests then cost no
+    /// transaction, timer or stored response for 32 s (Timer J).
+    fn challenge_register(&mut self, now: Instant, req: &Request, source: Dest, reply_to: Dest) {
+        let (status, bytes) = match checks::check(req) {
+            Some(refusal) => (refusal.status, refusal.response(req)),
+            None => self.register_reply(now, req, source),
+        };
+        self.metrics.sip_response(status, Direction::Out);
+        self.send(reply_to, bytes);
+    }
+
+    /// What a REGISTER gets: a challenge, a refusal, or the registrar's answer.
+    fn register_reply(&mut self, now: Instant, req: &Request, source: Dest) -> (u16, Bytes) {
         let generation = self.b2bua.generation();
         let snapshot = generation.config();
         let to = req.parts().to().uri;
@@ -527,7 +551,7 @@ impl Engine {
             // A To that is no sip: user@host is malformed for REGISTER (never a 404: that would
             // tell a scanner something).
             let bytes = sip::response_to(req, 400, "Bad To", Some("cg-reg"), &[]);
-            return self.respond(now, key, bytes, 400);
+            return (400, bytes);
         };
         let shared = self.shared.clone();
         let verdict = access::check(
@@ -554,7 +578,7 @@ impl Engine {
                 access::register(&shared.location, snapshot, ext, req, flow, now)
             }
         };
-        self.respond(now, key, bytes, status);
+        (status, bytes)
     }
 
     /// An INVITE from a source that is no PBX or trunk gets one 403 and no transaction: a
@@ -853,6 +877,11 @@ fn metric_outcome(o: Outcome) -> MetricOutcome {
         Outcome::Failed => MetricOutcome::Failed,
         Outcome::Cancelled => MetricOutcome::Cancelled,
     }
+}
+
+/// Whether a REGISTER carries an `Authorization` header (credentials to check, statefully).
+fn has_credentials(req: &Request) -> bool {
+    req.parts().headers_raw("Authorization").next().is_some()
 }
 
 fn transport_name(t: Transport) -> &'static str {

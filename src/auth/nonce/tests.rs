@@ -21,11 +21,13 @@ fn issued_nonce_is_valid_until_its_lifetime_ends() {
     let key = NonceKey::new(KEY);
     let nonce = key.issue(T0);
     let expires_unix = T0 + NONCE_LIFETIME_SECS;
-    assert_eq!(key.check(&nonce, T0), NonceState::Valid { expires_unix });
-    assert_eq!(
-        key.check(&nonce, expires_unix - 1),
-        NonceState::Valid { expires_unix }
-    );
+    let valid = NonceState::Valid {
+        expires_unix,
+        counter: 0,
+    };
+    assert_eq!(key.check(&nonce, T0), valid);
+    assert_eq!(key.check(&nonce, expires_unix - 1), valid);
+    assert_eq!(key.issued(), 1);
     assert_eq!(key.check(&nonce, expires_unix), NonceState::Stale);
     assert_eq!(key.check(&nonce, expires_unix + 3600), NonceState::Stale);
 }
@@ -59,6 +61,7 @@ fn nonce_from_another_key_or_tampered_is_forged() {
         } else {
             NonceState::Valid {
                 expires_unix: T0 + NONCE_LIFETIME_SECS,
+                counter: 0,
             }
         }
     );
