@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod baresip;
 pub mod ops;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -132,6 +133,16 @@ organization = "acme"
 pattern = "^[2-9][0-9]{{9}}$"
 trunks = ["carrier"]
 "#
+    )
+}
+
+/// [`acme`] plus two phones of user alice, each with a digest password: 101 (password
+/// "pw101") and 102 ("pw102").
+pub fn acme_phones(pbx: SocketAddr, trunk: SocketAddr) -> String {
+    acme(pbx, "udp", trunk).replace(
+        "[[trunk]]",
+        "[[extension]]\nnumber = \"101\"\nuser = \"alice\"\npassword = \"pw101\"\n\n\
+         [[extension]]\nnumber = \"102\"\nuser = \"alice\"\npassword = \"pw102\"\n\n[[trunk]]",
     )
 }
 

@@ -1,0 +1,145 @@
+//! Real softphones through the daemon (issue 16, "Checked by"): baresip instances register to
+//! callgate with digest and call each other through it (the caller answers a 407, the callee is
+//! reached at the flow it registered from), a phone takes a call from a SIPp PBX, and every way
+//! those calls end (either side's BYE, the caller's CANCEL, the callee's refusal) releases
+//! every counter. The phones are driven over baresip's `ctrl_tcp` (see `support::baresip`).
+//!
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 155..=159 here.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use support::baresip::{Account, AnswerMode, Phone};
+use support::{config, Harness, Net, Sipp, SippOpts};
+
+/// The account of extension `user` (password `pw<user>`, as in [`support::acme_phones`]) at
+/// callgate's UDP listener.
+fn account(user: &str, h: &Harness, answer: AnswerMode) -> Account<'static> {
+    let (user, password): (&'static str, &'static str) = match user {
+        "101" => ("101", "pw101"),
+        "102" => ("102", "pw102"),
+        other => panic!("no phone {other} in acme_phones"),
+    };
+    Account {
+        user,
+        password,
+        domain: "acme.example",
+        proxy: h.udp,
+        answer,
+    }
+}
+
+/// callgate with the phones 101 and 102 of [`support::acme_phones`], the PBX at host 1.
+async fn start(net: Net) -> (Harness, SocketAddr) {
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let h = Harness::start(&config(&support::acme_phones(pbx, trunk))).await;
+    (h, pbx)
+}
+
+/// Both phones registered (101 at host 11, 102 at host 12), as `GET /registrations` shows.
+async fn two_phones(h: &Harness, net: Net, callee: AnswerMode) -> (Phone, Phone) {
+    let a = Phone::registered("101", net.addr(11), &account("101", h, AnswerMode::Manual)).await;
+    let b = Phone::registered("102", net.addr(12), &account("102", h, callee)).await;
+    let regs = h.get_json("/registrations").await;
+    let mut list: Vec<(String, String, String)> = regs
+        .as_array()
+        .expect("GET /registrations is a JSON array")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (s("extension"), s("source"), s("transport"))
+        })
+        .collect();
+    list.sort();
+    let want = |ext: &str, p: &Phone| (ext.to_owned(), p.sip.to_string(), "udp".to_owned());
+    assert_eq!(
+        list,
+        vec![want("101@acme.example", &a), want("102@acme.example", &b)],
+        "{regs}"
+    );
+    (a, b)
+}
+
+/// The one call of `GET /calls`.
+async fn the_call(h: &Harness) -> Value {
+    let calls = h.get_json("/calls").await;
+    let list = calls.as_array().expect("GET /calls is a JSON array");
+    assert_eq!(list.len(), 1, "{calls}");
+    list[0].clone()
+}
+
+/// One internal call between two extensions of acme holds a unit per end on every shared
+/// counter (spec: an ancestor of both ends counts twice) and nothing public.
+async fn assert_one_internal_call(h: &Harness) {
+    assert_eq!(h.counter_used("organization", "acme", "internal").await, 2);
+    assert_eq!(h.counter_used("server", "e2e", "internal").await, 2);
+    assert_eq!(h.counter_used("organization", "acme", "public").await, 0);
+    assert_eq!(h.counter_used("server", "e2e", "public").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_baresip_phones_register_and_call_each_other_through_callgate() {
+    let net = Net(155);
+    let (h, _pbx) = start(net).await;
+    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Manual).await;
+    a.dial("sip:102@acme.example").await;
+    let incoming = b.wait_incoming().await;
+    let from = incoming["peeruri"].as_str().unwrap_or_default();
+    assert!(
+        from.starts_with("sip:101@"),
+        "102 sees the caller's extension: {incoming}"
+    );
+    b.accept().await;
+    a.wait_established().await;
+    b.wait_established().await;
+    h.wait_confirmed(1).await;
+    let call = the_call(&h).await;
+    assert_eq!(call["legs"][0]["from"], "sip:101@acme.example", "{call}");
+    assert_eq!(call["legs"][0]["to"], "sip:102@acme.example", "{call}");
+    assert_one_internal_call(&h).await;
+    assert_eq!(
+        h.counter_used("extension", "101@acme", "max_outgoing")
+            .await,
+        1
+    );
+    assert_eq!(
+        h.counter_used("extension", "102@acme", "max_calls").await,
+        1
+    );
+    a.hangup().await;
+    a.wait_closed().await;
+    let closed = b.wait_closed().await;
+    assert_eq!(
+        closed["param"], "Connection reset by peer",
+        "102 got the BYE: {closed}"
+    );
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baresip_phone_takes_a_call_from_the_pbx_and_the_pbx_hangs_up() {
+    let net = Net(156);
+    let (h, pbx) = start(net).await;
+    let mut phone =
+        Phone::registered("101", net.addr(11), &account("101", &h, AnswerMode::Manual)).await;
+    // uac.xml holds the answered call for -d before its BYE: long enough to look at it.
+    let opts = SippOpts::default().arg(&["-d", "1500"]);
+    let uac = Sipp::uac("uac.xml", pbx, h.udp, "101", opts);
+    let incoming = phone.wait_incoming().await;
+    assert!(
+        incoming["peeruri"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("sip:200@")),
+        "the phone sees the PBX extension: {incoming}"
+    );
+    phone.accept().await;
+    phone.wait_established().await;
+    h.wait_confirmed(1).await;
+    assert_one_internal_call(&h).await;
+    let closed = phone.wait_closed().await;
+    assert_eq!(closed["param"], "Connection reset by peer", "{closed}");
+    uac.finish().await.assert_ok("uac");
+    h.assert_all_released().await;
+}
