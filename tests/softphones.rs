@@ -143,3 +143,93 @@ async fn a_baresip_phone_takes_a_call_from_the_pbx_and_the_pbx_hangs_up() {
     uac.finish().await.assert_ok("uac");
     h.assert_all_released().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_called_baresip_phone_hangs_up() {
+    let net = Net(157);
+    let (h, _pbx) = start(net).await;
+    // 102 answers by itself (answermode=auto: no CALL_INCOMING, straight to established).
+    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Auto).await;
+    a.dial("sip:102@acme.example").await;
+    b.wait_established().await;
+    a.wait_established().await;
+    h.wait_confirmed(1).await;
+    assert_one_internal_call(&h).await;
+    // The BYE comes from the callee's dialog (callgate's B leg) and must reach the caller.
+    b.hangup().await;
+    b.wait_closed().await;
+    let closed = a.wait_closed().await;
+    assert_eq!(closed["param"], "Connection reset by peer", "{closed}");
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baresip_caller_cancels_and_a_baresip_callee_refuses() {
+    let net = Net(158);
+    let (h, _pbx) = start(net).await;
+    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Manual).await;
+    // The caller gives up while 102 rings: CANCEL to callgate, CANCEL on to 102.
+    a.dial("sip:102@acme.example").await;
+    b.wait_incoming().await;
+    h.wait_state(1, "early").await;
+    a.hangup().await;
+    a.wait_closed().await;
+    b.wait_closed().await;
+    h.assert_all_released().await;
+    // 102 refuses the next call while it rings (baresip answers 486): the caller hears it.
+    a.dial("sip:102@acme.example").await;
+    b.wait_incoming().await;
+    b.hangup().await;
+    b.wait_closed().await;
+    let closed = a.wait_closed().await;
+    assert!(
+        closed["param"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("486")),
+        "the caller sees the refusal: {closed}"
+    );
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_phones_answer_callgates_dialog_probes_and_the_call_goes_on() {
+    let net = Net(159);
+    let (pbx, trunk) = (net.addr(1), net.addr(2));
+    let toml = support::config_with_server(
+        "dialog_probe_interval = \"500ms\"",
+        &support::acme_phones(pbx, trunk),
+    );
+    let h = Harness::start(&toml).await;
+    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Auto).await;
+    a.dial("sip:102@acme.example").await;
+    a.wait_established().await;
+    b.wait_established().await;
+    h.wait_confirmed(1).await;
+    // Three rounds of probes (both legs each): the answers to the first two are in by the time
+    // the third is sent, and neither phone's answer ended the call.
+    let reached =
+        support::wait_until_async(support::WAIT, || async { options_sent(&h).await >= 6 }).await;
+    assert!(reached, "probes sent: {}", options_sent(&h).await);
+    h.wait_confirmed(1).await;
+    a.hangup().await;
+    a.wait_closed().await;
+    b.wait_closed().await;
+    h.assert_all_released().await;
+}
+
+/// In-dialog OPTIONS callgate sent (`callgate_sip_requests_total{method="OPTIONS",direction="out"}`).
+async fn options_sent(h: &Harness) -> u64 {
+    let resp = callgate::admin::client::request(&h.admin, "GET", "/metrics", None)
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8_lossy(&resp.body).into_owned();
+    text.lines()
+        .find(|l| {
+            l.starts_with("callgate_sip_requests_total")
+                && l.contains("method=\"OPTIONS\"")
+                && l.contains("direction=\"out\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -370,6 +370,21 @@ pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> boo
     .is_ok()
 }
 
+/// [`wait_until`] for a condition that has to await something (e.g. an admin API request).
+pub async fn wait_until_async<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    tokio::time::timeout(within, async {
+        while !cond().await {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 fn log_file(dir: &Path, name: &str) -> Stdio {
     std::fs::File::create(dir.join(name)).map_or_else(|_| Stdio::null(), Stdio::from)
 }
