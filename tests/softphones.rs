@@ -1,10 +1,13 @@
 //! Real softphones through the daemon (issue 16, "Checked by"): baresip instances register to
-//! callgate with digest and call each other through it (the caller answers a 407, the callee is
-//! reached at the flow it registered from), a phone takes a call from a SIPp PBX, and every way
-//! those calls end (either side's BYE, the caller's CANCEL, the callee's refusal) releases
-//! every counter. The phones are driven over baresip's `ctrl_tcp` (see `support::baresip`).
+//! callgate with digest (UDP and TCP) and call each other through it (the caller answers a 407,
+//! the callee is reached at the flow it registered from), put the call on hold and back, answer
+//! callgate's in-dialog probes, take a call from a SIPp PBX, and end calls every way a phone
+//! does (either side's BYE, the caller's CANCEL, the callee's 486); a phone that unregisters
+//! gets no more calls (480). Every call releases every counter. The phones are driven over
+//! baresip's `ctrl_tcp` (see `support::baresip`).
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 155..=159 here.
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 155..=159 here
+//! (over TCP baresip connects from 127.0.0.1, whatever its SIP address).
 
 mod support;
 
@@ -13,6 +16,7 @@ use std::net::SocketAddr;
 use serde_json::Value;
 use support::baresip::{Account, AnswerMode, Phone};
 use support::{config, Harness, Net, Sipp, SippOpts};
+use AnswerMode::{Auto, Manual};
 
 /// The account of extension `user` (password `pw<user>`, as in [`support::acme_phones`]) at
 /// callgate's UDP listener.
@@ -27,6 +31,7 @@ fn account(user: &str, h: &Harness, answer: AnswerMode) -> Account<'static> {
         password,
         domain: "acme.example",
         proxy: h.udp,
+        transport: "udp",
         answer,
     }
 }
@@ -40,7 +45,7 @@ async fn start(net: Net) -> (Harness, SocketAddr) {
 
 /// Both phones registered (101 at host 11, 102 at host 12), as `GET /registrations` shows.
 async fn two_phones(h: &Harness, net: Net, callee: AnswerMode) -> (Phone, Phone) {
-    let a = Phone::registered("101", net.addr(11), &account("101", h, AnswerMode::Manual)).await;
+    let a = Phone::registered("101", net.addr(11), &account("101", h, Manual)).await;
     let b = Phone::registered("102", net.addr(12), &account("102", h, callee)).await;
     let regs = h.get_json("/registrations").await;
     let mut list: Vec<(String, String, String)> = regs
@@ -83,7 +88,7 @@ async fn assert_one_internal_call(h: &Harness) {
 async fn two_baresip_phones_register_and_call_each_other_through_callgate() {
     let net = Net(155);
     let (h, _pbx) = start(net).await;
-    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Manual).await;
+    let (mut a, mut b) = two_phones(&h, net, Manual).await;
     a.dial("sip:102@acme.example").await;
     let incoming = b.wait_incoming().await;
     let from = incoming["peeruri"].as_str().unwrap_or_default();
@@ -108,6 +113,19 @@ async fn two_baresip_phones_register_and_call_each_other_through_callgate() {
         h.counter_used("extension", "102@acme", "max_calls").await,
         1
     );
+    // Hold and resume: each re-INVITE crosses callgate to 102 and its answer comes back.
+    a.forget_events();
+    b.forget_events();
+    for step in ["hold", "resume"] {
+        if step == "hold" {
+            a.hold().await;
+        } else {
+            a.resume().await;
+        }
+        b.wait_remote_sdp("offer").await;
+        a.wait_remote_sdp("answer").await;
+    }
+    h.wait_confirmed(1).await;
     a.hangup().await;
     a.wait_closed().await;
     let closed = b.wait_closed().await;
@@ -122,8 +140,7 @@ async fn two_baresip_phones_register_and_call_each_other_through_callgate() {
 async fn a_baresip_phone_takes_a_call_from_the_pbx_and_the_pbx_hangs_up() {
     let net = Net(156);
     let (h, pbx) = start(net).await;
-    let mut phone =
-        Phone::registered("101", net.addr(11), &account("101", &h, AnswerMode::Manual)).await;
+    let mut phone = Phone::registered("101", net.addr(11), &account("101", &h, Manual)).await;
     // uac.xml holds the answered call for -d before its BYE: long enough to look at it.
     let opts = SippOpts::default().arg(&["-d", "1500"]);
     let uac = Sipp::uac("uac.xml", pbx, h.udp, "101", opts);
@@ -145,11 +162,22 @@ async fn a_baresip_phone_takes_a_call_from_the_pbx_and_the_pbx_hangs_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_called_baresip_phone_hangs_up() {
+async fn baresip_phones_on_tcp_call_and_the_called_one_hangs_up() {
     let net = Net(157);
     let (h, _pbx) = start(net).await;
+    let tcp = |a: Account<'static>| Account {
+        proxy: h.tcp,
+        transport: "tcp",
+        ..a
+    };
+    let mut a = Phone::registered("101", net.addr(11), &tcp(account("101", &h, Manual))).await;
     // 102 answers by itself (answermode=auto: no CALL_INCOMING, straight to established).
-    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Auto).await;
+    let mut b = Phone::registered("102", net.addr(12), &tcp(account("102", &h, Auto))).await;
+    // Bound to the connections the phones opened (baresip connects from an ephemeral port).
+    let regs = h.get_json("/registrations").await;
+    let list = regs.as_array().expect("GET /registrations is a JSON array");
+    assert_eq!(list.len(), 2, "{regs}");
+    assert!(list.iter().all(|r| r["transport"] == "tcp"), "{regs}");
     a.dial("sip:102@acme.example").await;
     b.wait_established().await;
     a.wait_established().await;
@@ -164,10 +192,10 @@ async fn the_called_baresip_phone_hangs_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_baresip_caller_cancels_and_a_baresip_callee_refuses() {
+async fn a_baresip_caller_cancels_a_callee_refuses_then_unregisters_and_gets_no_call() {
     let net = Net(158);
     let (h, _pbx) = start(net).await;
-    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Manual).await;
+    let (mut a, mut b) = two_phones(&h, net, Manual).await;
     // The caller gives up while 102 rings: CANCEL to callgate, CANCEL on to 102.
     a.dial("sip:102@acme.example").await;
     b.wait_incoming().await;
@@ -189,6 +217,24 @@ async fn a_baresip_caller_cancels_and_a_baresip_callee_refuses() {
         "the caller sees the refusal: {closed}"
     );
     h.assert_all_released().await;
+    // 102 unregisters (Expires: 0): its binding goes and a call to it gets 480.
+    b.unregister("sip:102@acme.example").await;
+    let gone = support::wait_until_async(support::WAIT, || async {
+        let regs = h.get_json("/registrations").await;
+        regs.as_array()
+            .is_some_and(|l| l.iter().all(|r| r["extension"] != "102@acme.example"))
+    })
+    .await;
+    assert!(gone, "{}", h.get_json("/registrations").await);
+    a.dial("sip:102@acme.example").await;
+    let closed = a.wait_closed().await;
+    assert!(
+        closed["param"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("480")),
+        "no binding, no call: {closed}"
+    );
+    h.assert_all_released().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +246,7 @@ async fn baresip_phones_answer_callgates_dialog_probes_and_the_call_goes_on() {
         &support::acme_phones(pbx, trunk),
     );
     let h = Harness::start(&toml).await;
-    let (mut a, mut b) = two_phones(&h, net, AnswerMode::Auto).await;
+    let (mut a, mut b) = two_phones(&h, net, Auto).await;
     a.dial("sip:102@acme.example").await;
     a.wait_established().await;
     b.wait_established().await;

@@ -39,7 +39,7 @@ pub enum AnswerMode {
 }
 
 /// The account a phone registers: `<sip:user@domain>` with digest password `password`, every
-/// request sent to callgate at `proxy` (UDP).
+/// request sent to callgate at `proxy` over `transport`.
 #[derive(Debug, Clone)]
 pub struct Account<'a> {
     /// The extension, the user part of the AoR and the digest username.
@@ -48,8 +48,11 @@ pub struct Account<'a> {
     pub password: &'a str,
     /// The organization's domain (the AoR's host and the digest realm).
     pub domain: &'a str,
-    /// callgate's UDP listener: registrar and outbound proxy.
+    /// callgate's listener for `transport`: registrar and outbound proxy.
     pub proxy: SocketAddr,
+    /// `udp` or `tcp` (on TCP the phone connects from an ephemeral port and callgate must
+    /// call it back on that connection).
+    pub transport: &'a str,
     /// How incoming calls are answered.
     pub answer: AnswerMode,
 }
@@ -62,11 +65,12 @@ impl Account<'_> {
             AnswerMode::Auto => "auto",
         };
         format!(
-            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{proxy};transport=udp\";regint=600;answermode={mode}",
+            "<sip:{user}@{domain}>;auth_pass={password};outbound=\"sip:{proxy};transport={transport}\";regint=600;answermode={mode}",
             user = self.user,
             domain = self.domain,
             password = self.password,
             proxy = self.proxy,
+            transport = self.transport,
         )
     }
 }
@@ -221,6 +225,34 @@ impl Phone {
     /// ringing).
     pub async fn hangup(&mut self) {
         self.command("hangup", "").await;
+    }
+
+    /// Puts the call on hold (a re-INVITE with `a=sendonly`).
+    pub async fn hold(&mut self) {
+        self.command("hold", "").await;
+    }
+
+    /// Takes the call off hold (a re-INVITE with `a=sendrecv`).
+    pub async fn resume(&mut self) {
+        self.command("resume", "").await;
+    }
+
+    /// Deletes the user agent of `aor` (`sip:102@acme.example`): baresip unregisters it
+    /// (`Expires: 0`) on the way.
+    pub async fn unregister(&mut self, aor: &str) {
+        self.command("uadel", aor).await;
+    }
+
+    /// Forgets every event received so far: a later wait sees only what comes after (e.g. the
+    /// SDP answer of a re-INVITE, not the one of the INVITE).
+    pub fn forget_events(&mut self) {
+        self.events.clear();
+    }
+
+    /// Waits until the phone has received an SDP `offer` or `answer` (`CALL_REMOTE_SDP`).
+    pub async fn wait_remote_sdp(&mut self, param: &str) -> Value {
+        self.wait_event(|e| kind(e) == "CALL_REMOTE_SDP" && e["param"] == param)
+            .await
     }
 
     /// Waits for the next incoming call (`CALL_INCOMING`); returns the event.
