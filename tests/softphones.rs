@@ -75,6 +75,17 @@ async fn the_call(h: &Harness) -> Value {
     list[0].clone()
 }
 
+/// `by` puts the call on hold and takes it back; `other` receives both offers and `by` both
+/// answers.
+async fn hold_and_resume(by: &mut Phone, other: &mut Phone) {
+    by.hold().await;
+    other.wait_remote_sdp("offer").await;
+    by.wait_remote_sdp("answer").await;
+    by.resume().await;
+    other.wait_remote_sdp("offer").await;
+    by.wait_remote_sdp("answer").await;
+}
+
 /// One internal call between two extensions of acme holds a unit per end on every shared
 /// counter (spec: an ancestor of both ends counts twice) and nothing public.
 async fn assert_one_internal_call(h: &Harness) {
@@ -113,18 +124,12 @@ async fn two_baresip_phones_register_and_call_each_other_through_callgate() {
         h.counter_used("extension", "102@acme", "max_calls").await,
         1
     );
-    // Hold and resume: each re-INVITE crosses callgate to 102 and its answer comes back.
+    // Hold and resume, by the caller then by the callee: each re-INVITE crosses callgate to
+    // the other phone and its answer comes back.
     a.forget_events();
     b.forget_events();
-    for step in ["hold", "resume"] {
-        if step == "hold" {
-            a.hold().await;
-        } else {
-            a.resume().await;
-        }
-        b.wait_remote_sdp("offer").await;
-        a.wait_remote_sdp("answer").await;
-    }
+    hold_and_resume(&mut a, &mut b).await;
+    hold_and_resume(&mut b, &mut a).await;
     h.wait_confirmed(1).await;
     a.hangup().await;
     a.wait_closed().await;

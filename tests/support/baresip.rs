@@ -3,10 +3,11 @@
 //! carrying it back, and asynchronous `{"event":true,"type":...}` events).
 //!
 //! Each instance gets its own configuration directory (`-f`): SIP on one loopback address of the
-//! test's network (UDP; baresip binds TCP on the same port too), the control socket on another
-//! port of that address, no sound card (a 440 Hz sine as source, an unconnected `aubridge`
-//! device as player), G.711 only, no video, no STUN/ICE/TURN, and a DNS server nobody answers
-//! on (the accounts name callgate by IP literal, so nothing needs a lookup).
+//! test's network (baresip listens on UDP and TCP at that port, and connects out over TCP from
+//! 127.0.0.1 whatever the address), the control socket on another port of that address, no
+//! sound card (a 440 Hz sine as source, an unconnected `aubridge` device as player), G.711
+//! only, no video, no STUN/ICE/TURN, and a DNS server nobody answers on (the accounts name
+//! callgate by IP literal, so nothing needs a lookup).
 //!
 //! The account is created with `uanew` once the control connection is up rather than read from
 //! the `accounts` file: baresip registers as soon as it starts, and a `REGISTER_OK` sent before
@@ -80,6 +81,7 @@ pub struct Phone {
     /// Where it sends and receives SIP (UDP).
     pub sip: SocketAddr,
     label: String,
+    /// Held for its `kill_on_drop`: dropping the phone kills this process, by its PID.
     child: Child,
     ctrl: TcpStream,
     /// Bytes read from the control connection, not yet a whole netstring.
@@ -416,11 +418,6 @@ impl Phone {
             self.label,
             read_logs(self.dir.path())
         )
-    }
-
-    /// The process id (the drop kills this process and no other).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
     }
 }
 
