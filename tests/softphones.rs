@@ -2,8 +2,8 @@
 //! callgate with digest (UDP and TCP) and call each other through it (the caller answers a 407,
 //! the callee is reached at the flow it registered from), put the call on hold and back, answer
 //! callgate's in-dialog probes, take a call from a SIPp PBX, and end calls every way a phone
-//! does (either side's BYE, the caller's CANCEL, the callee's 486); a phone that unregisters
-//! gets no more calls (480). Every call releases every counter. The phones are driven over
+//! does (either side's BYE, the caller's CANCEL, the callee's 486); a phone that unregisters,
+//! or dies with its TCP connection, gets no more calls (480). Every call releases every counter. The phones are driven over
 //! baresip's `ctrl_tcp` (see `support::baresip`).
 //!
 //! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 155..=159 here
@@ -65,6 +65,17 @@ async fn two_phones(h: &Harness, net: Net, callee: AnswerMode) -> (Phone, Phone)
         "{regs}"
     );
     (a, b)
+}
+
+/// Waits until `GET /registrations` lists no binding of `extension` (`102@acme.example`).
+async fn wait_unbound(h: &Harness, extension: &str) {
+    let gone = support::wait_until_async(support::WAIT, || async {
+        let regs = h.get_json("/registrations").await;
+        regs.as_array()
+            .is_some_and(|l| l.iter().all(|r| r["extension"] != extension))
+    })
+    .await;
+    assert!(gone, "{}", h.get_json("/registrations").await);
 }
 
 /// The one call of `GET /calls`.
@@ -167,7 +178,7 @@ async fn a_baresip_phone_takes_a_call_from_the_pbx_and_the_pbx_hangs_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baresip_phones_on_tcp_call_and_the_called_one_hangs_up() {
+async fn baresip_phones_on_tcp_call_the_called_one_hangs_up_then_dies() {
     let net = Net(157);
     let (h, _pbx) = start(net).await;
     let tcp = |a: Account<'static>| Account {
@@ -193,6 +204,19 @@ async fn baresip_phones_on_tcp_call_and_the_called_one_hangs_up() {
     b.wait_closed().await;
     let closed = a.wait_closed().await;
     assert_eq!(closed["param"], "Connection reset by peer", "{closed}");
+    h.assert_all_released().await;
+    // 102 dies (its process killed, the kernel closes its connection): the binding goes with
+    // the connection, and a call to 102 gets 480 at once instead of dialling a dead flow.
+    drop(b);
+    wait_unbound(&h, "102@acme.example").await;
+    a.dial("sip:102@acme.example").await;
+    let closed = a.wait_closed().await;
+    assert!(
+        closed["param"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("480")),
+        "no connection, no binding, no call: {closed}"
+    );
     h.assert_all_released().await;
 }
 
@@ -224,13 +248,7 @@ async fn a_baresip_caller_cancels_a_callee_refuses_then_unregisters_and_gets_no_
     h.assert_all_released().await;
     // 102 unregisters (Expires: 0): its binding goes and a call to it gets 480.
     b.unregister("sip:102@acme.example").await;
-    let gone = support::wait_until_async(support::WAIT, || async {
-        let regs = h.get_json("/registrations").await;
-        regs.as_array()
-            .is_some_and(|l| l.iter().all(|r| r["extension"] != "102@acme.example"))
-    })
-    .await;
-    assert!(gone, "{}", h.get_json("/registrations").await);
+    wait_unbound(&h, "102@acme.example").await;
     a.dial("sip:102@acme.example").await;
     let closed = a.wait_closed().await;
     assert!(
