@@ -12,14 +12,9 @@ use std::net::SocketAddr;
 
 use support::{config, Harness, Net, Sipp, SippOpts};
 
-/// [`support::acme`] plus two phones of user alice: 101 (password "pw101") and 102 ("pw102").
+/// The phones 101 and 102 of [`support::acme_phones`].
 fn tenancy(pbx: SocketAddr, trunk: SocketAddr) -> String {
-    let base = support::acme(pbx, "udp", trunk);
-    base.replace(
-        "[[trunk]]",
-        "[[extension]]\nnumber = \"101\"\nuser = \"alice\"\npassword = \"pw101\"\n\n\
-         [[extension]]\nnumber = \"102\"\nuser = \"alice\"\npassword = \"pw102\"\n\n[[trunk]]",
-    )
+    support::acme_phones(pbx, trunk)
 }
 
 fn register(ext: &str, password: &str, bind: SocketAddr, gw: SocketAddr, scenario: &str) -> Sipp {

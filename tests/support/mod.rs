@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod baresip;
 pub mod ops;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -132,6 +133,16 @@ organization = "acme"
 pattern = "^[2-9][0-9]{{9}}$"
 trunks = ["carrier"]
 "#
+    )
+}
+
+/// [`acme`] plus two phones of user alice, each with a digest password: 101 (password
+/// "pw101") and 102 ("pw102").
+pub fn acme_phones(pbx: SocketAddr, trunk: SocketAddr) -> String {
+    acme(pbx, "udp", trunk).replace(
+        "[[trunk]]",
+        "[[extension]]\nnumber = \"101\"\nuser = \"alice\"\npassword = \"pw101\"\n\n\
+         [[extension]]\nnumber = \"102\"\nuser = \"alice\"\npassword = \"pw102\"\n\n[[trunk]]",
     )
 }
 
@@ -352,6 +363,21 @@ const POLL: Duration = Duration::from_millis(10);
 pub async fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     tokio::time::timeout(within, async {
         while !cond() {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// [`wait_until`] for a condition that has to await something (e.g. an admin API request).
+pub async fn wait_until_async<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    tokio::time::timeout(within, async {
+        while !cond().await {
             tokio::time::sleep(POLL).await;
         }
     })
