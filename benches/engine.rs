@@ -72,6 +72,7 @@ fn engine() -> Engine {
         local: Local {
             udp: Some("127.0.0.1:5060".into()),
             tcp: None,
+            tls: None,
         },
         node: "bench".into(),
         ring_timeout: Duration::from_secs(180),
