@@ -802,6 +802,9 @@ fn a_certificate_on_a_udp_or_tcp_listener_is_refused() {
 fn tcp_and_tls_cannot_share_an_address() {
     let text = format!("[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5061\"\n{TLS_LISTEN}certificate = \"c.pem\"\nprivate_key = \"k.pem\"\n");
     assert_eq!(one_error(&text, "listen #3"), Problem::DuplicateListener);
+    // Port 0 is a new port for each listener.
+    let any = "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[listen]]\ntransport = \"tls\"\naddress = \"127.0.0.1:0\"\ncertificate = \"c.pem\"\nprivate_key = \"k.pem\"\n";
+    assert!(load_with(any).is_ok());
 }
 
 #[test]

@@ -237,8 +237,11 @@ impl<'r> Build<'r> {
         for (i, l) in self.raw.listen.iter().enumerate() {
             let address = self.socket_addr(|| Entity::Listen(i + 1), "address", &l.address);
             let transport = transport(l.transport);
-            // TCP and TLS listeners are both TCP sockets: one address cannot take both.
-            if seen.insert((transport.is_stream(), address), i).is_some() {
+            // TCP and TLS listeners are both TCP sockets: one address cannot take both (but
+            // port 0 is a new port for each).
+            let tls_on_any_port = transport == Transport::Tls && address.port() == 0;
+            let socket = (transport.is_stream(), tls_on_any_port, address);
+            if seen.insert(socket, i).is_some() {
                 self.error(Entity::Listen(i + 1), "address", Problem::DuplicateListener);
             }
             let tls = self.tls_files(i, l, transport);
