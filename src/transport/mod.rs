@@ -362,12 +362,7 @@ impl Transports {
             old.stop.cancel();
             changes.removed.push((old.listen.transport, old.bound));
         }
-        for (l, cert) in next.iter().zip(certs) {
-            if let (Some(slot), Some(cert)) = (&l.tls, cert) {
-                slot.store(cert);
-                tracing::info!(listen.addr = %l.bound, certificate = %l.listen.tls.as_ref().map_or_else(Default::default, |f| f.certificate.display().to_string()), "tls certificate loaded");
-            }
-        }
+        swap_certificates(&next, certs);
         self.listeners.store(Arc::new(next));
         Ok(changes)
     }
@@ -514,6 +509,18 @@ impl Holds {
 
     fn count(&self, peer: SocketAddr) -> u32 {
         self.0.get(&peer).map_or(0, |n| *n)
+    }
+}
+
+/// Hands each TLS listener of `listeners` its freshly read certificate (`certs`, in the same
+/// order): its next handshake presents it.
+fn swap_certificates(listeners: &[Listener], certs: Vec<Option<Arc<ServerConfig>>>) {
+    for (l, cert) in listeners.iter().zip(certs) {
+        if let (Some(slot), Some(cert), Some(files)) = (&l.tls, cert, &l.listen.tls) {
+            slot.store(cert);
+            let certificate = files.certificate.display();
+            tracing::info!(listen.addr = %l.bound, %certificate, "tls certificate loaded");
+        }
     }
 }
 
