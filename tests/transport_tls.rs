@@ -383,3 +383,42 @@ async fn a_handshake_that_never_comes_loses_its_connection_at_the_header_deadlin
     let phone = Phone::connect(net.ip(6), tls_addr(&h), &cert.der).await;
     assert!(phone.is_ok(), "{:?}", phone.err());
 }
+
+#[tokio::test]
+async fn a_tls_send_without_the_peers_connection_fails_and_opens_nothing() {
+    use callgate::config::model::Listen;
+    use callgate::transport::{
+        Delivery, Inbound, Sink, TransportError, TransportLimits, Transports,
+    };
+
+    struct Ignore;
+    impl Sink for Ignore {
+        fn deliver(&self, _: Inbound) -> Delivery {
+            Delivery::Done
+        }
+    }
+    let net = Net(153);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let listen = Listen {
+        transport: Transport::Tcp,
+        address: SocketAddr::new(net.ip(10), 0),
+        advertise: None,
+        tls: None,
+    };
+    let limits = TransportLimits::default();
+    let t = Transports::bind(&[listen], Arc::new(Ignore), limits, stop.clone())
+        .await
+        .expect("bind");
+    // A phone that registered over TLS and went away: nobody is listening there for callgate.
+    let far = tokio::net::TcpListener::bind(SocketAddr::new(net.ip(11), 0))
+        .await
+        .expect("bind");
+    let dest = far.local_addr().expect("local address");
+    let sent = t.send(Transport::Tls, dest, bytes::Bytes::from_static(b"OPTIONS"));
+    assert!(
+        matches!(sent, Err(TransportError::NoTlsConnection(d)) if d == dest),
+        "{sent:?}"
+    );
+    assert_eq!(t.tcp_connections(), 0, "no connection opened for it");
+    stop.cancel();
+}
