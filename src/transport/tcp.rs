@@ -255,26 +255,48 @@ fn admit(
         _per_ip: Some(per_ip),
     };
     let t = t.clone();
-    let Some(certificates) = tls else {
-        tokio::spawn(async move { serve(stream, peer, local, None, &t, places).await });
-        return;
-    };
-    // Read per accept: a reload's new certificate applies from the next handshake on.
-    let acceptor = tokio_rustls::TlsAcceptor::from(certificates.load_full());
-    let deadline = limits.header_timeout;
-    tokio::spawn(async move {
-        // The handshake holds a connection slot: it must end within the header deadline, so a
-        // peer that opens sockets and never finishes one cannot pin slots.
-        let handshake = tokio::select! {
-            _ = t.shutdown.cancelled() => return,
-            h = tokio::time::timeout(deadline, acceptor.accept(stream)) => h,
-        };
-        match handshake {
-            Ok(Ok(stream)) => serve(stream, peer, local, None, &t, places).await,
-            Ok(Err(e)) => tracing::debug!(peer.addr = %peer, error = %e, "tls handshake failed"),
-            Err(_) => tracing::debug!(peer.addr = %peer, "tls handshake timeout; closing"),
+    match tls {
+        None => tokio::spawn(async move { serve(stream, peer, local, None, &t, places).await }),
+        Some(certificates) => {
+            // Read per accept: a reload's new certificate applies from the next handshake on.
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.load_full());
+            let deadline = limits.header_timeout;
+            let accepted = Accepted {
+                peer,
+                local,
+                places,
+            };
+            tokio::spawn(handshake(stream, acceptor, deadline, accepted, t))
         }
-    });
+    };
+}
+
+/// An accepted socket's identity and places under the caps, carried through its handshake.
+struct Accepted {
+    peer: SocketAddr,
+    local: SocketAddr,
+    places: Places,
+}
+
+/// Runs the TLS handshake, then serves the connection. The handshake holds a connection slot,
+/// so it must end within `deadline` (the header timeout): a peer that opens sockets and never
+/// finishes one cannot pin slots.
+async fn handshake(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    deadline: Duration,
+    a: Accepted,
+    t: Arc<Transports>,
+) {
+    let done = tokio::select! {
+        _ = t.shutdown.cancelled() => return,
+        h = tokio::time::timeout(deadline, acceptor.accept(stream)) => h,
+    };
+    match done {
+        Ok(Ok(stream)) => serve(stream, a.peer, a.local, None, &t, a.places).await,
+        Ok(Err(e)) => tracing::debug!(peer.addr = %a.peer, error = %e, "tls handshake failed"),
+        Err(_) => tracing::debug!(peer.addr = %a.peer, "tls handshake timeout; closing"),
+    }
 }
 
 /// Queues `data` on the `transport` connection to `dest`. Over TCP one is opened when there is
