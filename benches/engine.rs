@@ -96,6 +96,7 @@ fn engine_with(cfg: &str) -> Engine {
         local: Local {
             udp: Some("127.0.0.1:5060".into()),
             tcp: None,
+            tls: None,
         },
         node: "bench".into(),
         ring_timeout: Duration::from_secs(180),
@@ -278,9 +279,10 @@ fn registration_run() -> Run {
 
 fn registrations(c: &mut Criterion) {
     let mut run = registration_run();
-    c.bench_function("engine/one registration (REGISTER, 401, REGISTER, 200)", |b| {
-        b.iter(|| run.register())
-    });
+    c.bench_function(
+        "engine/one registration (REGISTER, 401, REGISTER, 200)",
+        |b| b.iter(|| run.register()),
+    );
 }
 
 criterion_group!(benches, bench, registrations);

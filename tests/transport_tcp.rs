@@ -45,6 +45,7 @@ impl Rig {
             transport: Transport::Tcp,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
+            tls: None,
         };
         let transports = Transports::bind(&[listen], Arc::new(Events(tx)), limits, stop.clone())
             .await

@@ -351,7 +351,7 @@ impl B2bua {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
-        let contact = local.contact(leg.dest.transport);
+        let contact = local.contact_of(leg);
         let body = body_of(req.parts());
         let bytes = leg.request(
             InDialog {
@@ -442,7 +442,7 @@ impl B2bua {
             Side::B => &call.b,
         };
         let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
-        let contact = local.contact(origin_leg.dest.transport);
+        let contact = local.contact_of(origin_leg);
         let parts = resp.parts();
         let body = body_of(parts);
         // A 2xx to the caller's session refresh tells it the interval callgate keeps watching
@@ -502,7 +502,7 @@ impl B2bua {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
-        let contact = local.contact(leg.dest.transport);
+        let contact = local.contact_of(leg);
         let seq = resp.parts().cseq().seq;
         let ack = leg.request(
             InDialog {
@@ -596,7 +596,7 @@ fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out:
     }
     let status = resp.status().as_u16();
     let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
-    let contact = local.contact(call.a.dest.transport);
+    let contact = local.contact_of(&call.a);
     let parts = resp.parts();
     let body = body_of(parts);
     let extra = [("Contact", contact.as_str())];
@@ -606,7 +606,7 @@ fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out:
 /// Our 2xx to A carrying B's answer body (`None` only if set-up state is already gone).
 fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Option<Bytes> {
     let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
-    let contact = local.contact(call.a.dest.transport);
+    let contact = local.contact_of(&call.a);
     let parts = resp.parts();
     let body = body_of(parts);
     let se = call
@@ -654,7 +654,7 @@ fn b_ack(
     branch: &str,
     body: Option<(&str, &[u8])>,
 ) -> Bytes {
-    let contact = local.contact(call.b.dest.transport);
+    let contact = local.contact_of(&call.b);
     let sent_by = local.sent_by(call.b.dest.transport).to_owned();
     call.b.request(
         InDialog {

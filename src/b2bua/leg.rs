@@ -11,7 +11,7 @@ use crate::sip::{Method, RequestBuilder};
 /// Where a leg's peer is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Dest {
-    /// udp or tcp.
+    /// udp, tcp or tls.
     pub transport: Transport,
     /// Peer address (the source address for a caller, per RFC 3581 / 18.2.2).
     pub addr: SocketAddr,
@@ -120,5 +120,6 @@ pub(super) fn via_transport(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     }
 }

@@ -137,6 +137,8 @@ pub struct Local {
     pub udp: Option<String>,
     /// `host:port` for TCP, when a TCP listener exists.
     pub tcp: Option<String>,
+    /// `host:port` for TLS, when a TLS listener exists.
+    pub tls: Option<String>,
 }
 
 impl Local {
@@ -145,6 +147,8 @@ impl Local {
         let pick = match t {
             Transport::Udp => self.udp.as_ref().or(self.tcp.as_ref()),
             Transport::Tcp => self.tcp.as_ref().or(self.udp.as_ref()),
+            // A TLS leg only exists over a connection a TLS listener accepted.
+            Transport::Tls => self.tls.as_ref().or(self.tcp.as_ref()),
         };
         pick.map_or("127.0.0.1", String::as_str)
     }
@@ -154,8 +158,27 @@ impl Local {
         match t {
             Transport::Udp => format!("<sip:callgate@{}>", self.sent_by(t)),
             Transport::Tcp => format!("<sip:callgate@{};transport=tcp>", self.sent_by(t)),
+            Transport::Tls => format!("<sip:callgate@{};transport=tls>", self.sent_by(t)),
         }
     }
+
+    /// Our Contact on `leg`: a `sips:` URI when the peer's target is one (RFC 3261 8.1.1.8: a
+    /// request to a `sips:` URI carries a `sips:` Contact, and a phone that asked for `sips:`
+    /// expects its requests back to one), else the leg's transport's.
+    fn contact_of(&self, leg: &Leg) -> String {
+        use crate::config::model::Transport;
+        let t = leg.dest.transport;
+        if t == Transport::Tls && is_sips(&leg.remote_target) {
+            return format!("<sips:callgate@{}>", self.sent_by(t));
+        }
+        self.contact(t)
+    }
+}
+
+/// Whether `uri` has the `sips` scheme (any case, RFC 3261 19.1.4).
+fn is_sips(uri: &str) -> bool {
+    uri.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }
 
 /// Settings the call logic needs besides the configuration snapshot.
@@ -422,7 +445,7 @@ pub struct IndexSizes {
 
 /// The TCP peers of a call's legs, each once (both legs may face one PBX).
 fn tcp_peers(legs: [Dest; 2]) -> impl Iterator<Item = SocketAddr> {
-    let tcp = |d: &Dest| d.transport == crate::config::model::Transport::Tcp;
+    let tcp = |d: &Dest| d.transport.is_stream();
     let [a, b] = legs;
     let a_peer = tcp(&a).then_some(a.addr);
     let b_peer = (tcp(&b) && Some(b.addr) != a_peer).then_some(b.addr);

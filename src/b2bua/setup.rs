@@ -293,6 +293,7 @@ impl B2bua {
             (Some(contact), _) => contact.clone(),
             (None, Transport::Udp) => format!("sip:{}@{}", target.user, host),
             (None, Transport::Tcp) => format!("sip:{}@{};transport=tcp", target.user, host),
+            (None, Transport::Tls) => format!("sip:{}@{};transport=tls", target.user, host),
         };
         let leg = Leg {
             call_id,
@@ -307,7 +308,7 @@ impl B2bua {
         };
         let parts = req.parts();
         let max_forwards = parts.max_forwards().unwrap_or(70).saturating_sub(1);
-        let contact = local.contact(t);
+        let contact = local.contact_of(&leg);
         let mut b = RequestBuilder::new(Method::Invite, &uri)
             .via(via_transport(t), local.sent_by(t), branch)
             .max_forwards(max_forwards)

@@ -320,13 +320,12 @@ impl B2bua {
         else {
             return;
         };
-        let tcp = crate::config::model::Transport::Tcp;
         let mut probed = 0usize;
         for id in ids {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
-            let on_peer = |d: super::Dest| d.transport == tcp && d.addr == peer;
+            let on_peer = |d: super::Dest| d.transport.is_stream() && d.addr == peer;
             let sides: Vec<Side> = [(Side::A, call.a.dest), (Side::B, call.b.dest)]
                 .into_iter()
                 .filter(|(_, d)| on_peer(*d))
@@ -386,6 +385,8 @@ impl B2bua {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
+        // A TLS leg is not redialled: callgate opens no TLS connection of its own, so its probe
+        // goes to the old flow and fails unless the phone reconnected from the same address.
         let tcp = leg.dest.transport == crate::config::model::Transport::Tcp;
         if let Some(listener) = listener_of(leg).filter(|_| tcp) {
             // The connection came from the peer's ephemeral port; a new one goes to where it
@@ -457,7 +458,7 @@ impl B2bua {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
-        let contact = local.contact(leg.dest.transport);
+        let contact = local.contact_of(leg);
         let sent_by = local.sent_by(leg.dest.transport).to_owned();
         let bytes = leg.request(
             InDialog {
@@ -515,7 +516,7 @@ impl B2bua {
             Side::A => &mut call.a,
             Side::B => &mut call.b,
         };
-        let contact = local.contact(leg.dest.transport);
+        let contact = local.contact_of(leg);
         let sent_by = local.sent_by(leg.dest.transport).to_owned();
         let bytes = leg.request(
             InDialog {

@@ -63,6 +63,7 @@ pub(super) fn fixture() -> Fixture {
         local: Local {
             udp: Some("127.0.0.1:5070".into()),
             tcp: None,
+            tls: None,
         },
         node: "t".into(),
         ring_timeout: Duration::from_secs(180),

@@ -241,6 +241,12 @@ pub enum Problem {
     Zero,
     /// No `[[listen]]` entry.
     NoListener,
+    /// A `tls` listener without its `certificate` or `private_key`.
+    TlsRequires,
+    /// `certificate` or `private_key` on a udp or tcp listener.
+    TlsKeyOnPlainListener,
+    /// `transport = "tls"` on a PBX or trunk: callgate opens no TLS connection of its own.
+    OutboundTls,
     /// Not an `IP:port` socket address.
     InvalidSocketAddress(String),
     /// Not an IP address.
@@ -264,7 +270,7 @@ pub enum Problem {
     /// A reload would change the address callgate writes in Via and Contact for a transport,
     /// which the running engine shards cannot take without a restart.
     EngineAddressChanged {
-        /// `udp` or `tcp`.
+        /// `udp`, `tcp` or `tls`.
         transport: &'static str,
         /// What the running engine writes (`none` when the transport had no listener).
         from: String,
@@ -367,6 +373,14 @@ impl fmt::Display for Problem {
             WorkersOutOfRange(n) => write!(f, "{n} workers: between 1 and 256 engine shards"),
             Zero => f.write_str("must be at least 1"),
             NoListener => f.write_str("at least one [[listen]] entry is required"),
+            TlsRequires => f.write_str("required for a listener with transport = \"tls\""),
+            TlsKeyOnPlainListener => {
+                f.write_str("only a listener with transport = \"tls\" takes a certificate or key")
+            }
+            OutboundTls => f.write_str(
+                "transport = \"tls\" is for listeners only: callgate opens no TLS connection of \
+                 its own yet (phones may register over TLS); use udp or tcp",
+            ),
             InvalidSocketAddress(a) => write!(f, "`{a}` is not an IP:port address"),
             InvalidIp(a) => write!(f, "`{a}` is not an IP address"),
             TrunkKindRequires { kind } => write!(f, "required for a trunk of kind `{kind}`"),

@@ -70,6 +70,25 @@ pub enum Transport {
     Udp,
     /// TCP stream.
     Tcp,
+    /// TLS over a TCP stream (RFC 3261 26.2; `sips:` URIs).
+    Tls,
+}
+
+impl Transport {
+    /// A stream transport (TCP or TLS): framed by Content-Length, nothing retransmitted,
+    /// connections kept by peer address and held by dialogs.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// The lower-case name of the configuration file, logs and metrics (`udp`, `tcp`, `tls`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
 }
 
 /// `[server]`.
@@ -129,12 +148,34 @@ pub struct License {
 /// One `[[listen]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// udp or tcp.
+    /// udp, tcp or tls.
     pub transport: Transport,
     /// Address to bind.
     pub address: SocketAddr,
     /// Host written in Via/Contact when behind NAT.
     pub advertise: Option<String>,
+    /// Certificate and key of a `tls` listener (`None` for udp and tcp).
+    pub tls: Option<TlsFiles>,
+}
+
+impl Listen {
+    /// Whether `other` is the same socket (transport, address and what the engine writes for
+    /// it): a reload keeps such a listener bound and only re-reads its certificate.
+    pub fn same_socket(&self, other: &Listen) -> bool {
+        self.transport == other.transport
+            && self.address == other.address
+            && self.advertise == other.advertise
+    }
+}
+
+/// The PEM files of a `tls` listener, as written (a relative path is relative to the daemon's
+/// working directory). Read when the listener is bound and again on every reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub certificate: std::path::PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: std::path::PathBuf,
 }
 
 /// `[admin]`.

@@ -46,15 +46,21 @@ fn removed_trunks(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
 
 /// The engine writes the first listener of each transport in Via/Contact (its `advertise` host,
 /// else its bound address). A listener entry kept as it is keeps its socket and port, so comparing
-/// the entries is enough; any other change to that first entry needs a restart.
+/// the entries is enough; any other change to that first entry needs a restart. A TLS
+/// listener's certificate files are no part of that: a reload re-reads them.
 fn engine_addresses(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
-    [(Transport::Udp, "udp"), (Transport::Tcp, "tcp")]
+    [Transport::Udp, Transport::Tcp, Transport::Tls]
         .into_iter()
-        .filter_map(|(transport, name)| {
+        .filter_map(|transport| {
+            let name = transport.as_str();
             let first = |s: &Snapshot| s.listen.iter().position(|l| l.transport == transport);
             let (was, now) = (first(old), first(new));
             let (was_l, now_l) = (was.map(|i| &old.listen[i]), now.map(|i| &new.listen[i]));
-            if was_l == now_l {
+            let same = match (was_l, now_l) {
+                (Some(a), Some(b)) => a.same_socket(b),
+                (a, b) => a.is_none() && b.is_none(),
+            };
+            if same {
                 return None;
             }
             let entity = now.map_or(Entity::Listeners, |i| Entity::Listen(i + 1));

@@ -12,7 +12,7 @@ use super::model::{
     RingTarget, Trunk, TrunkId, TrunkKind,
 };
 use super::schema::{RawTrunk, RawTrunkKind};
-use super::validate::{to_u32, transport, Build};
+use super::validate::{to_u32, Build};
 
 pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
     let raw = b.raw;
@@ -50,7 +50,7 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
             name: t.name.clone(),
             kind,
             address,
-            transport: transport(t.transport),
+            transport: b.outbound_transport(ent, "transport", t.transport),
             associated_ips,
             username: t.username.clone(),
             password: t.password.clone(),

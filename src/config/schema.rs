@@ -141,13 +141,14 @@ pub(crate) struct RawLicense {
     pub(crate) sip_trunking_channels: u32,
 }
 
-/// SIP transport as written: `udp` (the default) or `tcp`.
+/// SIP transport as written: `udp` (the default), `tcp` or `tls`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RawTransport {
     #[default]
     Udp,
     Tcp,
+    Tls,
 }
 
 /// `[[listen]]`.
@@ -158,6 +159,10 @@ pub(crate) struct RawListen {
     pub(crate) transport: RawTransport,
     pub(crate) address: String,
     pub(crate) advertise: Option<String>,
+    /// PEM certificate chain of a `tls` listener (leaf first).
+    pub(crate) certificate: Option<String>,
+    /// PEM private key of a `tls` listener.
+    pub(crate) private_key: Option<String>,
 }
 
 /// `[admin]`.

@@ -13,7 +13,7 @@ use super::model::{
     Credentials, ExtId, Extension, OrgId, Organization, Pbx, ServiceProvider, SpId, User, UserId,
 };
 use super::schema::RawExtension;
-use super::validate::{limits, to_u32, transport, Build};
+use super::validate::{limits, to_u32, Build};
 
 /// Widest `allowed_networks` entry: a /24 for IPv4. For IPv6 the equivalent chosen is a /64, the
 /// smallest subnet IPv6 hosts are numbered in (SLAAC and privacy addresses roam within it, so a
@@ -132,7 +132,7 @@ pub(crate) fn extensions(b: &mut Build<'_>) -> Vec<Extension> {
         }
         let pbx = e.pbx.as_ref().map(|p| Pbx {
             address: b.socket_addr(ent, "pbx", &p.address),
-            transport: transport(p.transport),
+            transport: b.outbound_transport(ent, "pbx", p.transport),
             authenticate: p.authenticate,
         });
         if let Some(pbx) = &pbx {

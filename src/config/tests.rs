@@ -749,3 +749,104 @@ fn a_trunk_is_untrusted_unless_it_says_trusted() {
     let loaded = load(&trusted).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(loaded.snapshot.trunks[0].trusted);
 }
+
+const TLS_LISTEN: &str = "[[listen]]\ntransport = \"tls\"\naddress = \"127.0.0.1:5061\"\n";
+
+#[test]
+fn a_tls_listener_needs_a_certificate_and_a_key() {
+    let full = format!("{TLS_LISTEN}certificate = \"/etc/callgate/cert.pem\"\nprivate_key = \"/etc/callgate/key.pem\"\n");
+    let s = load_with(&full).expect("valid").snapshot;
+    let tls = s.listen[1].tls.as_ref().expect("tls files kept");
+    assert_eq!(s.listen[1].transport, model::Transport::Tls);
+    assert_eq!(
+        tls.certificate,
+        std::path::Path::new("/etc/callgate/cert.pem")
+    );
+    assert_eq!(
+        tls.private_key,
+        std::path::Path::new("/etc/callgate/key.pem")
+    );
+    let errs = errors(TLS_LISTEN);
+    let fields: Vec<_> = errs.iter().map(|e| (e.field, e.problem.clone())).collect();
+    assert_eq!(
+        fields,
+        [
+            ("certificate", Problem::TlsRequires),
+            ("private_key", Problem::TlsRequires)
+        ]
+    );
+    assert_eq!(errs[0].entity, Entity::Listen(2));
+    let empty = format!("{TLS_LISTEN}certificate = \"\"\nprivate_key = \"k.pem\"\n");
+    assert_eq!(one_error(&empty, "listen #2"), Problem::Empty);
+}
+
+#[test]
+fn a_certificate_on_a_udp_or_tcp_listener_is_refused() {
+    for transport in ["udp", "tcp"] {
+        let text = format!("[[listen]]\ntransport = \"{transport}\"\naddress = \"127.0.0.1:5070\"\ncertificate = \"c.pem\"\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].field, "certificate");
+        assert_eq!(errs[0].problem, Problem::TlsKeyOnPlainListener);
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("listen #2: certificate: only"),
+            "{}",
+            errs[0]
+        );
+    }
+}
+
+#[test]
+fn tcp_and_tls_cannot_share_an_address() {
+    let text = format!("[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5061\"\n{TLS_LISTEN}certificate = \"c.pem\"\nprivate_key = \"k.pem\"\n");
+    assert_eq!(one_error(&text, "listen #3"), Problem::DuplicateListener);
+    // Port 0 is a new port for each listener.
+    let any = "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n[[listen]]\ntransport = \"tls\"\naddress = \"127.0.0.1:0\"\ncertificate = \"c.pem\"\nprivate_key = \"k.pem\"\n";
+    assert!(load_with(any).is_ok());
+}
+
+#[test]
+fn tls_towards_a_pbx_or_trunk_is_refused() {
+    let pbx = "[[extension]]\nnumber = \"200\"\nuser = \"alice\"\npbx = { address = \"127.0.0.9:5061\", transport = \"tls\" }\n";
+    let p = one_error(pbx, "extension 200 (organization acme)");
+    assert_eq!(p, Problem::OutboundTls);
+    let trunk = "[[trunk]]\nname = \"t\"\nkind = \"ip\"\naddress = \"127.0.0.8:5061\"\ntransport = \"tls\"\n";
+    let errs = errors(trunk);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(
+        (errs[0].field, &errs[0].problem),
+        ("transport", &Problem::OutboundTls)
+    );
+    assert!(
+        errs[0].to_string().contains("listeners only"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn reload_takes_new_certificate_paths_but_not_a_moved_tls_listener() {
+    let tls = |cert: &str, port: u16| {
+        with_listeners(&format!(
+            "[[listen]]\naddress = \"127.0.0.1:5060\"\n[[listen]]\ntransport = \"tls\"\naddress = \"127.0.0.1:{port}\"\ncertificate = \"{cert}\"\nprivate_key = \"k.pem\"\n"
+        ))
+    };
+    let old = tls("a.pem", 5061);
+    assert!(
+        check_reload(&old, &tls("b.pem", 5061)).is_empty(),
+        "a new certificate applies"
+    );
+    let issues = check_reload(&old, &tls("a.pem", 5062));
+    assert!(matches!(
+        &issues[..],
+        [ConfigIssue {
+            problem: Problem::EngineAddressChanged {
+                transport: "tls",
+                ..
+            },
+            ..
+        }]
+    ));
+}

@@ -14,9 +14,9 @@ use super::did::merge;
 use super::issue::{ConfigIssue, Entity, Problem};
 use super::model::{
     Admin, CounterBackend, DidRange, ExtId, License, Limits, Listen, OrgId, RingRuleId, Server,
-    Snapshot, SpId, TcpLimits, Transport, TrunkId, UserId,
+    Snapshot, SpId, TcpLimits, TlsFiles, Transport, TrunkId, UserId,
 };
-use super::schema::{parse_duration, RawBackend, RawConfig, RawLimits, RawTransport};
+use super::schema::{parse_duration, RawBackend, RawConfig, RawLimits, RawListen, RawTransport};
 use super::{index, rules, tenancy};
 
 /// Validates a parsed file. Returns the snapshot when no issue is an error, and every issue
@@ -237,16 +237,71 @@ impl<'r> Build<'r> {
         for (i, l) in self.raw.listen.iter().enumerate() {
             let address = self.socket_addr(|| Entity::Listen(i + 1), "address", &l.address);
             let transport = transport(l.transport);
-            if seen.insert((transport, address), i).is_some() {
+            // TCP and TLS listeners are both TCP sockets: one address cannot take both (but
+            // port 0 is a new port for each).
+            let tls_on_any_port = transport == Transport::Tls && address.port() == 0;
+            let socket = (transport.is_stream(), tls_on_any_port, address);
+            if seen.insert(socket, i).is_some() {
                 self.error(Entity::Listen(i + 1), "address", Problem::DuplicateListener);
             }
+            let tls = self.tls_files(i, l, transport);
             out.push(Listen {
                 transport,
                 address,
                 advertise: l.advertise.clone(),
+                tls,
             });
         }
         out
+    }
+
+    /// `certificate` and `private_key`: both required on a `tls` listener, refused on others
+    /// (a key that does nothing would let an operator believe a plain listener is encrypted).
+    fn tls_files(&mut self, i: usize, l: &RawListen, transport: Transport) -> Option<TlsFiles> {
+        let keys = [
+            ("certificate", &l.certificate),
+            ("private_key", &l.private_key),
+        ];
+        if transport != Transport::Tls {
+            for (field, value) in keys {
+                if value.is_some() {
+                    self.error(Entity::Listen(i + 1), field, Problem::TlsKeyOnPlainListener);
+                }
+            }
+            return None;
+        }
+        let mut path = |field, value: &Option<String>| match value.as_deref() {
+            None => {
+                self.error(Entity::Listen(i + 1), field, Problem::TlsRequires);
+                None
+            }
+            Some("") => {
+                self.error(Entity::Listen(i + 1), field, Problem::Empty);
+                None
+            }
+            Some(p) => Some(std::path::PathBuf::from(p)),
+        };
+        let certificate = path("certificate", &l.certificate);
+        let private_key = path("private_key", &l.private_key);
+        Some(TlsFiles {
+            certificate: certificate?,
+            private_key: private_key?,
+        })
+    }
+
+    /// The transport of a PBX or trunk: callgate opens no TLS connection of its own (it would
+    /// need server certificate verification), so `tls` is refused there.
+    pub(crate) fn outbound_transport(
+        &mut self,
+        entity: impl Fn() -> Entity,
+        field: &'static str,
+        raw: RawTransport,
+    ) -> Transport {
+        let t = transport(raw);
+        if t == Transport::Tls {
+            self.error(entity(), field, Problem::OutboundTls);
+        }
+        t
     }
 
     fn admin(&mut self) -> Option<Admin> {
@@ -339,5 +394,6 @@ pub(crate) fn transport(raw: RawTransport) -> Transport {
     match raw {
         RawTransport::Udp => Transport::Udp,
         RawTransport::Tcp => Transport::Tcp,
+        RawTransport::Tls => Transport::Tls,
     }
 }

@@ -134,7 +134,17 @@ impl Sink for Dispatcher {
                     }
                 }
             }
-            Inbound::Closed { peer, at } => self.broadcast(|| ShardEvent::Closed { peer, at }),
+            Inbound::Closed {
+                peer,
+                transport,
+                at,
+            } => {
+                let peer = Dest {
+                    transport,
+                    addr: peer,
+                };
+                self.broadcast(|| ShardEvent::Closed { peer, at })
+            }
             Inbound::StreamError { peer } => self.queue(
                 self.map.shard_of_source(peer),
                 ShardEvent::StreamError,
@@ -273,12 +283,21 @@ mod tests {
         let (d, mut rxs, _) = dispatcher(3, 4);
         let peer = PBX.parse().expect("address");
         let at = std::time::Instant::now();
+        let transport = Transport::Tls;
         assert!(matches!(
-            d.deliver(Inbound::Closed { peer, at }),
+            d.deliver(Inbound::Closed {
+                peer,
+                transport,
+                at
+            }),
             Delivery::Done
         ));
+        let closed = Dest {
+            transport,
+            addr: peer,
+        };
         for rx in &mut rxs {
-            assert!(matches!(rx.try_recv(), Ok(ShardEvent::Closed { peer: p, .. }) if p == peer));
+            assert!(matches!(rx.try_recv(), Ok(ShardEvent::Closed { peer: p, .. }) if p == closed));
         }
     }
 

@@ -46,8 +46,8 @@ pub enum ShardEvent {
     },
     /// A connection closed (every shard gets this).
     Closed {
-        /// Its peer.
-        peer: SocketAddr,
+        /// Its peer and transport (tcp or tls).
+        peer: Dest,
         /// When it stopped taking sends.
         at: Instant,
     },
@@ -251,7 +251,7 @@ impl Driver {
                 return;
             }
             for o in self.sends.drain(..) {
-                let tcp = o.dest.transport == crate::config::model::Transport::Tcp;
+                let tcp = o.dest.transport.is_stream();
                 if let Err(e) = self.transports.send(o.dest.transport, o.dest.addr, o.bytes) {
                     tracing::debug!(error = %e, "send failed");
                     failed.extend(o.key.filter(|_| tcp));

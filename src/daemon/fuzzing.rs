@@ -78,6 +78,7 @@ pub fn engine(data: &[u8]) {
         local: Local {
             udp: Some("127.0.0.1:5060".into()),
             tcp: Some("127.0.0.1:5060".into()),
+            tls: None,
         },
         node: "fuzz".into(),
         ring_timeout: Duration::from_secs(180),
@@ -119,7 +120,7 @@ pub fn engine(data: &[u8]) {
         now += Duration::from_millis(u64::from(control >> 2) * 50);
         engine.on_timeouts(now);
         if control == 0xff {
-            engine.on_closed(now, source.addr, now);
+            engine.on_closed(now, source, now);
         } else {
             engine.on_received(now, Bytes::copy_from_slice(message), source);
         }

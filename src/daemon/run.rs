@@ -365,10 +365,7 @@ impl AdminBackend for Backend {
                 extension: aor.to_string(),
                 contact: b.contact,
                 source: b.flow.source.to_string(),
-                transport: match b.flow.transport {
-                    Transport::Udp => "udp".into(),
-                    Transport::Tcp => "tcp".into(),
-                },
+                transport: b.flow.transport.as_str().into(),
                 expires_secs: b.expires_at.saturating_duration_since(now).as_secs(),
             })
             .collect()
@@ -401,6 +398,7 @@ fn settings(snapshot: &Snapshot, transports: &Transports) -> Settings {
         local: Local {
             udp: advertise(Transport::Udp),
             tcp: advertise(Transport::Tcp),
+            tls: advertise(Transport::Tls),
         },
         node: snapshot.server.name.clone(),
         ring_timeout: RING_TIMEOUT,

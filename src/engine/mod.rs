@@ -44,7 +44,7 @@ use crate::transaction::{Action, Dispatch, Layer, LayerAction, ResponseDispatch,
 pub fn parse(data: Bytes, transport: Transport) -> Result<Message, sip::ParseError> {
     match transport {
         Transport::Udp => sip::parse_datagram(data),
-        Transport::Tcp => sip::parse_stream_message(data),
+        Transport::Tcp | Transport::Tls => sip::parse_stream_message(data),
     }
 }
 
@@ -320,13 +320,15 @@ impl Engine {
     /// The connection to `peer` closed at `at`: our requests sent to it until then fail (their
     /// calls decide what that means; those sent later went over a new connection), then the
     /// B2BUA probes or ends the calls with legs on it.
-    pub fn on_closed(&mut self, now: Instant, peer: std::net::SocketAddr, at: Instant) {
-        // A phone's TCP binding dies with its connection (nothing can reach it any more: its
-        // NAT keeps no mapping, RFC 5626's reasoning); the store is shared, so one shard does it.
+    pub fn on_closed(&mut self, now: Instant, closed: Dest, at: Instant) {
+        let peer = closed.addr;
+        // A phone's TCP or TLS binding dies with its connection (nothing can reach it any more:
+        // its NAT keeps no mapping, RFC 5626's reasoning, and callgate opens no TLS connection
+        // of its own); the store is shared, so one shard does it.
         if self.b2bua.shard() == 0 {
-            let dropped = self.shared.location.remove_flow(Transport::Tcp, peer);
+            let dropped = self.shared.location.remove_flow(closed.transport, peer);
             if dropped > 0 {
-                tracing::info!(peer.addr = %peer, bindings = dropped, "connection closed; its bindings dropped");
+                tracing::info!(peer.addr = %peer, transport = closed.transport.as_str(), bindings = dropped, "connection closed; its bindings dropped");
             }
         }
         let lost: Vec<TransactionKey> = match self.tcp_in_flight.get_mut(&peer) {
@@ -440,7 +442,7 @@ impl Engine {
         {
             return self.refuse_table_full(now, &req, reply_to);
         }
-        let reliable = source.transport == Transport::Tcp;
+        let reliable = source.transport.is_stream();
         let dispatch = match self.txn.on_request(
             now,
             key.clone(),
@@ -699,7 +701,7 @@ impl Engine {
     fn track_client(&mut self, now: Instant, key: &TransactionKey, dest: Dest) -> bool {
         self.awaiting_final.insert(key.clone(), ());
         self.dests.insert(key.clone(), dest);
-        let reliable = dest.transport == Transport::Tcp;
+        let reliable = dest.transport.is_stream();
         if reliable {
             match self.tcp_in_flight.get_mut(&dest.addr) {
                 Some(flight) => {
@@ -722,7 +724,7 @@ impl Engine {
         let Some(dest) = self.dests.get(key).copied() else {
             return;
         };
-        if dest.transport != Transport::Tcp {
+        if !dest.transport.is_stream() {
             return;
         }
         if let Some(flight) = self.tcp_in_flight.get_mut(&dest.addr) {
@@ -885,8 +887,5 @@ fn has_credentials(req: &Request) -> bool {
 }
 
 fn transport_name(t: Transport) -> &'static str {
-    match t {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    }
+    t.as_str()
 }

@@ -23,7 +23,7 @@ pub(crate) fn stamp(req: Request, source: Dest) -> (Request, Dest) {
         .ok()
         == Some(source.addr.ip());
     let reply_to = match (source.transport, rport) {
-        (Transport::Tcp, _) | (_, Rport::Requested | Rport::Value(_)) => source,
+        (Transport::Tcp | Transport::Tls, _) | (_, Rport::Requested | Rport::Value(_)) => source,
         (Transport::Udp, Rport::Absent) => Dest {
             transport: source.transport,
             addr: SocketAddr::new(source.addr.ip(), via.port.unwrap_or(5060)),
@@ -39,7 +39,7 @@ pub(crate) fn stamp(req: Request, source: Dest) -> (Request, Dest) {
         .finish();
     let reparsed = match source.transport {
         Transport::Udp => sip::parse_datagram(edited),
-        Transport::Tcp => sip::parse_stream_message(edited),
+        Transport::Tcp | Transport::Tls => sip::parse_stream_message(edited),
     };
     match reparsed {
         Ok(Message::Request(stamped)) => (stamped, reply_to),

@@ -67,6 +67,7 @@ fn rig_with(cfg: &str) -> Rig {
         local: Local {
             udp: Some("127.0.0.1:5060".into()),
             tcp: Some("127.0.0.1:5060".into()),
+            tls: Some("127.0.0.1:5061".into()),
         },
         node: "t".into(),
         ring_timeout: Duration::from_secs(180),
@@ -367,12 +368,12 @@ fn a_close_fails_only_what_was_sent_before_it() {
         .any(|(d, b)| *d == pbx && b.starts_with(b"OPTIONS ")));
     // A close that happened before the probe was sent: the probe went over a new connection.
     let before = r.now - Duration::from_millis(1);
-    r.engine.on_closed(r.now, pbx.addr, before);
+    r.engine.on_closed(r.now, pbx, before);
     assert!(r.take().is_empty(), "nothing failed, nothing ended");
     assert_eq!(r.engine.calls(), 1);
     assert_eq!(r.engine.sizes().tcp_in_flight, 1);
     // The connection the probe went on closes: it is sent once more, over a new one.
-    r.engine.on_closed(r.now, pbx.addr, r.now);
+    r.engine.on_closed(r.now, pbx, r.now);
     let again = r.take();
     assert!(again
         .iter()
@@ -380,7 +381,7 @@ fn a_close_fails_only_what_was_sent_before_it() {
     assert_eq!(r.engine.calls(), 1);
     // That one's connection fails too: the leg is gone, the call ends.
     r.now += Duration::from_millis(10);
-    r.engine.on_closed(r.now, pbx.addr, r.now);
+    r.engine.on_closed(r.now, pbx, r.now);
     let last = r.take();
     assert!(last.iter().any(|(_, b)| b.starts_with(b"BYE ")), "{last:?}");
     assert_eq!(r.engine.calls(), 0);
@@ -432,7 +433,11 @@ fn a_tcp_binding_dies_with_its_connection() {
     store
         .upsert(aor.clone(), binding(Transport::Tcp), 5, r.now)
         .expect("bound");
-    r.engine.on_closed(r.now, phone, r.now);
+    let tcp = |addr| crate::b2bua::Dest {
+        transport: Transport::Tcp,
+        addr,
+    };
+    r.engine.on_closed(r.now, tcp(phone), r.now);
     assert!(
         store.lookup(&aor, r.now).is_empty(),
         "gone with the connection"
@@ -440,11 +445,43 @@ fn a_tcp_binding_dies_with_its_connection() {
     store
         .upsert(aor.clone(), binding(Transport::Udp), 5, r.now)
         .expect("bound");
-    r.engine.on_closed(r.now, phone, r.now);
+    r.engine.on_closed(r.now, tcp(phone), r.now);
     assert_eq!(
         store.lookup(&aor, r.now).len(),
         1,
         "a UDP binding has no connection"
+    );
+}
+
+#[test]
+fn a_tls_binding_dies_with_its_tls_connection() {
+    let mut r = rig();
+    let phone: std::net::SocketAddr = ([198, 51, 100, 8], 40001).into();
+    let flow = crate::registrar::Flow {
+        transport: Transport::Tls,
+        source: phone,
+        local: None,
+    };
+    let binding = crate::registrar::Binding {
+        contact: "sips:101@10.0.0.5".into(),
+        flow,
+        expires_at: r.now + Duration::from_secs(600),
+        registered_at: r.now,
+        call_id: "reg-tls".into(),
+        cseq: 1,
+        q: None,
+    };
+    let aor = crate::registrar::Aor::new("acme.example", "101");
+    let store = r.engine.shared().location.clone();
+    store.upsert(aor.clone(), binding, 5, r.now).expect("bound");
+    let tls = crate::b2bua::Dest {
+        transport: Transport::Tls,
+        addr: phone,
+    };
+    r.engine.on_closed(r.now, tls, r.now);
+    assert!(
+        store.lookup(&aor, r.now).is_empty(),
+        "callgate cannot reach a TLS phone without its connection"
     );
 }
 

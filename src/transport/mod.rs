@@ -1,5 +1,7 @@
-//! Sockets only: UDP and TCP listeners from `[[listen]]`, the TCP connection table, stream framing,
-//! outbound sends and keep-alive handling (RFC 3261 section 18, RFC 5626 CRLF keep-alive).
+//! Sockets only: UDP, TCP and TLS listeners from `[[listen]]`, the stream connection table, stream
+//! framing, outbound sends and keep-alive handling (RFC 3261 section 18, RFC 5626 CRLF
+//! keep-alive). TLS connections share the TCP machinery and table (keyed by peer address); only
+//! the handshake and the certificate are TLS's own (`tls.rs`).
 //!
 //! The transport does not parse SIP beyond framing: it hands complete messages (`Bytes`, zero-copy
 //! slices of the receive buffer) to the daemon's driver with their source, and sends what the driver
@@ -8,6 +10,7 @@
 
 mod backoff;
 mod tcp;
+mod tls;
 mod udp;
 
 use std::future::Future;
@@ -22,8 +25,10 @@ use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::{Listen, TcpLimits, Transport};
+use tokio_rustls::rustls::ServerConfig;
 
 pub use tcp::ConnId;
+pub use tls::CertificateError;
 
 /// Limits applied to untrusted peers.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +83,8 @@ pub enum Inbound {
     Closed {
         /// The peer of the closed connection.
         peer: SocketAddr,
+        /// tcp or tls.
+        transport: Transport,
         /// When it stopped taking sends: what was sent to `peer` before went with it, what is
         /// sent after goes over a new connection.
         at: std::time::Instant,
@@ -153,7 +160,7 @@ pub struct Received {
     pub source: SocketAddr,
     /// Local listener address it arrived on.
     pub local: SocketAddr,
-    /// udp or tcp.
+    /// udp, tcp or tls.
     pub transport: Transport,
 }
 
@@ -170,6 +177,17 @@ pub enum TransportError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A TLS listener's certificate or key cannot be used.
+    #[error("tls listener {address}: {source}")]
+    Certificate {
+        /// The listener's address.
+        address: SocketAddr,
+        /// What is wrong with its files (boxed: rare, and large beside the other variants).
+        source: Box<CertificateError>,
+    },
+    /// A send over TLS to a peer with no TLS connection open: callgate opens none itself.
+    #[error("no tls connection from {0} to send on")]
+    NoTlsConnection(SocketAddr),
     /// No listener of this transport exists to send from.
     #[error("no {0:?} listener to send from")]
     NoListener(Transport),
@@ -200,6 +218,8 @@ struct Listener {
     listen: Listen,
     bound: SocketAddr,
     udp: Option<Arc<std::net::UdpSocket>>,
+    /// A TLS listener's certificate, read per handshake and swapped by a reload.
+    tls: Option<tls::Certificates>,
     stop: CancellationToken,
 }
 
@@ -247,7 +267,7 @@ impl Transports {
         });
         let mut bound = Vec::new();
         for listen in listens {
-            match this.open(listen) {
+            match load_certificates(listen).and_then(|certs| this.open(listen, certs)) {
                 Ok(l) => bound.push(l),
                 Err(e) => {
                     bound.iter().for_each(|l: &Listener| l.stop.cancel());
@@ -259,9 +279,15 @@ impl Transports {
         Ok(this)
     }
 
-    /// Binds one listener and spawns its task (must run inside the runtime).
-    fn open(self: &Arc<Self>, listen: &Listen) -> Result<Listener, TransportError> {
+    /// Binds one listener and spawns its task (must run inside the runtime); `certs` is a TLS
+    /// listener's certificate, already read.
+    fn open(
+        self: &Arc<Self>,
+        listen: &Listen,
+        certs: Option<Arc<ServerConfig>>,
+    ) -> Result<Listener, TransportError> {
         let stop = self.shutdown.child_token();
+        let tls = certs.map(|c| Arc::new(ArcSwap::new(c)));
         let (bound, udp) = match listen.transport {
             Transport::Udp => {
                 let socket = udp::open(listen.address, self.sink.clone(), stop.clone())?;
@@ -274,11 +300,11 @@ impl Transports {
                 };
                 (bound, Some(socket))
             }
-            Transport::Tcp => {
-                let listener = tcp::bind(listen.address)?;
+            Transport::Tcp | Transport::Tls => {
+                let listener = tcp::bind(listen.address, listen.transport)?;
                 let bound = local_of(listener.local_addr(), listen)?;
-                self.runtime
-                    .spawn(tcp::accept_loop(listener, self.clone(), stop.clone()));
+                let accepting = tcp::accept_loop(listener, self.clone(), stop.clone(), tls.clone());
+                self.runtime.spawn(accepting);
                 (bound, None)
             }
         };
@@ -286,29 +312,38 @@ impl Transports {
             listen: listen.clone(),
             bound,
             udp,
+            tls,
             stop,
         })
     }
 
     /// Applies a reloaded `[[listen]]` list: binds the new entries, stops accepting on removed
-    /// ones (TCP connections already open live on until they close), keeps the rest untouched.
-    /// On a bind failure nothing changes.
+    /// ones (TCP and TLS connections already open live on until they close), keeps the rest
+    /// bound, and re-reads every TLS listener's certificate: new handshakes present the new one,
+    /// open connections keep theirs. On a bind failure or an unusable certificate nothing
+    /// changes.
     pub fn reconcile(
         self: &Arc<Self>,
         listens: &[Listen],
     ) -> Result<ListenerChanges, TransportError> {
+        // Every certificate is read before anything is bound or swapped.
+        let certs = listens
+            .iter()
+            .map(load_certificates)
+            .collect::<Result<Vec<_>, _>>()?;
         let current = self.listeners.load_full();
         let mut changes = ListenerChanges::default();
         let mut next = Vec::new();
-        for listen in listens {
-            match current.iter().find(|l| l.listen == *listen) {
+        for (listen, cert) in listens.iter().zip(&certs) {
+            match current.iter().find(|l| l.listen.same_socket(listen)) {
                 Some(kept) => next.push(Listener {
-                    listen: kept.listen.clone(),
+                    listen: listen.clone(),
                     bound: kept.bound,
                     udp: kept.udp.clone(),
+                    tls: kept.tls.clone(),
                     stop: kept.stop.clone(),
                 }),
-                None => match self.open(listen) {
+                None => match self.open(listen, cert.clone()) {
                     Ok(l) => {
                         changes.added.push((l.listen.transport, l.bound));
                         next.push(l);
@@ -322,10 +357,12 @@ impl Transports {
                 },
             }
         }
-        for old in current.iter().filter(|o| !listens.contains(&o.listen)) {
+        let gone = |o: &&Listener| !listens.iter().any(|l| l.same_socket(&o.listen));
+        for old in current.iter().filter(gone) {
             old.stop.cancel();
             changes.removed.push((old.listen.transport, old.bound));
         }
+        swap_certificates(&next, certs);
         self.listeners.store(Arc::new(next));
         Ok(changes)
     }
@@ -350,8 +387,8 @@ impl Transports {
     }
 
     /// Sends one message. UDP goes out at once from the first UDP listener; TCP reuses the
-    /// connection to `dest` (inbound or outbound) or opens one, queueing the message meanwhile.
-    /// Never blocks the caller.
+    /// connection to `dest` (inbound or outbound) or opens one, queueing the message meanwhile;
+    /// TLS goes only over a connection `dest` opened (a phone's flow). Never blocks the caller.
     pub fn send(
         self: &Arc<Self>,
         transport: Transport,
@@ -360,7 +397,7 @@ impl Transports {
     ) -> Result<(), TransportError> {
         match transport {
             Transport::Udp => self.send_udp(dest, data),
-            Transport::Tcp => tcp::send(self, dest, data),
+            Transport::Tcp | Transport::Tls => tcp::send(self, transport, dest, data),
         }
     }
 
@@ -473,6 +510,31 @@ impl Holds {
     fn count(&self, peer: SocketAddr) -> u32 {
         self.0.get(&peer).map_or(0, |n| *n)
     }
+}
+
+/// Hands each TLS listener of `listeners` its freshly read certificate (`certs`, in the same
+/// order): its next handshake presents it.
+fn swap_certificates(listeners: &[Listener], certs: Vec<Option<Arc<ServerConfig>>>) {
+    for (l, cert) in listeners.iter().zip(certs) {
+        if let (Some(slot), Some(cert), Some(files)) = (&l.tls, cert, &l.listen.tls) {
+            slot.store(cert);
+            let certificate = files.certificate.display();
+            tracing::info!(listen.addr = %l.bound, %certificate, "tls certificate loaded");
+        }
+    }
+}
+
+/// A TLS listener's certificate, read from its files (`None` for udp and tcp).
+fn load_certificates(listen: &Listen) -> Result<Option<Arc<ServerConfig>>, TransportError> {
+    let Some(files) = &listen.tls else {
+        return Ok(None);
+    };
+    tls::load(files)
+        .map(Some)
+        .map_err(|source| TransportError::Certificate {
+            address: listen.address,
+            source: Box::new(source),
+        })
 }
 
 fn local_of(

@@ -1,5 +1,7 @@
-//! TCP: accept loop, one reader and one writer task per connection, framing by Content-Length,
-//! connection reuse keyed by the peer address (RFC 3261 18.2.2 / 18.1.1).
+//! TCP and TLS streams: accept loop, one reader and one writer task per connection, framing by
+//! Content-Length, connection reuse keyed by the peer address (RFC 3261 18.2.2 / 18.1.1). A TLS
+//! connection is a TCP one whose accepted socket went through the handshake of `tls.rs` first;
+//! everything after it is generic over the byte stream ([`Stream`]).
 //!
 //! What one peer can hold is bounded: an idle timeout (re-armed while a dialog holds the peer,
 //! see [`Transports::hold`]), a deadline for a message's header section once its first byte
@@ -14,14 +16,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::AcceptBackoff;
+use super::tls::Certificates;
 use super::{hand_over, Handed, Inbound, PerIp, Received, TransportError, Transports};
 use crate::config::model::Transport;
 use crate::sip::{Frame, ParseError, StreamFramer};
@@ -35,6 +37,8 @@ pub struct ConnId(u64);
 
 struct Conn {
     id: ConnId,
+    /// tcp or tls: a send asking for TLS must never go out in clear text.
+    transport: Transport,
     tx: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
 }
@@ -59,7 +63,13 @@ impl ConnTable {
         }
     }
 
-    fn register(&self, peer: SocketAddr, queue: usize, parent: &CancellationToken) -> Pending {
+    fn register(
+        &self,
+        peer: SocketAddr,
+        transport: Transport,
+        queue: usize,
+        parent: &CancellationToken,
+    ) -> Pending {
         let id = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(queue);
         let cancel = parent.child_token();
@@ -69,6 +79,7 @@ impl ConnTable {
             peer,
             Conn {
                 id,
+                transport,
                 tx: tx.clone(),
                 cancel: cancel.clone(),
             },
@@ -129,9 +140,12 @@ struct Places {
 }
 
 /// Binds synchronously so a reload (which runs on a blocking thread) can add listeners.
-pub(super) fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
+pub(super) fn bind(
+    address: SocketAddr,
+    transport: Transport,
+) -> Result<TcpListener, TransportError> {
     let err = |source| TransportError::Bind {
-        transport: Transport::Tcp,
+        transport,
         address,
         source,
     };
@@ -140,10 +154,34 @@ pub(super) fn bind(address: SocketAddr) -> Result<TcpListener, TransportError> {
     TcpListener::from_std(std_listener).map_err(err)
 }
 
+/// A connection's byte stream: a TCP socket, or TLS over one.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// What messages received on it are, and what sends it takes.
+    const TRANSPORT: Transport;
+    /// The TCP socket underneath (socket options).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    const TRANSPORT: Transport = Transport::Tcp;
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    const TRANSPORT: Transport = Transport::Tls;
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Accepts connections until `stop`; with `tls`, each goes through a TLS handshake first.
 pub(super) async fn accept_loop(
     listener: TcpListener,
     transports: Arc<Transports>,
     stop: CancellationToken,
+    tls: Option<Certificates>,
 ) {
     let Ok(local) = listener.local_addr() else {
         return;
@@ -157,7 +195,7 @@ pub(super) async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.succeeded();
-                admit(stream, peer, local, &transports);
+                admit(stream, peer, local, &transports, tls.as_ref());
             }
             // That one connection went away before it was accepted: the next accept is fine.
             Err(e) if is_per_connection(&e) => {
@@ -188,7 +226,13 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 }
 
 /// Serves an accepted connection, or closes it at once (by dropping it) when a cap is reached.
-fn admit(stream: TcpStream, peer: SocketAddr, local: SocketAddr, t: &Arc<Transports>) {
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    t: &Arc<Transports>,
+    tls: Option<&Certificates>,
+) {
     let limits = t.limits();
     let Some(slot) = t.conns.open.try_take(limits.max_connections) else {
         tracing::debug!(peer.addr = %peer, limit = limits.max_connections, "tcp connection refused: connection cap");
@@ -211,20 +255,68 @@ fn admit(stream: TcpStream, peer: SocketAddr, local: SocketAddr, t: &Arc<Transpo
         _per_ip: Some(per_ip),
     };
     let t = t.clone();
-    tokio::spawn(async move { serve(stream, peer, local, None, &t, places).await });
+    match tls {
+        None => tokio::spawn(async move { serve(stream, peer, local, None, &t, places).await }),
+        Some(certificates) => {
+            // Read per accept: a reload's new certificate applies from the next handshake on.
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.load_full());
+            let deadline = limits.header_timeout;
+            let accepted = Accepted {
+                peer,
+                local,
+                places,
+            };
+            tokio::spawn(handshake(stream, acceptor, deadline, accepted, t))
+        }
+    };
 }
 
-/// Queues `data` on the connection to `dest`, opening one when there is none.
+/// An accepted socket's identity and places under the caps, carried through its handshake.
+struct Accepted {
+    peer: SocketAddr,
+    local: SocketAddr,
+    places: Places,
+}
+
+/// Runs the TLS handshake, then serves the connection. The handshake holds a connection slot,
+/// so it must end within `deadline` (the header timeout): a peer that opens sockets and never
+/// finishes one cannot pin slots.
+async fn handshake(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    deadline: Duration,
+    a: Accepted,
+    t: Arc<Transports>,
+) {
+    let done = tokio::select! {
+        _ = t.shutdown.cancelled() => return,
+        h = tokio::time::timeout(deadline, acceptor.accept(stream)) => h,
+    };
+    match done {
+        Ok(Ok(stream)) => serve(stream, a.peer, a.local, None, &t, a.places).await,
+        Ok(Err(e)) => tracing::debug!(peer.addr = %a.peer, error = %e, "tls handshake failed"),
+        Err(_) => tracing::debug!(peer.addr = %a.peer, "tls handshake timeout; closing"),
+    }
+}
+
+/// Queues `data` on the `transport` connection to `dest`. Over TCP one is opened when there is
+/// none; over TLS only a connection the peer opened exists (callgate opens none itself).
 pub(super) fn send(
     transports: &Arc<Transports>,
+    transport: Transport,
     dest: SocketAddr,
     data: Bytes,
 ) -> Result<(), TransportError> {
     if let Some(conn) = transports.conns.by_peer.get(&dest) {
-        return conn
-            .tx
-            .try_send(data)
-            .map_err(|_| TransportError::QueueFull(dest));
+        if conn.transport == transport {
+            return conn
+                .tx
+                .try_send(data)
+                .map_err(|_| TransportError::QueueFull(dest));
+        }
+    }
+    if transport == Transport::Tls {
+        return Err(TransportError::NoTlsConnection(dest));
     }
     let local = transports
         .local_addr(Transport::Tcp)
@@ -238,9 +330,12 @@ pub(super) fn send(
             dest,
             limit: limits.max_connections,
         })?;
-    let pending = transports
-        .conns
-        .register(dest, limits.send_queue, &transports.shutdown);
+    let pending = transports.conns.register(
+        dest,
+        Transport::Tcp,
+        limits.send_queue,
+        &transports.shutdown,
+    );
     pending
         .tx
         .try_send(data)
@@ -270,7 +365,12 @@ async fn connect(t: Arc<Transports>, dest: SocketAddr, local: SocketAddr, p: Pen
             let at = std::time::Instant::now();
             drop(places);
             if current {
-                let _ = hand_over(&*t.sink, Inbound::Closed { peer: dest, at }).await;
+                let closed = Inbound::Closed {
+                    peer: dest,
+                    transport: Transport::Tcp,
+                    at,
+                };
+                let _ = hand_over(&*t.sink, closed).await;
             }
         }
     }
@@ -284,8 +384,10 @@ struct Pending {
     cancel: CancellationToken,
 }
 
-async fn serve(
-    stream: TcpStream,
+/// Serves one connection until it closes: a writer task drains its send queue, this task
+/// reads and frames. `pending` is an outbound connection's queue, registered before the connect.
+async fn serve<S: Stream>(
+    stream: S,
     peer: SocketAddr,
     local: SocketAddr,
     pending: Option<Pending>,
@@ -293,65 +395,91 @@ async fn serve(
     places: Places,
 ) {
     let limits = t.limits();
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
+    let transport = S::TRANSPORT;
     let Pending { id, tx, rx, cancel } = match pending {
         Some(p) => p,
-        None => t.conns.register(peer, limits.send_queue, &t.shutdown),
+        None => t
+            .conns
+            .register(peer, transport, limits.send_queue, &t.shutdown),
     };
-    let (reader, writer) = stream.into_split();
+    let (mut reader, writer) = tokio::io::split(stream);
     let writing = write_loop(writer, rx, cancel.clone(), peer, limits.write_timeout);
     let write_task = tokio::spawn(writing);
     let conn = Connection {
         t,
         peer,
         local,
+        transport,
         reply: tx,
     };
-    let outcome = read_loop(reader, &conn, &cancel).await;
+    let outcome = read_loop(&mut reader, &conn, &cancel).await;
     cancel.cancel();
     let current = t.conns.unregister(peer, id);
     // Every send from here on opens a new connection: what was sent before is lost with this one.
     let at = std::time::Instant::now();
-    let _ = write_task.await;
+    if let Ok((writer, Written::Stuck)) = write_task.await {
+        // Reset instead of FIN: the peer is not reading, and a FIN would queue behind the
+        // unsent bytes, keeping them in kernel memory until the peer gives up.
+        let _ = reader.unsplit(writer).tcp().set_zero_linger();
+    }
     drop(places);
     let inbound = &*t.sink;
     if let ReadOutcome::BadStream = outcome {
         let _ = hand_over(inbound, Inbound::StreamError { peer }).await;
     }
     if current {
-        let _ = hand_over(inbound, Inbound::Closed { peer, at }).await;
+        let closed = Inbound::Closed {
+            peer,
+            transport,
+            at,
+        };
+        let _ = hand_over(inbound, closed).await;
     }
 }
 
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
+/// How a writer ended.
+enum Written {
+    /// Closed in order (a FIN, after TLS's close_notify).
+    Done,
+    /// A write did not complete in time: the socket is to be reset.
+    Stuck,
+}
+
+async fn write_loop<S: Stream>(
+    mut writer: WriteHalf<S>,
     mut rx: mpsc::Receiver<Bytes>,
     cancel: CancellationToken,
     peer: SocketAddr,
     write_timeout: Duration,
-) {
+) -> (WriteHalf<S>, Written) {
     loop {
         let data = tokio::select! {
             _ = cancel.cancelled() => break,
             d = rx.recv() => match d { Some(d) => d, None => break },
         };
-        match tokio::time::timeout(write_timeout, writer.write_all(&data)).await {
+        match tokio::time::timeout(write_timeout, write_out(&mut writer, &data)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 cancel.cancel();
                 break;
             }
             Err(_) => {
-                tracing::debug!(peer.addr = %peer, "tcp write timeout; closing");
-                // Reset instead of FIN: the peer is not reading, and a FIN would queue behind
-                // the unsent bytes, keeping them in kernel memory until the peer gives up.
-                let _ = writer.as_ref().set_zero_linger();
+                tracing::debug!(peer.addr = %peer, "stream write timeout; closing");
                 cancel.cancel();
-                return;
+                return (writer, Written::Stuck);
             }
         }
     }
-    let _ = writer.shutdown().await;
+    // Bounded: TLS writes its close_notify here, which a peer that stopped reading never takes.
+    let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
+    (writer, Written::Done)
+}
+
+/// Writes one message; TLS buffers records, so it is flushed to the socket at once.
+async fn write_out<S: Stream>(writer: &mut WriteHalf<S>, data: &[u8]) -> std::io::Result<()> {
+    writer.write_all(data).await?;
+    writer.flush().await
 }
 
 enum ReadOutcome {
@@ -364,12 +492,14 @@ struct Connection<'a> {
     t: &'a Transports,
     peer: SocketAddr,
     local: SocketAddr,
+    /// tcp or tls, for what it receives.
+    transport: Transport,
     /// The connection's own send queue (pongs and stateless answers go back on it).
     reply: mpsc::Sender<Bytes>,
 }
 
-async fn read_loop(
-    mut reader: OwnedReadHalf,
+async fn read_loop<S: Stream>(
+    reader: &mut ReadHalf<S>,
     conn: &Connection<'_>,
     cancel: &CancellationToken,
 ) -> ReadOutcome {
@@ -450,7 +580,7 @@ async fn drain_frames(
                     data: buf.split_to(len).freeze(),
                     source: conn.peer,
                     local: conn.local,
-                    transport: Transport::Tcp,
+                    transport: conn.transport,
                 };
                 match hand_over(&*conn.t.sink, Inbound::Message(msg)).await {
                     Handed::Next => {}

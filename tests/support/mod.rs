@@ -187,8 +187,24 @@ impl Harness {
         Harness::start_loaded(loaded).await
     }
 
+    /// [`Harness::start`] from a file, which `daemon.reload()` re-reads (what SIGHUP does).
+    pub async fn start_file(path: &Path) -> Harness {
+        let mut loaded = match callgate::config::load_file(path) {
+            Ok(l) => l,
+            Err(e) => panic!("test configuration refused: {e}"),
+        };
+        if let Some(n) = test_workers() {
+            loaded.snapshot.server.workers = Some(n);
+        }
+        Harness::start_from(loaded, Some(path.to_owned())).await
+    }
+
     async fn start_loaded(loaded: callgate::config::Loaded) -> Harness {
-        let daemon = Daemon::start(loaded.snapshot, None)
+        Harness::start_from(loaded, None).await
+    }
+
+    async fn start_from(loaded: callgate::config::Loaded, path: Option<PathBuf>) -> Harness {
+        let daemon = Daemon::start(loaded.snapshot, path)
             .await
             .expect("daemon starts on ephemeral ports");
         let bound = |t: Transport| {
