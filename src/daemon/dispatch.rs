@@ -3,7 +3,8 @@
 //! every shard, since any of them may have calls on that connection.
 //!
 //! Out-of-dialog OPTIONS is answered right here, statelessly ([`engine::options`]): it needs no
-//! shard's state, and a keep-alive must not queue behind a flood of calls. While the daemon drains
+//! shard's state, and a keep-alive must not queue behind a flood of calls. So is REGISTER
+//! ([`engine::registration`]): its state is shared by every shard anyway. While the daemon drains
 //! (the shared draining flag, set when SIGTERM's drain starts) it gets 503, so load balancers move
 //! away. Under overload a
 //! datagram whose shard queue is full is dropped and counted (its sender retransmits, RFC 3261
@@ -14,6 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -22,8 +24,9 @@ use crate::admin::{Direction, Metrics};
 use crate::b2bua::Dest;
 use crate::config::model::Transport;
 use crate::engine::options::Mode;
+use crate::engine::registration::Front;
 use crate::engine::{self, shard::ShardMap};
-use crate::sip::Message;
+use crate::sip::{Message, Method};
 use crate::transport::{Delivery, Inbound, Sink};
 
 /// Parses and routes received messages to the shards' queues.
@@ -32,6 +35,8 @@ pub struct Dispatcher {
     queues: Vec<mpsc::Sender<ShardEvent>>,
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
+    /// Answers REGISTERs; `None` sends them to a shard like any request (tests).
+    registrar: Option<Front>,
 }
 
 impl Dispatcher {
@@ -41,12 +46,14 @@ impl Dispatcher {
         queues: Vec<mpsc::Sender<ShardEvent>>,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
+        registrar: Option<Front>,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
             map: ShardMap::new(queues.len()),
             queues,
             metrics,
             draining,
+            registrar,
         })
     }
 
@@ -117,6 +124,19 @@ impl Sink for Dispatcher {
                             engine::options::answer_in(req, source, self.mode());
                         self.metrics.sip_response(status, Direction::Out);
                         Delivery::Reply { to: to.addr, data }
+                    }
+                    Ok(Message::Request(req)) if *req.method() == Method::Register => {
+                        match &self.registrar {
+                            Some(front) => {
+                                let (to, data) = front.answer(req, source, Instant::now());
+                                Delivery::Reply { to: to.addr, data }
+                            }
+                            None => {
+                                let msg = Message::Request(req);
+                                let shard = self.map.shard_of(&msg);
+                                self.queue(shard, ShardEvent::Message { msg, source }, datagram)
+                            }
+                        }
                     }
                     Ok(msg) => {
                         let shard = self.map.shard_of(&msg);
@@ -192,7 +212,7 @@ mod tests {
         let (queues, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(depth)).unzip();
         let draining = Arc::new(AtomicBool::new(false));
         (
-            Dispatcher::new(queues, metrics.clone(), draining),
+            Dispatcher::new(queues, metrics.clone(), draining, None),
             rxs,
             metrics,
         )
@@ -224,7 +244,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (tx, mut rx) = mpsc::channel(4);
         let draining = Arc::new(AtomicBool::new(false));
-        let d = Dispatcher::new(vec![tx], metrics, draining.clone());
+        let d = Dispatcher::new(vec![tx], metrics, draining.clone(), None);
         draining.store(true, Ordering::Relaxed);
         match d.deliver(request("OPTIONS", "o2", Transport::Udp)) {
             Delivery::Reply { data, .. } => {

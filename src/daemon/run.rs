@@ -20,6 +20,7 @@ use super::systemd;
 use crate::admin::{AdminBackend, CallView, CounterView, Metrics, RegistrationView, ReloadResult};
 use crate::b2bua::{B2bua, Local, Settings};
 use crate::config::model::{Snapshot, Transport};
+use crate::engine::registration::Front;
 use crate::engine::{Engine, Shared};
 use crate::limits::Limiter;
 use crate::sip::ids::Ids;
@@ -106,18 +107,19 @@ impl Daemon {
         let draining = Arc::new(AtomicBool::new(false));
         let (queues, events): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
+        // The nonce key: fresh random bytes per process, so nonces die with it.
+        let mut secret = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+        let shared = Shared::new(secret, std::time::Instant::now());
+        let registrar = Front::new(limiter.clone(), shared.clone(), metrics.clone());
         let transports = Transports::bind(
             &snapshot.listen,
-            Dispatcher::new(queues, metrics.clone(), draining.clone()),
+            Dispatcher::new(queues, metrics.clone(), draining.clone(), Some(registrar)),
             TransportLimits::from(snapshot.server.tcp),
             shutdown.clone(),
         )
         .await?;
         let settings = settings(&snapshot, &transports);
-        // The nonce key: fresh random bytes per process, so nonces die with it.
-        let mut secret = [0u8; 32];
-        rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
-        let shared = Shared::new(secret, std::time::Instant::now());
         let parts = ShardParts {
             limiter: &limiter,
             metrics: &metrics,

@@ -20,6 +20,7 @@ mod checks;
 mod log_limit;
 mod methods;
 pub mod options;
+pub mod registration;
 mod rport;
 pub mod shard;
 #[cfg(test)]
@@ -404,6 +405,19 @@ impl Engine {
             return self.send(reply_to, bytes);
         }
         let method = req.method().clone();
+        if method == Method::Register {
+            // Stateless, as the dispatcher answers it in the daemon (registration.rs says why).
+            let generation = self.b2bua.generation();
+            let (to, bytes, _) = registration::answer(
+                generation.config(),
+                &self.shared,
+                &self.metrics,
+                req,
+                source,
+                now,
+            );
+            return self.send(to, bytes);
+        }
         // Responses go where RFC 3261 18.2.2 / RFC 3581 say; the leg itself keeps the packet's
         // source (symmetric signalling through NATs).
         let (req, reply_to) = rport::stamp(req, source);
@@ -432,9 +446,6 @@ impl Engine {
                 }
                 PhoneInvite::NotAPhone => return self.refuse_unknown_source(now, &req, reply_to),
             }
-        }
-        if method == Method::Register && !self.txn.contains(&key) && !has_credentials(&req) {
-            return self.challenge_register(now, &req, source, reply_to);
         }
         if method != Method::Ack
             && self.txn.len() >= self.max_transactions
@@ -524,65 +535,6 @@ impl Engine {
         }
     }
 
-    /// REGISTER: the To names the AoR; digest first (401 challenge, 403 for wrong credentials,
-    /// the same for an extension that does not exist), then the registrar.
-    fn on_register(&mut self, now: Instant, req: &Request, key: &TransactionKey, source: Dest) {
-        let (status, bytes) = self.register_reply(now, req, source);
-        self.respond(now, key, bytes, status);
-    }
-
-    /// A REGISTER without credentials, answered without a transaction (like a phone's INVITE
-    /// challenge): all it can get is a challenge or a refusal, and a retransmission gets a new
-    /// challenge, which is as good. Half of every registration's requests then cost no
-    /// transaction, timer or stored response for 32 s (Timer J).
-    fn challenge_register(&mut self, now: Instant, req: &Request, source: Dest, reply_to: Dest) {
-        let (status, bytes) = match checks::check(req) {
-            Some(refusal) => (refusal.status, refusal.response(req)),
-            None => self.register_reply(now, req, source),
-        };
-        self.metrics.sip_response(status, Direction::Out);
-        self.send(reply_to, bytes);
-    }
-
-    /// What a REGISTER gets: a challenge, a refusal, or the registrar's answer.
-    fn register_reply(&mut self, now: Instant, req: &Request, source: Dest) -> (u16, Bytes) {
-        let generation = self.b2bua.generation();
-        let snapshot = generation.config();
-        let to = req.parts().to().uri;
-        let Some(claim) = access::claim(snapshot, to) else {
-            // A To that is no sip: user@host is malformed for REGISTER (never a 404: that would
-            // tell a scanner something).
-            let bytes = sip::response_to(req, 400, "Bad To", Some("cg-reg"), &[]);
-            return (400, bytes);
-        };
-        let shared = self.shared.clone();
-        let verdict = access::check(
-            &shared.auth,
-            &shared.nonces,
-            snapshot,
-            req,
-            &claim,
-            source.addr.ip(),
-            now,
-        );
-        let (status, bytes) = match verdict {
-            access::Verdict::Respond(status, bytes) => (status, bytes),
-            access::Verdict::Failed(bytes) => {
-                self.metrics.auth_failure();
-                (403, bytes)
-            }
-            access::Verdict::Ok(ext) => {
-                let flow = crate::registrar::Flow {
-                    transport: source.transport,
-                    source: source.addr,
-                    local: None,
-                };
-                access::register(&shared.location, snapshot, ext, req, flow, now)
-            }
-        };
-        (status, bytes)
-    }
-
     /// An INVITE from a source that is no PBX or trunk gets one 403 and no transaction: a
     /// transaction would retransmit the 403 ~11 times over 32 s to a source that never ACKs
     /// (a spoofed one), a reflection amplifier. Retransmissions of the INVITE get it again.
@@ -634,7 +586,8 @@ impl Engine {
                     sip::response_to(&req, 481, "Call/Transaction Does Not Exist", None, &[]);
                 self.respond(now, &key, bytes, 481);
             }
-            Handler::Register => self.on_register(now, &req, &key, source),
+            // Answered before any transaction (`on_request`); unreachable from here.
+            Handler::Register => {}
             Handler::NotImplemented => {
                 let extra = [("Allow", sip::ALLOW)];
                 let bytes = sip::response_to(&req, 501, "Not Implemented", Some("cg-501"), &extra);
@@ -879,11 +832,6 @@ fn metric_outcome(o: Outcome) -> MetricOutcome {
         Outcome::Failed => MetricOutcome::Failed,
         Outcome::Cancelled => MetricOutcome::Cancelled,
     }
-}
-
-/// Whether a REGISTER carries an `Authorization` header (credentials to check, statefully).
-fn has_credentials(req: &Request) -> bool {
-    req.parts().headers_raw("Authorization").next().is_some()
 }
 
 fn transport_name(t: Transport) -> &'static str {
