@@ -4,7 +4,8 @@
 //! banned while another source still registers; an unknown extension gets the same answers as a
 //! known one.
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=145 here.
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=145 and 148
+//! here.
 
 mod support;
 
@@ -135,6 +136,39 @@ async fn an_unknown_extension_gets_the_answers_a_known_one_gets() {
         .await
         .as_array()
         .is_some_and(Vec::is_empty));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registers_refreshes_and_removes_every_binding_with_a_star() {
+    let net = Net(148);
+    let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
+    let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
+    let run = register("102", "pw102", phone, h.udp, "uac-register-lifecycle.xml")
+        .finish()
+        .await;
+    run.assert_ok("uac-register-lifecycle");
+    assert_eq!(run.received("SIP/2.0 401").len(), 3, "each step challenged");
+    let oks = run.received("SIP/2.0 200");
+    assert_eq!(oks.len(), 3, "{}", run.messages);
+    for (ok, contacts) in oks.iter().zip([1, 1, 0]) {
+        let listed = ok.lines().filter(|l| l.starts_with("Contact:")).count();
+        assert_eq!(listed, contacts, "{ok}");
+    }
+    // The refresh kept one binding with the full lifetime asked for, not a second one.
+    assert!(oks[1].contains(";expires=600"), "{}", oks[1]);
+    assert!(h
+        .get_json("/registrations")
+        .await
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    let metrics = callgate::admin::client::request(&h.admin, "GET", "/metrics", None)
+        .await
+        .expect("admin");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("callgate_auth_failures_total 0"),
+        "a challenge is no failure:\n{text}"
+    );
 }
 
 /// The status of the answer to a bare REGISTER for 101 sent from `from`'s IP.
