@@ -4,7 +4,7 @@
 //! banned while another source still registers; an unknown extension gets the same answers as a
 //! known one.
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=145 and 148
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 140..=145 and 148..=149
 //! here.
 
 mod support;
@@ -58,7 +58,9 @@ async fn a_phone_calls_with_digest_as_its_extension() {
     let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
     let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
     let uas = Sipp::uas("uas.xml", pbx, SippOpts::default()).await;
-    let opts = SippOpts::default().arg(&["-au", "101", "-ap", "pw101", "-key", "ext", "101"]);
+    let opts = SippOpts::default().arg(&[
+        "-au", "101", "-ap", "pw101", "-key", "ext", "101", "-d", "200",
+    ]);
     let uac = Sipp::uac("uac-phone.xml", phone, h.udp, "200", opts);
     let caller = uac.finish().await;
     caller.assert_ok("uac-phone");
@@ -139,6 +141,37 @@ async fn an_unknown_extension_gets_the_answers_a_known_one_gets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_phone_takes_an_internal_call_from_another_authenticated_phone() {
+    let net = Net(149);
+    let (pbx, trunk, caller, callee) = (net.addr(1), net.addr(2), net.addr(5), net.addr(6));
+    let h = Harness::start(&config(&tenancy(pbx, trunk))).await;
+    register("102", "pw102", callee, h.udp, "uac-register-auth.xml")
+        .finish()
+        .await
+        .assert_ok("uac-register-auth");
+    let uas = Sipp::uas("uas.xml", callee, SippOpts::default()).await;
+    // 101 calls 102 and holds the call 3 s: long enough to read the counters while it is up.
+    let opts = SippOpts::default().arg(&[
+        "-au", "101", "-ap", "pw101", "-key", "ext", "101", "-d", "3000",
+    ]);
+    let uac = Sipp::uac("uac-phone.xml", caller, h.udp, "102", opts);
+    h.wait_confirmed(1).await;
+    // Internal on both ends (spec 2: one unit per end of an internal call), public untouched.
+    assert_eq!(h.counter_used("organization", "acme", "internal").await, 2);
+    assert_eq!(h.counter_used("organization", "acme", "public").await, 0);
+    let run = uac.finish().await;
+    run.assert_ok("uac-phone");
+    assert_eq!(run.received("SIP/2.0 407").len(), 1, "challenged once");
+    let callee_run = uas.finish().await;
+    callee_run.assert_ok("uas");
+    let invite = callee_run.received("INVITE ");
+    assert_eq!(invite.len(), 1);
+    assert!(invite[0].starts_with("INVITE sip:102@"), "{}", invite[0]);
+    assert!(invite[0].contains("From: <sip:101@"), "{}", invite[0]);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_registers_refreshes_and_removes_every_binding_with_a_star() {
     let net = Net(148);
     let (pbx, trunk, phone) = (net.addr(1), net.addr(2), net.addr(5));
@@ -203,7 +236,9 @@ async fn a_pbx_that_must_authenticate_answers_a_challenge_then_calls() {
     );
     let h = Harness::start(&config(&tenancy)).await;
     let uas = Sipp::uas("uas.xml", trunk, SippOpts::default()).await;
-    let opts = SippOpts::default().arg(&["-au", "200", "-ap", "pbxpw", "-key", "ext", "200"]);
+    let opts = SippOpts::default().arg(&[
+        "-au", "200", "-ap", "pbxpw", "-key", "ext", "200", "-d", "200",
+    ]);
     let caller = Sipp::uac("uac-phone.xml", pbx, h.udp, support::PUBLIC_NUMBER, opts)
         .finish()
         .await;
