@@ -183,6 +183,8 @@ pub struct Metrics {
     transactions_refused: Counter,
     registrations_active: Gauge,
     auth_failures: Counter,
+    auth_bans: Counter,
+    auth_bans_active: Gauge,
     config_reloads: [Counter; 2],
     cluster_backend_errors: Counter,
 }
@@ -284,6 +286,18 @@ impl Metrics {
             "Digest authentication failures",
             auth_failures.clone(),
         );
+        let auth_bans = Counter::default();
+        registry.register(
+            "callgate_auth_bans",
+            "Sources banned after repeated digest authentication failures",
+            auth_bans.clone(),
+        );
+        let auth_bans_active = Gauge::default();
+        registry.register(
+            "callgate_auth_bans_active",
+            "Sources banned now (refreshed every 5 s)",
+            auth_bans_active.clone(),
+        );
 
         let family = Family::<ResultLabels, Counter>::default();
         let config_reloads = ["accepted", "refused"]
@@ -314,6 +328,8 @@ impl Metrics {
             transactions_refused,
             registrations_active,
             auth_failures,
+            auth_bans,
+            auth_bans_active,
             config_reloads,
             cluster_backend_errors,
         }
@@ -398,6 +414,17 @@ impl Metrics {
     /// A digest authentication failed.
     pub fn auth_failure(&self) {
         self.auth_failures.inc();
+    }
+
+    /// A source was banned for repeated authentication failures.
+    pub fn auth_ban(&self) {
+        self.auth_bans.inc();
+    }
+
+    /// Sources banned now.
+    pub fn auth_bans_set(&self, n: usize) {
+        self.auth_bans_active
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A call to the shared counter backend failed.

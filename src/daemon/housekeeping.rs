@@ -77,6 +77,9 @@ fn sweep(shared: &Shared, metrics: &Metrics) {
     let now = std::time::Instant::now();
     let expired = shared.location.expire(now);
     metrics.registrations_set(shared.location.len());
+    let secs = shared.auth.secs(now);
+    shared.auth.guard.purge(secs);
+    metrics.auth_bans_set(shared.auth.guard.bans(secs).len());
     if expired > 0 {
         tracing::debug!(expired, "housekeeping");
     }

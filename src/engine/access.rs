@@ -89,8 +89,14 @@ pub(super) enum Verdict {
     /// Send this response (a challenge, or a refusal).
     Respond(u16, Bytes),
     /// Wrong credentials (`callgate_auth_failures_total` counts these, not refusals of a banned
-    /// source): send this 403.
-    Failed(Bytes),
+    /// source): send this 403; `banned` when this failure banned the source
+    /// (`callgate_auth_bans_total`).
+    Failed {
+        /// The 403.
+        response: Bytes,
+        /// Whether the source is banned from now on.
+        banned: bool,
+    },
 }
 
 /// Checks `req`'s digest credentials (`Authorization` for REGISTER, `Proxy-Authorization` for
@@ -170,12 +176,16 @@ pub(super) fn check(
         AuthOutcome::Failed { username, counts } => {
             // One line per failure, in a form fail2ban matches; never the hash.
             tracing::warn!(peer.ip = %source, extension = %username, realm = %claim.realm, "digest authentication failed");
-            if counts {
-                if let Some(ban) = shared.guard.record_failure(source, &username, secs) {
-                    tracing::warn!(peer.ip = %ban.ip, extension = %username, for_secs = ban.until_unix.saturating_sub(secs), "source banned after repeated authentication failures");
-                }
+            let ban = counts
+                .then(|| shared.guard.record_failure(source, &username, secs))
+                .flatten();
+            if let Some(ban) = &ban {
+                tracing::warn!(peer.ip = %ban.ip, extension = %username, for_secs = ban.until_unix.saturating_sub(secs), "source banned after repeated authentication failures");
             }
-            Verdict::Failed(forbidden(req))
+            Verdict::Failed {
+                response: forbidden(req),
+                banned: ban.is_some(),
+            }
         }
     }
 }

@@ -528,8 +528,14 @@ impl Engine {
         match verdict {
             access::Verdict::Ok(ext) => PhoneInvite::Caller(ext),
             access::Verdict::Respond(status, bytes) => PhoneInvite::Answered(status, bytes),
-            access::Verdict::Failed(bytes) => {
+            access::Verdict::Failed {
+                response: bytes,
+                banned,
+            } => {
                 self.metrics.auth_failure();
+                if banned {
+                    self.metrics.auth_ban();
+                }
                 PhoneInvite::Answered(403, bytes)
             }
         }

@@ -100,8 +100,14 @@ fn reply(
     let ip = source.addr.ip();
     match access::check(&shared.auth, &shared.nonces, snapshot, req, &claim, ip, now) {
         access::Verdict::Respond(status, bytes) => (status, bytes),
-        access::Verdict::Failed(bytes) => {
+        access::Verdict::Failed {
+            response: bytes,
+            banned,
+        } => {
             metrics.auth_failure();
+            if banned {
+                metrics.auth_ban();
+            }
             (403, bytes)
         }
         access::Verdict::Ok(ext) => {

@@ -577,6 +577,10 @@ fn wrong_answers_ban_the_source_and_a_banned_source_is_not_counted_again() {
         text.contains("callgate_auth_failures_total 10\n"),
         "ten counted failures, then the ban: {statuses:?}\n{text}"
     );
+    assert!(
+        text.contains("callgate_auth_bans_total 1\n"),
+        "one ban, with its own metric\n{text}"
+    );
     assert_eq!(statuses.last(), Some(&Some(403)));
     assert_eq!(
         statuses.iter().filter(|s| **s == Some(401)).count(),
