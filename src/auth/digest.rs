@@ -72,6 +72,8 @@ pub enum Secret<'a> {
     Password(&'a str),
     /// Hex `MD5(username:realm:password)`: usable with MD5 only.
     Ha1(&'a str),
+    /// Hex `SHA-256(username:realm:password)`: usable with SHA-256 only.
+    Ha1Sha256(&'a str),
 }
 
 impl fmt::Debug for Secret<'_> {
@@ -79,15 +81,35 @@ impl fmt::Debug for Secret<'_> {
         match self {
             Secret::Password(_) => f.write_str("Password(<redacted>)"),
             Secret::Ha1(_) => f.write_str("Ha1(<redacted>)"),
+            Secret::Ha1Sha256(_) => f.write_str("Ha1Sha256(<redacted>)"),
         }
     }
 }
 
-impl<'a> From<&'a Credentials> for Secret<'a> {
-    fn from(credentials: &'a Credentials) -> Secret<'a> {
-        match credentials {
-            Credentials::Password(p) => Secret::Password(p),
-            Credentials::Ha1(h) => Secret::Ha1(h),
+impl<'a> Secret<'a> {
+    /// The secret of `credentials` to check an `algorithm` answer against: the password, or the
+    /// HA1 stored for that algorithm, else the other algorithm's (which no answer passes: the
+    /// verifier tells that configuration mismatch from a wrong password, [`Secret::answers`]).
+    pub fn for_algorithm(credentials: &'a Credentials, algorithm: Algorithm) -> Option<Self> {
+        let (md5, sha256) = match credentials {
+            Credentials::Password(p) => return Some(Secret::Password(p)),
+            Credentials::Ha1 { md5, sha256 } => (
+                md5.as_deref().map(Secret::Ha1),
+                sha256.as_deref().map(Secret::Ha1Sha256),
+            ),
+        };
+        match algorithm {
+            Algorithm::Md5 => md5.or(sha256),
+            Algorithm::Sha256 => sha256.or(md5),
+        }
+    }
+
+    /// Whether an answer in `algorithm` can match this secret at all.
+    pub fn answers(&self, algorithm: Algorithm) -> bool {
+        match self {
+            Secret::Password(_) => true,
+            Secret::Ha1(_) => algorithm == Algorithm::Md5,
+            Secret::Ha1Sha256(_) => algorithm == Algorithm::Sha256,
         }
     }
 }
@@ -348,8 +370,8 @@ fn unescape(raw: &str) -> Cow<'_, str> {
 
 /// Whether `creds` answer their nonce for a request with `method`, knowing `secret`.
 ///
-/// HA1 = H(username:realm:password), or the configured HA1 (MD5 only: a SHA-256 answer against
-/// an HA1 secret is `false`). HA2 = H(method:uri). With `qop=auth` the response is
+/// HA1 = H(username:realm:password), or the configured HA1 of the answer's algorithm (an answer
+/// in the other algorithm than the stored HA1's is `false`). HA2 = H(method:uri). With `qop=auth` the response is
 /// H(HA1:nonce:nc:cnonce:auth:HA2); without qop, the RFC 2069 H(HA1:nonce:HA2) (SIPp and old
 /// phones send no qop). Every secret costs the same work (a password hash is computed even for an
 /// HA1 secret), and the responses are compared in constant time. This checks the arithmetic only:
@@ -357,7 +379,8 @@ fn unescape(raw: &str) -> Cow<'_, str> {
 pub fn verify(creds: &DigestCredentials<'_>, method: &str, secret: Secret<'_>) -> bool {
     let (password, configured_ha1) = match secret {
         Secret::Password(p) => (p, None),
-        Secret::Ha1(h) => ("", Some(h)),
+        Secret::Ha1(h) => ("", Some((Algorithm::Md5, h))),
+        Secret::Ha1Sha256(h) => ("", Some((Algorithm::Sha256, h))),
     };
     let from_password = creds.algorithm.hash(&[
         creds.username.as_bytes(),
@@ -366,8 +389,8 @@ pub fn verify(creds: &DigestCredentials<'_>, method: &str, secret: Secret<'_>) -
     ]);
     let (ha1, usable) = match configured_ha1 {
         None => (from_password, true),
-        Some(h) => match (creds.algorithm, Hex::parse_md5(h)) {
-            (Algorithm::Md5, Some(ha1)) => (ha1, true),
+        Some((alg, h)) => match Hex::parse_configured(h, alg) {
+            Some(ha1) if alg == creds.algorithm => (ha1, true),
             _ => (from_password, false),
         },
     };
@@ -429,14 +452,19 @@ impl Hex {
         hex
     }
 
-    /// A configured HA1: 32 hex digits of either case, kept lowercase (what the response hashes).
-    fn parse_md5(s: &str) -> Option<Hex> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    /// A configured HA1 of `alg` (32 hex digits for MD5, 64 for SHA-256) of either case, kept
+    /// lowercase (what the response hashes).
+    fn parse_configured(s: &str, alg: Algorithm) -> Option<Hex> {
+        let digits = match alg {
+            Algorithm::Md5 => 32,
+            Algorithm::Sha256 => 64,
+        };
+        if s.len() != digits || digits > MAX_HEX || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut hex = Hex {
             buf: [0; MAX_HEX],
-            len: 32,
+            len: digits,
         };
         for (out, b) in hex.buf.iter_mut().zip(s.bytes()) {
             *out = b.to_ascii_lowercase();

@@ -70,7 +70,7 @@ pub fn authenticate<'h, 's>(
     header_values: impl Iterator<Item = &'h str>,
     method: &str,
     realm: &str,
-    secret_for: impl Fn(&str) -> Option<Secret<'s>>,
+    secret_for: impl Fn(&str, Algorithm) -> Option<Secret<'s>>,
     key: &NonceKey,
     nonces: &NonceCounts,
     now_unix: u64,
@@ -83,13 +83,10 @@ pub fn authenticate<'h, 's>(
         NonceState::Stale => return AuthOutcome::Challenge { stale: true },
         NonceState::Forged => return AuthOutcome::Challenge { stale: false },
     };
-    let secret = secret_for(&creds.username);
+    let secret = secret_for(&creds.username, creds.algorithm);
     let verified = verify(&creds, method, secret.unwrap_or(UNKNOWN_USER));
     if secret.is_none() || !verified {
-        let unanswerable = matches!(
-            (secret, creds.algorithm),
-            (Some(Secret::Ha1(_)), Algorithm::Sha256)
-        );
+        let unanswerable = secret.is_some_and(|s| !s.answers(creds.algorithm));
         return AuthOutcome::Failed {
             username: creds.username.into_owned(),
             counts: !unanswerable,

@@ -216,6 +216,8 @@ pub enum Problem {
     PasswordAndHa1,
     /// `ha1` not 32 hexadecimal characters.
     InvalidHa1,
+    /// `ha1_sha256` not 64 hexadecimal characters.
+    InvalidHa1Sha256,
     /// An `allowed_networks` entry that is not a network or address.
     InvalidNetwork(String),
     /// An `allowed_networks` entry wider than /24 (IPv4) or /64 (IPv6).
@@ -347,8 +349,13 @@ impl fmt::Display for Problem {
             PhoneWithoutCredentials => f.write_str(
                 "an extension without `pbx` registers and needs a `password` or `ha1`",
             ),
-            PasswordAndHa1 => f.write_str("`password` and `ha1` are exclusive; set one"),
+            PasswordAndHa1 => {
+                f.write_str("`password` and `ha1` / `ha1_sha256` are exclusive; set one")
+            }
             InvalidHa1 => f.write_str("ha1 must be 32 hexadecimal characters (an MD5 digest)"),
+            InvalidHa1Sha256 => {
+                f.write_str("ha1_sha256 must be 64 hexadecimal characters (a SHA-256 digest)")
+            }
             InvalidNetwork(n) => write!(f, "`{n}` is not a network (e.g. 198.51.100.0/24)"),
             NetworkTooWide(n) => {
                 write!(f, "network `{n}` is wider than /24 (IPv4) or /64 (IPv6)")

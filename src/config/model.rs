@@ -242,8 +242,15 @@ pub struct User {
 pub enum Credentials {
     /// Clear-text password (any digest algorithm).
     Password(String),
-    /// Hex `MD5(number:domain:password)` (MD5 only).
-    Ha1(String),
+    /// Stored hashes instead of a password: hex `MD5(number:domain:password)` (`ha1`, answers
+    /// MD5 challenges) and hex `SHA-256(number:domain:password)` (`ha1_sha256`, answers SHA-256
+    /// ones); at least one is set.
+    Ha1 {
+        /// The MD5 HA1, lowercase.
+        md5: Option<String>,
+        /// The SHA-256 HA1, lowercase.
+        sha256: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -251,7 +258,7 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credentials::Password(_) => f.write_str("Password(<redacted>)"),
-            Credentials::Ha1(_) => f.write_str("Ha1(<redacted>)"),
+            Credentials::Ha1 { .. } => f.write_str("Ha1(<redacted>)"),
         }
     }
 }

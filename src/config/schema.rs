@@ -258,6 +258,7 @@ pub(crate) struct RawExtension {
     pub(crate) user: String,
     pub(crate) password: Option<String>,
     pub(crate) ha1: Option<String>,
+    pub(crate) ha1_sha256: Option<String>,
     pub(crate) max_calls: Option<u32>,
     pub(crate) max_outgoing: Option<u32>,
     pub(crate) outbound_caller_id: Option<String>,

@@ -200,25 +200,25 @@ fn number<'r>(b: &mut Build<'r>, ent: Ent<'_>, e: &'r RawExtension, org: Option<
 }
 
 fn credentials(b: &mut Build<'_>, ent: Ent<'_>, e: &RawExtension) -> Option<Credentials> {
-    let creds = match (&e.password, &e.ha1) {
-        (Some(_), Some(_)) => {
-            b.error(ent(), "ha1", Problem::PasswordAndHa1);
+    let hashed = e.ha1.is_some() || e.ha1_sha256.is_some();
+    let creds = match &e.password {
+        Some(_) if hashed => {
+            let key = if e.ha1.is_some() { "ha1" } else { "ha1_sha256" };
+            b.error(ent(), key, Problem::PasswordAndHa1);
             None
         }
-        (Some(p), None) if p.is_empty() => {
+        Some(p) if p.is_empty() => {
             b.error(ent(), "password", Problem::Empty);
             None
         }
-        (Some(p), None) => Some(Credentials::Password(p.clone())),
-        (None, Some(h)) => {
-            if h.len() != 32 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                b.error(ent(), "ha1", Problem::InvalidHa1);
-            }
-            Some(Credentials::Ha1(h.to_ascii_lowercase()))
-        }
-        (None, None) => None,
+        Some(p) => Some(Credentials::Password(p.clone())),
+        None if hashed => Some(Credentials::Ha1 {
+            md5: hex_digest(b, ent, "ha1", e.ha1.as_deref(), 32),
+            sha256: hex_digest(b, ent, "ha1_sha256", e.ha1_sha256.as_deref(), 64),
+        }),
+        None => None,
     };
-    let has_secret = e.password.is_some() || e.ha1.is_some();
+    let has_secret = e.password.is_some() || hashed;
     match &e.pbx {
         Some(p) if p.authenticate && !has_secret => {
             b.error(ent(), "pbx", Problem::AuthenticateWithoutCredentials)
@@ -227,6 +227,27 @@ fn credentials(b: &mut Build<'_>, ent: Ent<'_>, e: &RawExtension) -> Option<Cred
         _ => {}
     }
     creds
+}
+
+/// A configured HA1 of `digits` hex digits, lowercase (what the response hashes); an issue
+/// otherwise.
+fn hex_digest(
+    b: &mut Build<'_>,
+    ent: Ent<'_>,
+    key: &'static str,
+    value: Option<&str>,
+    digits: usize,
+) -> Option<String> {
+    let h = value?;
+    if h.len() != digits || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+        let problem = if digits == 32 {
+            Problem::InvalidHa1
+        } else {
+            Problem::InvalidHa1Sha256
+        };
+        b.error(ent(), key, problem);
+    }
+    Some(h.to_ascii_lowercase())
 }
 
 /// Each entry is a network or a single address, no wider than a /24 (IPv4) or /64 (IPv6).

@@ -400,6 +400,31 @@ fn credentials_rules() {
     let p = one_error(&ext(""), entity);
     assert_eq!(p, Problem::PhoneWithoutCredentials);
     assert!(load_with(&ext("ha1 = \"0123456789ABCDEF0123456789abcdef\"")).is_ok());
+    let sha = "0123456789abcdef".repeat(4);
+    let p = one_error(
+        &ext(&format!("password = \"a\"\nha1_sha256 = \"{sha}\"")),
+        entity,
+    );
+    assert_eq!(p, Problem::PasswordAndHa1);
+    let p = one_error(
+        &ext("ha1_sha256 = \"0123456789abcdef0123456789abcdef\""),
+        entity,
+    );
+    assert_eq!(p, Problem::InvalidHa1Sha256, "an MD5-length value");
+    let both = format!(
+        "ha1 = \"0123456789abcdef0123456789abcdef\"\nha1_sha256 = \"{}\"",
+        sha.to_ascii_uppercase()
+    );
+    let loaded = load_with(&ext(&both)).expect("both hashes");
+    let e = loaded.snapshot.extensions.last().expect("the extension");
+    assert_eq!(
+        e.credentials,
+        Some(crate::config::model::Credentials::Ha1 {
+            md5: Some("0123456789abcdef0123456789abcdef".into()),
+            sha256: Some(sha),
+        }),
+        "kept lowercase"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::auth::{self, Algorithm, AuthOutcome, Guard, GuardConfig, NonceKey, Secret};
-use crate::config::model::{Credentials, ExtId, Snapshot};
+use crate::config::model::{ExtId, Snapshot};
 use crate::registrar::{self, Aor, Flow, Policy, Reply};
 use crate::sip::uri::Uri;
 use crate::sip::{self, Request};
@@ -132,12 +132,9 @@ pub(super) fn check(
             .copied()
             .find(|e| snapshot.extensions[e.index()].number == username)
     };
-    let secret_for = |username: &str| -> Option<Secret<'_>> {
+    let secret_for = |username: &str, algorithm| -> Option<Secret<'_>> {
         let e = &snapshot.extensions[named(username)?.index()];
-        match e.credentials.as_ref()? {
-            Credentials::Password(p) => Some(Secret::Password(p)),
-            Credentials::Ha1(h) => Some(Secret::Ha1(h)),
-        }
+        Secret::for_algorithm(e.credentials.as_ref()?, algorithm)
     };
     let outcome = auth::authenticate(
         values.into_iter(),

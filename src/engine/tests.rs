@@ -514,8 +514,20 @@ fn hex_sha256(text: &str) -> String {
 
 #[test]
 fn an_organization_that_opted_in_is_challenged_with_sha256_first_and_answers_with_it() {
-    let cfg = phone_cfg("\ndigest_sha256 = true");
-    let mut r = rig_with(&cfg);
+    register_101_with_sha256(&phone_cfg("\ndigest_sha256 = true"));
+}
+
+#[test]
+fn a_phone_stored_as_a_sha256_ha1_registers_with_sha256() {
+    let ha1 = hex_sha256("101:acme.example:pw");
+    let cfg = phone_cfg("\ndigest_sha256 = true")
+        .replace("password = \"pw\"", &format!("ha1_sha256 = \"{ha1}\""));
+    register_101_with_sha256(&cfg);
+}
+
+/// 101 (password "pw") registers under `cfg`: SHA-256 challenged first, answered with SHA-256.
+fn register_101_with_sha256(cfg: &str) {
+    let mut r = rig_with(cfg);
     let phone = "198.51.100.7:40000";
     let register = |cseq: u32, auth: &str| register_101(phone, "reg-sha", cseq, auth);
     let sent = r.feed(register(1, ""), phone);

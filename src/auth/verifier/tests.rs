@@ -1,5 +1,6 @@
 use super::*;
 use crate::auth::{Guard, GuardConfig};
+use crate::config::model::Credentials;
 
 const REALM: &str = "acme.example";
 const T0: u64 = 1_700_000_000;
@@ -36,13 +37,40 @@ impl Fixture {
     }
 }
 
-/// The config's credentials: 101 by password, 102 by HA1 (of 102:acme.example:pw102).
-fn secrets(username: &str) -> Option<Secret<'static>> {
-    match username {
-        "101" => Some(Secret::Password("s3cret")),
-        "102" => Some(Secret::Ha1("95e12176aff93fec99e07cf7ddec76dd")),
-        _ => None,
-    }
+/// The config's credentials: 101 by password, 102 by MD5 HA1 (of 102:acme.example:pw102), 103 by
+/// SHA-256 HA1 only (pw103), 104 by both (pw104), picked per answer as the engine does.
+fn secrets(username: &str, algorithm: Algorithm) -> Option<Secret<'static>> {
+    use std::sync::OnceLock;
+    static CONFIG: OnceLock<Vec<(&str, Credentials)>> = OnceLock::new();
+    let hashed = |md5: Option<&str>, sha256: Option<&str>| Credentials::Ha1 {
+        md5: md5.map(str::to_owned),
+        sha256: sha256.map(str::to_owned),
+    };
+    let config = CONFIG.get_or_init(|| {
+        vec![
+            ("101", Credentials::Password("s3cret".into())),
+            (
+                "102",
+                hashed(Some("95e12176aff93fec99e07cf7ddec76dd"), None),
+            ),
+            (
+                "103",
+                hashed(
+                    None,
+                    Some("55083716712106c4828c816d7ad04eb053c5bd74c2253fcdd5ceee75f3d8e2fa"),
+                ),
+            ),
+            (
+                "104",
+                hashed(
+                    Some("9a342d5e466c19cfbd0c9a267ebc1328"),
+                    Some("5bea69590979987ccf3dbe4b6713ea3cf0561da24b93b9536105ff11e32c0ab5"),
+                ),
+            ),
+        ]
+    });
+    let (_, creds) = config.iter().find(|(n, _)| *n == username)?;
+    Secret::for_algorithm(creds, algorithm)
 }
 
 /// What a phone knowing `password` answers for `nonce` (qop=auth with `nc`, or RFC 2069 when
@@ -305,6 +333,37 @@ fn sha256_answer_for_an_ha1_extension_fails_without_counting() {
             counts: false
         }
     );
+}
+
+#[test]
+fn a_stored_sha256_ha1_answers_sha256_only_and_both_hashes_answer_either() {
+    let f = Fixture::new();
+    let sha = answer("103", "pw103", &f.key.issue(T0), Some(1), Algorithm::Sha256);
+    assert!(matches!(
+        f.authenticate(&sha, 1),
+        AuthOutcome::Authenticated { .. }
+    ));
+    let md5 = answer("103", "pw103", &f.key.issue(T0), Some(1), Algorithm::Md5);
+    assert_eq!(
+        f.authenticate(&md5, 1),
+        AuthOutcome::Failed {
+            username: "103".into(),
+            counts: false
+        },
+        "a configuration mismatch, not a guess"
+    );
+    for alg in [Algorithm::Md5, Algorithm::Sha256] {
+        let right = answer("104", "pw104", &f.key.issue(T0), Some(1), alg);
+        assert!(matches!(
+            f.authenticate(&right, 1),
+            AuthOutcome::Authenticated { .. }
+        ));
+        let wrong = answer("104", "guess", &f.key.issue(T0), Some(1), alg);
+        assert!(matches!(
+            f.authenticate(&wrong, 1),
+            AuthOutcome::Failed { counts: true, .. }
+        ));
+    }
 }
 
 #[test]
