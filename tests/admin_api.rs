@@ -525,9 +525,11 @@ fn parse_labels(mut s: &str) -> Vec<(String, String)> {
 /// Every metric of spec operations.md: (sample name, OpenMetrics family type).
 /// Metrics callgate adds beyond the spec's list (README "Metrics"), each for a failure mode the
 /// spec's names cannot show.
-const EXTRA_METRICS: [(&str, &str); 2] = [
+const EXTRA_METRICS: [(&str, &str); 4] = [
     ("callgate_shard_queue_drops_total", "counter"),
     ("callgate_transactions_refused_total", "counter"),
+    ("callgate_auth_bans_total", "counter"),
+    ("callgate_auth_bans_active", "gauge"),
 ];
 
 const SPEC_METRICS: [(&str, &str); 13] = [
@@ -569,6 +571,8 @@ fn record_known_events(m: &Metrics) {
     m.registrations_set(4);
     m.auth_failure();
     m.auth_failure();
+    m.auth_ban();
+    m.auth_bans_set(1);
     m.config_reload(true);
     m.config_reload(false);
     m.config_reload(false);

@@ -121,7 +121,7 @@ impl B2bua {
             location: &self.location,
             now,
         };
-        match admit(&generation, &snapshot, &route, id, &reach) {
+        match admit(&generation, &snapshot, &route, id, &reach, &req) {
             Ok((permit, target)) => {
                 self.start_b_leg(now, req, key, source, permit, target, id, out)
             }
@@ -411,6 +411,7 @@ fn admit(
     route: &Route,
     id: u64,
     reach: &Reach<'_>,
+    req: &Request,
 ) -> Result<(Permit, Target), Admission> {
     let key = CallKey(id);
     match route {
@@ -480,7 +481,10 @@ fn admit(
                 trunk: *trunk,
                 callee: *callee,
             };
-            let identity = if s.trunks[trunk.index()].trusted {
+            let trusted = s.trunks[trunk.index()].trusted;
+            // A caller that asked for privacy gets an anonymous From and no asserted identity
+            // towards the callee (RFC 3323, RFC 3325 9.1), whatever the trunk's trust.
+            let identity = if trusted && !routing::caller_id::asks_privacy(req) {
                 Identity::Trusted
             } else {
                 Identity::Untrusted
@@ -488,7 +492,7 @@ fn admit(
             let target = Target {
                 dest,
                 user,
-                from_user: "anonymous".into(),
+                from_user: routing::caller_id::inbound_from_user(req, trusted),
                 identity,
                 request_uri,
             };

@@ -500,13 +500,34 @@ fn identity_headers_cross_from_a_trusted_trunk_only() {
         !b.contains("P-Asserted-Identity") && !b.contains("Privacy"),
         "an untrusted trunk's identity headers are dropped:\n{b}"
     );
+    let mut f = identity_fixture(false);
+    let asserted = without_privacy(&with_identity(&inbound_invite("id5")));
+    let b = b_leg_text(&mut f, asserted, trunk());
+    assert!(
+        b.contains("From: <sip:2125551234@") && !b.contains("9999999"),
+        "the callee sees the provider's From user, not anonymous nor an untrusted PAI:\n{b}"
+    );
     let mut f = identity_fixture(true);
-    let b = b_leg_text(&mut f, with_identity(&inbound_invite("id3")), trunk());
+    let asserted = without_privacy(&with_identity(&inbound_invite("id3")));
+    let b = b_leg_text(&mut f, asserted, trunk());
     assert!(
         b.contains("P-Asserted-Identity: <sip:9999999@forged.example>")
-            && b.contains("Privacy: id"),
-        "a trusted trunk's identity crosses:\n{b}"
+            && b.contains("From: <sip:9999999@"),
+        "a trusted trunk's identity crosses and is the caller the callee sees:\n{b}"
     );
+    // The caller asked for privacy: the callee (outside the trust domain) learns nothing.
+    let mut f = identity_fixture(true);
+    let b = b_leg_text(&mut f, with_identity(&inbound_invite("id4")), trunk());
+    assert!(
+        !b.contains("9999999") && !b.contains("2125551234") && b.contains("From: <sip:anonymous@"),
+        "Privacy: id withholds the asserted identity and the From user:\n{b}"
+    );
+}
+
+/// `inv` without its Privacy header.
+fn without_privacy(inv: &sip::Request) -> sip::Request {
+    let text = String::from_utf8_lossy(inv.parts().as_bytes()).replace("\r\n", "\n");
+    request(&text.replace("Privacy: id\n", ""))
 }
 
 #[test]

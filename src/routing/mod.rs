@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use crate::config::model::{Destination, ExtId, OrgId, RingRuleId, Snapshot, TrunkId};
 
+pub mod caller_id;
 #[cfg(test)]
 mod tests;
 
