@@ -275,8 +275,8 @@ fn inbound_rule_to_unknown_extension() {
 #[test]
 fn ring_rule_target_neither_extension_nor_public() {
     assert_refused(
-        "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"101\", \"+4420\"]\n",
-        &["ring_rule sales (organization acme)", "target `+4420` is neither"],
+        "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"101\", \"desk-4\"]\n",
+        &["ring_rule sales (organization acme)", "target `desk-4` is neither"],
     );
 }
 

@@ -43,9 +43,18 @@ fn parse_number(digits: &str, whole: &str) -> Result<u64, Problem> {
         .map_err(|_| Problem::DidNotDigits(whole.to_owned()))
 }
 
-/// A public number as a ring-rule target: digits only, not starting with `0` or `+`.
+/// Longest public number a ring rule may dial (E.164 has 15 digits; national formats with
+/// prefixes stay well below this).
+const MAX_PUBLIC_DIGITS: usize = 32;
+
+/// A public number as a ring-rule target: digits, optionally after one `+`. Unlike a DID in a pool,
+/// it may start with `0`: a dialled number is often national (spec E3 dials `0804993222`); the
+/// organization's outbound rules decide where it goes.
 pub(crate) fn is_public_number(text: &str) -> bool {
-    parse_number(text, text).is_ok()
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    !digits.is_empty()
+        && digits.len() <= MAX_PUBLIC_DIGITS
+        && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Sorts and merges intervals (overlapping or adjacent) so containment is one binary search.

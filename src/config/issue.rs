@@ -329,7 +329,7 @@ impl fmt::Display for Problem {
             RingTargetUnknown(t) => write!(
                 f,
                 "target `{t}` is neither an extension number of the organization nor a public \
-                 number (digits, not starting with `0` or `+`)"
+                 number (digits, optionally after a `+`)"
             ),
             PbxWithoutPublicLimit => f.write_str(
                 "SIP trunking extension has no finite public limit on its chain (user, \

@@ -311,11 +311,26 @@ fn ring_rule_targets_resolve_to_extensions_or_public_numbers() {
         s.inbound_rules[0].destination,
         Destination::RingRule(_)
     ));
-    let p = one_error(
-        "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"0804993222\"]\n",
-        "ring_rule sales (organization acme)",
+    // Spec E3's public target: a dialled number may start with 0 (only pooled DIDs may not).
+    let e3 = "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"0804993222\", \"+4930123\"]\n";
+    let loaded = load_with(e3).expect("E3's public number is a valid target");
+    let rule = loaded.snapshot.ring_rules.last().expect("the rule");
+    assert_eq!(
+        rule.targets,
+        vec![
+            RingTarget::Public("0804993222".into()),
+            RingTarget::Public("+4930123".into())
+        ]
     );
-    assert!(matches!(p, Problem::RingTargetUnknown(_)));
+    for bad in ["08x4", "+", "++49", ""] {
+        let p = one_error(
+            &format!(
+                "[[ring_rule]]\nname = \"sales\"\norganization = \"acme\"\ntargets = [\"{bad}\"]\n"
+            ),
+            "ring_rule sales (organization acme)",
+        );
+        assert!(matches!(p, Problem::RingTargetUnknown(_)), "{bad:?}: {p:?}");
+    }
 }
 
 #[test]
