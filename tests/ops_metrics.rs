@@ -58,6 +58,24 @@ async fn metrics_follow_a_known_call_mix() {
     // The trunk takes no inbound call: a call to a DID is refused at admission.
     let toml = config(&tenancy_with(pbx, trunk, "", "max_inbound = 0"));
     let h = Harness::start(&toml).await;
+    // Before any call: a zero rejection series for every counter, so alerts can be written on it.
+    let before = scrape(&h.admin).await;
+    let inbound = [
+        ("level", "trunk"),
+        ("name", "carrier"),
+        ("counter", "max_inbound"),
+    ];
+    assert_eq!(
+        before.value("callgate_admission_rejections_total", &inbound),
+        Some(0.0)
+    );
+    assert_eq!(
+        before
+            .matching("callgate_admission_rejections_total", &[])
+            .count(),
+        before.matching("callgate_counter_used", &[]).count(),
+        "one rejection series per counter"
+    );
     calls(
         &h,
         ("uac.xml", pbx, PUBLIC_NUMBER),

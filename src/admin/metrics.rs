@@ -13,17 +13,20 @@
 //! transport, reload result) is created once in [`Metrics::new`] and kept as an array of counter
 //! handles, so recording is one index computation and one atomic add, without a hash lookup, a
 //! lock or an allocation. Only `callgate_admission_rejections_total` has an open label (the entity
-//! name) and goes through the family's map.
+//! name): a refusal adds to a map under a mutex (refusals are rare next to calls), and each scrape
+//! writes a series for every counter of the running configuration, 0 until it refuses a call, so
+//! alerts on the family work from the start.
 //!
 //! Unlimited counters: `callgate_counter_limit` has no series for a counter whose limit is
 //! unlimited (absent in the config), so `used / limit` queries yield nothing rather than a
 //! misleading ratio; `callgate_counter_used` always has one.
 
-use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{text, DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -115,35 +118,9 @@ const TRANSPORTS: [&str; 6] = ["udp", "tcp", "tls", "ws", "wss", "other"];
 /// Status classes, the `class` label of `callgate_sip_responses_total`.
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
 
-/// Levels and counter kinds of the limit tree (spec call-control 1); a value in these lists is
-/// stored as a `&'static str`, so a rejection allocates only the entity name.
-const LEVELS: [&str; 6] = [
-    "server",
-    "service_provider",
-    "organization",
-    "user",
-    "extension",
-    "trunk",
-];
-const COUNTER_KINDS: [&str; 6] = [
-    "public",
-    "internal",
-    "max_calls",
-    "max_outgoing",
-    "max_inbound",
-    "max_outbound",
-];
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CounterLabels {
-    level: Cow<'static, str>,
-    name: String,
-    counter: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -174,7 +151,10 @@ pub struct Metrics {
     registry: Registry,
     calls_active: Gauge,
     calls_total: [Counter; 4],
-    rejections: Family<CounterLabels, Counter>,
+    /// Refusals per counter, keyed `level \x1f name \x1f counter`: encoded per scrape with a zero
+    /// for every counter of the running configuration (so alerts on the family can be written
+    /// before the first refusal). Refusals are rare next to calls; a mutex is enough.
+    rejections: Mutex<HashMap<String, u64>>,
     sip_requests: [[Counter; 2]; METHODS.len()],
     sip_responses: [[Counter; 2]; CLASSES.len()],
     parse_errors: [Counter; TRANSPORTS.len()],
@@ -214,12 +194,7 @@ impl Metrics {
         });
         registry.register("callgate_calls", "Calls ended, by outcome", family);
 
-        let rejections = Family::<CounterLabels, Counter>::default();
-        registry.register(
-            "callgate_admission_rejections",
-            "Calls refused at admission, by the counter that was full",
-            rejections.clone(),
-        );
+        let rejections = Mutex::new(HashMap::new());
 
         let family = Family::<MethodLabels, Counter>::default();
         let sip_requests = METHODS.map(|method| {
@@ -348,12 +323,13 @@ impl Metrics {
 
     /// The counter `counter` of entity `name` at `level` refused a call.
     pub fn rejection(&self, level: &str, name: &str, counter: &str) {
-        let labels = CounterLabels {
-            level: known(level, &LEVELS),
-            name: name.to_owned(),
-            counter: known(counter, &COUNTER_KINDS),
-        };
-        self.rejections.get_or_create(&labels).inc();
+        let mut key = String::new();
+        rejection_key(&mut key, level, name, counter);
+        let mut map = self
+            .rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *map.entry(key).or_default() += 1;
     }
 
     /// A SIP request with `method` (as on the wire, e.g. `INVITE`) was received or sent.
@@ -439,34 +415,98 @@ impl Metrics {
         text::encode_registry(&mut out, &self.registry)?;
         // A registry per scrape: the snapshot is owned by the collector for this encoding only.
         let mut scrape = Registry::default();
-        scrape.register_collector(Box::new(CounterSnapshot(counters)));
+        let rejections = self
+            .rejections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        scrape.register_collector(Box::new(CounterSnapshot {
+            counters,
+            rejections,
+        }));
         text::encode_registry(&mut out, &scrape)?;
         text::encode_eof(&mut out)?;
         Ok(out)
     }
 }
 
-/// `value` as a `&'static str` when it is one of `known`, else owned.
-fn known(value: &str, known: &[&'static str]) -> Cow<'static, str> {
-    match known.iter().find(|k| **k == value) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(value.to_owned()),
+/// `level \x1f name \x1f counter` into `out` (cleared first): one string key per counter, looked up
+/// with a reused buffer so a scrape allocates nothing per counter.
+fn rejection_key(out: &mut String, level: &str, name: &str, counter: &str) {
+    out.clear();
+    for (i, part) in [level, name, counter].into_iter().enumerate() {
+        if i > 0 {
+            out.push('\x1f');
+        }
+        out.push_str(part);
     }
 }
 
-/// The counters snapshot of one scrape, encoded as two gauge families.
+/// The counters snapshot of one scrape, encoded as two gauge families, with the refusals.
 #[derive(Debug)]
-struct CounterSnapshot(Vec<CounterView>);
+struct CounterSnapshot {
+    counters: Vec<CounterView>,
+    rejections: HashMap<String, u64>,
+}
+
+impl CounterSnapshot {
+    /// `callgate_admission_rejections_total`: a series for every counter of the configuration
+    /// (0 until it refuses a call), then those of counters a reload removed.
+    fn encode_rejections(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "callgate_admission_rejections",
+            "Calls refused at admission, by the counter that was full",
+            None,
+            MetricType::Counter,
+        )?;
+        let mut key = String::new();
+        let mut seen = 0;
+        for c in &self.counters {
+            rejection_key(&mut key, &c.level, &c.name, &c.counter);
+            let n = self.rejections.get(key.as_str()).copied().unwrap_or(0);
+            seen += usize::from(n > 0);
+            family
+                .encode_family(&labels(c))?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        if seen == self.rejections.len() {
+            return Ok(());
+        }
+        let known: HashSet<String> = self
+            .counters
+            .iter()
+            .map(|c| {
+                let mut k = String::new();
+                rejection_key(&mut k, &c.level, &c.name, &c.counter);
+                k
+            })
+            .collect();
+        for (k, n) in self.rejections.iter().filter(|(k, _)| !known.contains(*k)) {
+            let mut parts = k.split('\x1f');
+            let (Some(level), Some(name), Some(counter)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let l = [("level", level), ("name", name), ("counter", counter)];
+            family
+                .encode_family(&l)?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        }
+        Ok(())
+    }
+}
 
 impl Collector for CounterSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        self.encode_rejections(&mut encoder)?;
         let mut used = encoder.encode_descriptor(
             "callgate_counter_used",
             "Units held on a limit counter.",
             None,
             MetricType::Gauge,
         )?;
-        for c in &self.0 {
+        for c in &self.counters {
             used.encode_family(&labels(c))?.encode_gauge(&c.used)?;
         }
         let mut limit = encoder.encode_descriptor(
@@ -475,7 +515,7 @@ impl Collector for CounterSnapshot {
             None,
             MetricType::Gauge,
         )?;
-        for c in &self.0 {
+        for c in &self.counters {
             if let Some(l) = c.limit {
                 limit.encode_family(&labels(c))?.encode_gauge(&l)?;
             }
