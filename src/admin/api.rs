@@ -147,6 +147,7 @@ fn router(state: AdminState) -> Router {
         .route("/reload", post(reload))
         .route("/bans", get(bans))
         .route("/bans/{ip}", delete(unban))
+        .route("/log", get(log_filter).put(set_log_filter))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
@@ -243,6 +244,37 @@ async fn reload(State(state): State<AdminState>) -> Response {
         Err(e) => {
             tracing::error!(error = %e, "reload task failed");
             error_json(StatusCode::INTERNAL_SERVER_ERROR, "reload failed")
+        }
+    }
+}
+
+/// `GET /log`: the log filter directive in force.
+async fn log_filter() -> Response {
+    match crate::telemetry::log_filter() {
+        Some(filter) => Json(json!({ "filter": filter })).into_response(),
+        None => error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logging is not set up here",
+        ),
+    }
+}
+
+/// `PUT /log` with a filter directive as the body (`info`, `warn,callgate::auth=debug`): applied
+/// at once, until the next one or a restart (`--log` is what a start uses).
+async fn set_log_filter(body: String) -> Response {
+    let filter = body.trim();
+    match crate::telemetry::set_log_filter(filter) {
+        Ok(()) => {
+            tracing::warn!(filter, "log filter changed by the admin api");
+            Json(json!({ "filter": filter })).into_response()
+        }
+        Err(crate::telemetry::TelemetryError::NotInstalled) => error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "logging is not set up here",
+        ),
+        Err(e) => {
+            let message = e.to_string();
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
         }
     }
 }
