@@ -1,12 +1,13 @@
-//! A minimal HTTP/1.1 client for the admin API, used by `callgate status` and the admin tests.
-//!
-//! One request per connection (`Connection: close`), plain HTTP only (the admin API is meant for
-//! loopback or a private network), a size cap on the response and one timeout around the whole
-//! exchange. Reads `Content-Length`, chunked and close-delimited bodies.
+//! The admin API's HTTP/1.1 client, used by `callgate status`, `callgate reload` and the tests:
+//! hyper's client connection over one TCP connection per request, plain HTTP only (the admin API
+//! is meant for loopback or a private network), a size cap on the body and one timeout around the
+//! whole exchange.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use tokio::net::TcpStream;
 
 use super::StatusError;
@@ -99,7 +100,25 @@ pub async fn request(
     path: &str,
     token: Option<&str>,
 ) -> Result<HttpResponse, StatusError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange(url, method, path, token))
+    request_with_body(url, method, path, token, "").await
+}
+
+/// [`request`] with a `text/plain` body (`PUT /log`).
+pub async fn request_with_body(
+    url: &AdminUrl,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Result<HttpResponse, StatusError> {
+    let exchange = exchange(
+        url,
+        method,
+        path,
+        token,
+        Bytes::copy_from_slice(body.as_bytes()),
+    );
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
         .map_err(|_| StatusError::Timeout {
             path: path.to_owned(),
@@ -111,101 +130,104 @@ async fn exchange(
     method: &str,
     path: &str,
     token: Option<&str>,
+    body: Bytes,
 ) -> Result<HttpResponse, StatusError> {
-    // Visible ASCII only: a space or CRLF in the path would break the request line.
-    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(StatusError::InvalidPath {
-            path: path.to_owned(),
-        });
-    }
-    let mut head = format!(
-        "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\
-         Connection: close\r\nContent-Length: 0\r\n",
-        url.prefix, url.authority
-    );
-    if let Some(token) = token {
-        // A CR or LF in the token would inject header lines.
-        if token.bytes().any(|b| b.is_ascii_control()) {
-            return Err(StatusError::InvalidToken);
-        }
-        head.push_str("Authorization: Bearer ");
-        head.push_str(token);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port))
+    let malformed = || StatusError::MalformedResponse {
+        path: path.to_owned(),
+    };
+    let request = build(url, method, path, token, body)?;
+    let stream = TcpStream::connect((url.host.as_str(), url.port))
         .await
         .map_err(|source| StatusError::Connect {
             addr: format!("{}:{}", url.host, url.port),
             source,
         })?;
-    stream.write_all(head.as_bytes()).await?;
-
-    let mut raw = Vec::with_capacity(8 * 1024);
-    // Read one byte past the cap so "exactly at the cap" and "over it" differ.
-    let mut limited = (&mut stream).take(MAX_RESPONSE_BYTES as u64 + 1);
-    limited.read_to_end(&mut raw).await?;
-    if raw.len() > MAX_RESPONSE_BYTES {
-        return Err(StatusError::TooLarge {
-            limit: MAX_RESPONSE_BYTES,
-        });
-    }
-    parse_response(&raw).ok_or_else(|| StatusError::MalformedResponse {
-        path: path.to_owned(),
-    })
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|_| malformed())?;
+    // The connection is driven beside the request; it ends with the response (or the timeout).
+    let driver = tokio::spawn(connection);
+    let response = sender.send_request(request).await.map_err(|_| malformed());
+    let result = match response {
+        Ok(r) => read(r, path).await,
+        Err(e) => Err(e),
+    };
+    driver.abort();
+    result
 }
 
-/// Parses a complete response read until the peer closed.
-fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.splitn(3, ' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
+/// The request, refusing a path or token that would break its head.
+fn build(
+    url: &AdminUrl,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Bytes,
+) -> Result<hyper::Request<Full<Bytes>>, StatusError> {
+    let invalid_path = || StatusError::InvalidPath {
+        path: path.to_owned(),
+    };
+    // Visible ASCII only: a space or CRLF in the path would break the request line.
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid_path());
     }
-    let status = parts.next()?.parse().ok()?;
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':')?;
-            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|_| invalid_path())?;
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", url.prefix))
+        .header(HOST, url.authority.as_str())
+        .header(ACCEPT, "application/json");
+    if !body.is_empty() {
+        builder = builder.header(CONTENT_TYPE, "text/plain");
+    }
+    if let Some(token) = token {
+        // A CR or LF in the token would inject header lines.
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .ok()
+            .filter(|_| !token.bytes().any(|b| b.is_ascii_control()))
+            .ok_or(StatusError::InvalidToken)?;
+        builder = builder.header(AUTHORIZATION, value);
+    }
+    builder.body(Full::new(body)).map_err(|_| invalid_path())
+}
+
+/// Status, headers (names lower-case, as `http` keeps them) and the whole body, capped at
+/// [`MAX_RESPONSE_BYTES`].
+async fn read(
+    response: hyper::Response<hyper::body::Incoming>,
+    path: &str,
+) -> Result<HttpResponse, StatusError> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (n.as_str().to_owned(), value)
         })
-        .collect::<Option<Vec<_>>>()?;
-    let mut response = HttpResponse {
+        .collect();
+    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                StatusError::TooLarge {
+                    limit: MAX_RESPONSE_BYTES,
+                }
+            } else {
+                StatusError::MalformedResponse {
+                    path: path.to_owned(),
+                }
+            }
+        })?
+        .to_bytes()
+        .to_vec();
+    Ok(HttpResponse {
         status,
         headers,
-        body: Vec::new(),
-    };
-    response.body = if response
-        .header("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
-        dechunk(body)?
-    } else if let Some(len) = response.header("content-length") {
-        body.get(..len.parse::<usize>().ok()?)?.to_vec()
-    } else {
-        body.to_vec()
-    };
-    Some(response)
-}
-
-/// Decodes a chunked body (RFC 9112 7.1); trailers are ignored.
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(body.len());
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_field = std::str::from_utf8(&body[..line_end]).ok()?;
-        let size_hex = size_field.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_hex, 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size..)?.strip_prefix(b"\r\n")?;
-    }
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -234,27 +256,45 @@ mod tests {
     }
 
     #[test]
-    fn response_with_content_length_is_cut_at_the_length() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
-            .expect("valid response");
-        assert_eq!((r.status, r.body.as_slice()), (200, b"ok".as_slice()));
+    fn a_path_or_token_that_would_break_the_head_is_refused_before_connecting() {
+        let url = AdminUrl::parse("127.0.0.1:9").expect("valid url");
+        let build = |path, token| build(&url, "GET", path, token, Bytes::new());
+        assert!(matches!(
+            build("/calls HTTP/1.1\r\nX: y", None),
+            Err(StatusError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            build("calls", None),
+            Err(StatusError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            build("/calls", Some("t\r\nX-Injected: 1")),
+            Err(StatusError::InvalidToken)
+        ));
+        let req = build("/calls", Some("s3cret")).expect("a request");
+        assert_eq!(req.headers()[AUTHORIZATION], "Bearer s3cret");
+        assert_eq!(req.headers()[HOST], "127.0.0.1:9");
     }
 
-    #[test]
-    fn chunked_response_is_decoded() {
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let r = parse_response(raw).expect("valid response");
-        assert_eq!(r.body, b"abcde");
+    #[tokio::test]
+    async fn a_peer_that_answers_garbage_is_a_malformed_response() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"SIP/2.0 200 OK\r\n\r\n").await;
+            }
+        });
+        let url = AdminUrl::parse(&addr.to_string()).expect("valid url");
+        let r = request(&url, "GET", "/health", None).await;
         assert!(
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
-                .is_none()
+            matches!(r, Err(StatusError::MalformedResponse { .. })),
+            "{r:?}"
         );
-    }
-
-    #[test]
-    fn garbage_is_not_a_response() {
-        assert!(parse_response(b"SIP/2.0 200 OK\r\n\r\n").is_none());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n").is_none());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_none());
     }
 }
