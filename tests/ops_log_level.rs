@@ -42,7 +42,7 @@ async fn the_log_filter_changes_at_run_time_and_a_bad_one_is_refused() {
     let (status, body) = http(&d.admin, "PUT", "/log", "callgate=debug").await;
     assert_eq!(status, 200, "{body}");
     d.wait_log(
-        "log filter changed by the admin api",
+        "log filter change asked by the admin api",
         1,
         Duration::from_secs(5),
     )

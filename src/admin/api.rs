@@ -263,11 +263,11 @@ async fn log_filter() -> Response {
 /// at once, until the next one or a restart (`--log` is what a start uses).
 async fn set_log_filter(body: String) -> Response {
     let filter = body.trim();
+    // Logged before it applies: a new filter of `off` must not hide its own record.
+    let old = crate::telemetry::log_filter().unwrap_or_default();
+    tracing::warn!(old = %old, new = filter, "log filter change asked by the admin api");
     match crate::telemetry::set_log_filter(filter) {
-        Ok(()) => {
-            tracing::warn!(filter, "log filter changed by the admin api");
-            Json(json!({ "filter": filter })).into_response()
-        }
+        Ok(()) => Json(json!({ "filter": filter })).into_response(),
         Err(crate::telemetry::TelemetryError::NotInstalled) => error_json(
             StatusCode::SERVICE_UNAVAILABLE,
             "logging is not set up here",

@@ -151,7 +151,7 @@ pub struct Metrics {
     registry: Registry,
     calls_active: Gauge,
     calls_total: [Counter; 4],
-    /// Refusals per counter, keyed `level \x1f name \x1f counter`: encoded per scrape with a zero
+    /// Refusals per counter, keyed `level \x1f counter \x1f name`: encoded per scrape with a zero
     /// for every counter of the running configuration (so alerts on the family can be written
     /// before the first refusal). Refusals are rare next to calls; a mutex is enough.
     rejections: Mutex<HashMap<String, u64>>,
@@ -430,16 +430,16 @@ impl Metrics {
     }
 }
 
-/// `level \x1f name \x1f counter` into `out` (cleared first): one string key per counter, looked up
-/// with a reused buffer so a scrape allocates nothing per counter.
+/// `level \x1f counter \x1f name` into `out` (cleared first): one string key per counter, looked up
+/// with a reused buffer so a scrape allocates nothing per counter. The name comes last: level and
+/// counter are fixed words, so the key splits back the same whatever the name holds.
 fn rejection_key(out: &mut String, level: &str, name: &str, counter: &str) {
     out.clear();
-    for (i, part) in [level, name, counter].into_iter().enumerate() {
-        if i > 0 {
-            out.push('\x1f');
-        }
-        out.push_str(part);
-    }
+    out.push_str(level);
+    out.push('\x1f');
+    out.push_str(counter);
+    out.push('\x1f');
+    out.push_str(name);
 }
 
 /// The counters snapshot of one scrape, encoded as two gauge families, with the refusals.
@@ -482,8 +482,8 @@ impl CounterSnapshot {
             })
             .collect();
         for (k, n) in self.rejections.iter().filter(|(k, _)| !known.contains(*k)) {
-            let mut parts = k.split('\x1f');
-            let (Some(level), Some(name), Some(counter)) =
+            let mut parts = k.splitn(3, '\x1f');
+            let (Some(level), Some(counter), Some(name)) =
                 (parts.next(), parts.next(), parts.next())
             else {
                 continue;

@@ -56,7 +56,7 @@ pub enum AuthOutcome {
 ///   work as a known one.
 /// - A right response: its nonce count is recorded in `nonces` only now (a wrong one must not
 ///   use up a count): fresh is [`AuthOutcome::Authenticated`]; a replayed count is a challenge
-///   (`stale=false`); a nonce overtaken in the table by newer ones is a challenge with
+///   with `stale=true` (the answer verified); a nonce overtaken in the table by newer ones is a challenge with
 ///   `stale=true` (the client knows the password; it only needs a new nonce). An RFC 2069 answer (no `qop`,
 ///   no `nc`) is recorded as `nc=1`: such a nonce serves one request.
 ///
@@ -118,8 +118,10 @@ fn record_count(
         NcVerdict::Fresh => AuthOutcome::Authenticated {
             username: creds.username.clone().into_owned(),
         },
-        NcVerdict::Replay => AuthOutcome::Challenge { stale: false },
-        NcVerdict::Overtaken => AuthOutcome::Challenge { stale: true },
+        // The response verified: this is the client itself (a retransmission after a lost 200,
+        // REGISTER being stateless) or a replay of its request. `stale=true` lets the phone retry
+        // with a new nonce without treating it as a wrong password; a replayer learns nothing.
+        NcVerdict::Replay | NcVerdict::Overtaken => AuthOutcome::Challenge { stale: true },
     }
 }
 

@@ -389,6 +389,20 @@ fn a_leg(req: &Request, source: Dest, local_tag: String) -> Leg {
     }
 }
 
+/// The From user the callee of an inbound call sees. A caller presenting a number that is an
+/// extension of the callee's organization is shown as anonymous: an internal call from that
+/// extension looks the same, so a spoofed From would pass for a colleague (a voicemail PIN
+/// prompt skipped, a social-engineering call).
+fn inbound_caller(s: &Snapshot, callee: ExtId, req: &Request, trusted: bool) -> String {
+    let user = routing::caller_id::inbound_from_user(req, trusted);
+    let org = &s.organizations[s.extensions[callee.index()].organization.index()];
+    if s.extension_at(&org.domain, &user).is_some() {
+        tracing::info!(call_id = %req.parts().call_id(), caller = %user, "inbound caller presents an internal extension number; shown as anonymous");
+        return routing::caller_id::ANONYMOUS.to_owned();
+    }
+    user
+}
+
 /// The user part of the Request-URI (the dialled number).
 fn dialled_user(req: &Request) -> Option<String> {
     match req.uri() {
@@ -492,7 +506,7 @@ fn admit(
             let target = Target {
                 dest,
                 user,
-                from_user: routing::caller_id::inbound_from_user(req, trusted),
+                from_user: inbound_caller(s, *callee, req, trusted),
                 identity,
                 request_uri,
             };

@@ -524,6 +524,19 @@ fn identity_headers_cross_from_a_trusted_trunk_only() {
     );
 }
 
+#[test]
+fn an_inbound_caller_presenting_an_internal_extension_number_is_shown_as_anonymous() {
+    let mut f = identity_fixture(false);
+    let spoofed = String::from_utf8_lossy(inbound_invite("id6").parts().as_bytes())
+        .replace("\r\n", "\n")
+        .replace("From: <sip:2125551234@", "From: <sip:200@");
+    let b = b_leg_text(&mut f, request(&spoofed), trunk());
+    assert!(
+        b.contains("From: <sip:anonymous@"),
+        "a caller from outside must not pass for extension 200:\n{b}"
+    );
+}
+
 /// `inv` without its Privacy header.
 fn without_privacy(inv: &sip::Request) -> sip::Request {
     let text = String::from_utf8_lossy(inv.parts().as_bytes()).replace("\r\n", "\n");

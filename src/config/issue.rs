@@ -218,6 +218,8 @@ pub enum Problem {
     InvalidHa1,
     /// `ha1_sha256` not 64 hexadecimal characters.
     InvalidHa1Sha256,
+    /// Only `ha1_sha256`, in an organization that sends no SHA-256 challenge.
+    Sha256HashNeverChallenged,
     /// An `allowed_networks` entry that is not a network or address.
     InvalidNetwork(String),
     /// An `allowed_networks` entry wider than /24 (IPv4) or /64 (IPv6).
@@ -353,6 +355,10 @@ impl fmt::Display for Problem {
                 f.write_str("`password` and `ha1` / `ha1_sha256` are exclusive; set one")
             }
             InvalidHa1 => f.write_str("ha1 must be 32 hexadecimal characters (an MD5 digest)"),
+            Sha256HashNeverChallenged => f.write_str(
+                "only `ha1_sha256` is stored but the organization sends MD5 challenges only: set \
+                 `digest_sha256 = true` on it (or [server]) or add `ha1`",
+            ),
             InvalidHa1Sha256 => {
                 f.write_str("ha1_sha256 must be 64 hexadecimal characters (a SHA-256 digest)")
             }

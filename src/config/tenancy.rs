@@ -117,6 +117,21 @@ pub(crate) fn extensions(b: &mut Build<'_>) -> Vec<Extension> {
         }
         number(b, ent, e, org, i);
         let credentials = credentials(b, ent, e);
+        if let Some(Credentials::Ha1 {
+            md5: None,
+            sha256: Some(_),
+        }) = &credentials
+        {
+            // Only a SHA-256 answer can match, and only organizations that opted in send a
+            // SHA-256 challenge: every REGISTER of this extension would be refused.
+            let server = raw.server.digest_sha256;
+            let offered = org
+                .and_then(|o| raw.organization.get(o.index()))
+                .map_or(server, |o| o.digest_sha256.unwrap_or(server));
+            if !offered {
+                b.error(ent(), "ha1_sha256", Problem::Sha256HashNeverChallenged);
+            }
+        }
         if let (Some(out), Some(calls)) = (e.max_outgoing, e.max_calls) {
             if out > calls {
                 let problem = Problem::MaxOutgoingAboveMaxCalls {

@@ -422,10 +422,16 @@ fn credentials_rules() {
     );
     assert_eq!(p, Problem::PasswordAndHa1);
     let p = one_error(
-        &ext("ha1_sha256 = \"0123456789abcdef0123456789abcdef\""),
+        &ext("ha1 = \"0123456789abcdef0123456789abcdef\"\nha1_sha256 = \"0123456789abcdef0123456789abcdef\""),
         entity,
     );
     assert_eq!(p, Problem::InvalidHa1Sha256, "an MD5-length value");
+    let p = one_error(&ext(&format!("ha1_sha256 = \"{sha}\"")), entity);
+    assert_eq!(
+        p,
+        Problem::Sha256HashNeverChallenged,
+        "acme sends MD5 challenges only"
+    );
     let both = format!(
         "ha1 = \"0123456789abcdef0123456789abcdef\"\nha1_sha256 = \"{}\"",
         sha.to_ascii_uppercase()

@@ -327,7 +327,7 @@ impl Engine {
         // its NAT keeps no mapping, RFC 5626's reasoning, and callgate opens no TLS connection
         // of its own); the store is shared, so one shard does it.
         if self.b2bua.shard() == 0 {
-            let dropped = self.shared.location.remove_flow(closed.transport, peer);
+            let dropped = self.shared.location.remove_flow(closed.transport, peer, at);
             if dropped > 0 {
                 tracing::info!(peer.addr = %peer, transport = closed.transport.as_str(), bindings = dropped, "connection closed; its bindings dropped");
             }

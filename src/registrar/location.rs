@@ -236,8 +236,19 @@ impl LocationStore {
     ///
     /// A full pass over the store (one map shard locked at a time); fine at a connection close,
     /// not for a per-message path.
-    pub fn remove_flow(&self, transport: Transport, source: SocketAddr) -> usize {
-        self.retain_bindings(|b| !(b.flow.transport == transport && b.flow.source == source))
+    pub fn remove_flow(
+        &self,
+        transport: Transport,
+        source: SocketAddr,
+        closed_at: Instant,
+    ) -> usize {
+        // A binding registered after the close came over a new connection from the same address
+        // (a port-preserving NAT): it stays.
+        self.retain_bindings(|b| {
+            !(b.flow.transport == transport
+                && b.flow.source == source
+                && b.registered_at <= closed_at)
+        })
     }
 
     /// Bindings stored, including expired ones the next [`expire`](Self::expire) will drop.

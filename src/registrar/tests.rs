@@ -285,10 +285,25 @@ fn closed_connection_removes_its_bindings_only() {
     same_port_udp.flow = flow(Transport::Udp, "192.0.2.1:40000");
     store.upsert(alice(), over_tcp, 3, t0).unwrap();
     store.upsert(alice(), same_port_udp.clone(), 3, t0).unwrap();
-    assert_eq!(store.remove_flow(Transport::Tcp, peer), 1);
+    assert_eq!(store.remove_flow(Transport::Tcp, peer, t0), 1);
     assert_eq!(store.lookup(&alice(), t0), vec![same_port_udp]);
-    assert_eq!(store.remove_flow(Transport::Udp, peer), 1);
+    assert_eq!(store.remove_flow(Transport::Udp, peer, t0), 1);
     assert!(store.is_empty());
+}
+
+#[test]
+fn a_close_handled_late_spares_a_binding_made_over_a_new_connection() {
+    let t0 = crate::test_clock::origin();
+    let store = LocationStore::new();
+    let peer: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    // The old connection closed at t0; the phone reconnected from the same address (a
+    // port-preserving NAT) and registered at t1, before the close reached the store.
+    let t1 = t0 + Duration::from_millis(5);
+    let mut again = binding("sip:a@192.0.2.1;transport=tcp", t1, 600, "a2", 1);
+    again.flow = flow(Transport::Tcp, "192.0.2.1:40000");
+    store.upsert(alice(), again.clone(), 3, t1).unwrap();
+    assert_eq!(store.remove_flow(Transport::Tcp, peer, t0), 0);
+    assert_eq!(store.lookup(&alice(), t1), vec![again]);
 }
 
 #[test]

@@ -19,7 +19,11 @@ pub fn inbound_from_user(req: &Request, trusted: bool) -> String {
     let asserted = trusted
         .then(|| first_value(req, "P-Asserted-Identity"))
         .flatten()
-        .and_then(|v| name_addr::parse(v).ok().and_then(|a| user_of(a.uri)));
+        .and_then(|v| {
+            name_addr::parse(first_address(v))
+                .ok()
+                .and_then(|a| user_of(a.uri))
+        });
     asserted
         .or_else(|| user_of(req.parts().from().uri))
         .unwrap_or_else(|| ANONYMOUS.to_owned())
@@ -40,6 +44,19 @@ pub fn asks_privacy(req: &Request) -> bool {
                 .iter()
                 .any(|p| t.eq_ignore_ascii_case(p))
         })
+}
+
+/// The first address of a comma-separated list (`<sip:+1@x>, <tel:+1>`, RFC 3325 allows a SIP
+/// and a tel URI): through the first `>` when it is bracketed, else up to the first comma. A
+/// display name holding `>` or `,` only costs the asserted identity (the From user is used).
+fn first_address(value: &str) -> &str {
+    let comma = value.find(',');
+    match value.find('<') {
+        Some(open) if comma.is_none_or(|c| open < c) => {
+            value.find('>').map_or(value, |end| &value[..=end])
+        }
+        _ => comma.map_or(value, |c| &value[..c]),
+    }
 }
 
 fn first_value<'r>(req: &'r Request, name: &'r str) -> Option<&'r str> {
@@ -95,6 +112,11 @@ mod tests {
         assert_eq!(inbound_from_user(&invite(pai), false), "+14155550123");
         let sip_pai = "P-Asserted-Identity: \"A\" <sip:4155558888@carrier.example;user=phone>\r\n";
         assert_eq!(inbound_from_user(&invite(sip_pai), true), "4155558888");
+        let both =
+            "P-Asserted-Identity: <sip:+14155557777@carrier.example>, <tel:+14155557777>\r\n";
+        assert_eq!(inbound_from_user(&invite(both), true), "+14155557777");
+        let bare = "P-Asserted-Identity: tel:+14155556666, <sip:x@y>\r\n";
+        assert_eq!(inbound_from_user(&invite(bare), true), "+14155556666");
     }
 
     #[test]
