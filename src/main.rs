@@ -141,6 +141,13 @@ fn check_config(path: &Path) -> ExitCode {
         return ExitCode::from(EXIT_INVALID);
     };
     print_issues(&loaded.warnings);
+    let certificates = callgate::transport::check_certificates(&loaded.snapshot.listen);
+    for e in &certificates {
+        eprintln!("{}: error: {e}", path.display());
+    }
+    if !certificates.is_empty() {
+        return ExitCode::from(EXIT_INVALID);
+    }
     println!(
         "{}: configuration ok: {}",
         path.display(),

@@ -443,3 +443,34 @@ fn trunk_owned_by_another_organization() {
         &["did_pool #2 (trunk mine, organization acme)", "owned by organization globex"],
     );
 }
+
+#[test]
+fn a_tls_listener_whose_certificate_cannot_be_read_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let listener = format!(
+        "[[listen]]\ntransport = \"tls\"\naddress = \"127.0.0.1:5061\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let text = format!("{BASE}\n{listener}");
+    // Missing files: what a start would fail on, reported before it.
+    let (code, out) = check_config(&text);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tls listener 127.0.0.1:5061"), "{out}");
+    assert!(out.contains("cert.pem"), "names the file: {out}");
+    // Files that are there but hold no certificate.
+    std::fs::write(&cert, "not a certificate").expect("write");
+    std::fs::write(&key, "not a key").expect("write");
+    let (code, out) = check_config(&text);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("tls listener"), "{out}");
+    // A real pair passes.
+    let made = rcgen::generate_simple_self_signed(vec!["callgate.test".to_owned()])
+        .expect("a self-signed certificate");
+    std::fs::write(&cert, made.cert.pem()).expect("write");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write");
+    let (code, out) = check_config(&text);
+    assert_eq!(code, 0, "{out}");
+}

@@ -157,11 +157,7 @@ pub(super) fn check(
             }
         },
         AuthOutcome::Challenge { stale } => {
-            let sha256 = snapshot
-                .index
-                .organization_by_domain
-                .get(&claim.realm)
-                .is_some_and(|o| snapshot.organizations[o.index()].digest_sha256);
+            let sha256 = offers_sha256(snapshot, &claim.realm);
             let how = How {
                 stale,
                 sha256,
@@ -173,6 +169,11 @@ pub(super) fn check(
         AuthOutcome::Failed { username, counts } => {
             // One line per failure, in a form fail2ban matches; never the hash.
             tracing::warn!(peer.ip = %source, extension = %username, realm = %claim.realm, "digest authentication failed");
+            // An answer no stored secret could match is a configuration mismatch only where the
+            // realm offered that algorithm; where only MD5 was offered, the client answered a
+            // challenge never sent (a guesser), and not counting it would tell it which
+            // extensions store an MD5 HA1.
+            let counts = counts || !offers_sha256(snapshot, &claim.realm);
             let ban = counts
                 .then(|| shared.guard.record_failure(source, &username, secs))
                 .flatten();
@@ -185,6 +186,15 @@ pub(super) fn check(
             }
         }
     }
+}
+
+/// Whether the organization of `realm` sends SHA-256 challenges.
+fn offers_sha256(snapshot: &Snapshot, realm: &str) -> bool {
+    snapshot
+        .index
+        .organization_by_domain
+        .get(realm)
+        .is_some_and(|o| snapshot.organizations[o.index()].digest_sha256)
 }
 
 /// Whether `ext` may be used from `source` (its `allowed_networks`, spec 5; empty = anywhere).

@@ -649,3 +649,34 @@ fn a_phone_outside_its_allowed_networks_is_refused_with_the_right_password() {
     assert_eq!(bound.len(), 1);
     assert_eq!(bound[0].flow.source.to_string(), "10.1.2.9:5060");
 }
+
+#[test]
+fn sha256_answers_where_only_md5_was_offered_count_as_guesses() {
+    // 101 stores an MD5 HA1; acme offers MD5 only. SHA-256 answers cannot be a phone's mistake.
+    let ha1 = {
+        use md5::Digest;
+        md5::Md5::digest(b"101:acme.example:pw")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let cfg = phone_cfg("").replace("password = \"pw\"", &format!("ha1 = \"{ha1}\""));
+    let mut r = rig_with(&cfg);
+    let phone = "198.51.100.7:40000";
+    for n in 0..10u32 {
+        let register = |cseq: u32, auth: &str| register_101(phone, "reg-s", cseq, auth);
+        let sent = r.feed(register(2 * n + 1, ""), phone);
+        let nonce = nonce_of(&sent[0].1);
+        let auth = format!(
+            "Authorization: Digest username=\"101\", realm=\"acme.example\", nonce=\"{nonce}\", uri=\"sip:acme.example\", response=\"{}\", algorithm=SHA-256, cnonce=\"c\", nc=00000001, qop=auth\r\n",
+            "0".repeat(64)
+        );
+        let sent = r.feed(register(2 * n + 2, &auth), phone);
+        assert_eq!(status_of(&sent[0].1), Some(403));
+    }
+    let text = r.metrics.encode(Vec::new()).unwrap_or_default();
+    assert!(
+        text.contains("callgate_auth_bans_total 1\n"),
+        "ten counted guesses ban the source\n{text}"
+    );
+}

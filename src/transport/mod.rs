@@ -524,6 +524,15 @@ fn swap_certificates(listeners: &[Listener], certs: Vec<Option<Arc<ServerConfig>
     }
 }
 
+/// Reads the certificate and key of every TLS listener in `listen`, as a start or reload would:
+/// what `callgate check-config` reports (a file that does not parse fails there, not at 3 a.m.).
+pub fn check_certificates(listen: &[Listen]) -> Vec<TransportError> {
+    listen
+        .iter()
+        .filter_map(|l| load_certificates(l).err())
+        .collect()
+}
+
 /// A TLS listener's certificate, read from its files (`None` for udp and tcp).
 fn load_certificates(listen: &Listen) -> Result<Option<Arc<ServerConfig>>, TransportError> {
     let Some(files) = &listen.tls else {
