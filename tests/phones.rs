@@ -133,11 +133,7 @@ async fn an_unknown_extension_gets_the_answers_a_known_one_gets() {
             challenge[0]
         );
     }
-    assert!(h
-        .get_json("/registrations")
-        .await
-        .as_array()
-        .is_some_and(Vec::is_empty));
+    h.assert_no_registrations().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,11 +185,7 @@ async fn a_phone_registers_refreshes_and_removes_every_binding_with_a_star() {
     }
     // The refresh kept one binding with the full lifetime asked for, not a second one.
     assert!(oks[1].contains(";expires=600"), "{}", oks[1]);
-    assert!(h
-        .get_json("/registrations")
-        .await
-        .as_array()
-        .is_some_and(Vec::is_empty));
+    h.assert_no_registrations().await;
     let metrics = callgate::admin::client::request(&h.admin, "GET", "/metrics", None)
         .await
         .expect("admin");

@@ -69,11 +69,7 @@ async fn svwar_finds_none_of_the_known_extensions() {
             .collect();
         assert!(found.is_empty(), "svwar {method} found {found:?}:\n{out}");
     }
-    assert!(h
-        .get_json("/registrations")
-        .await
-        .as_array()
-        .is_some_and(Vec::is_empty));
+    h.assert_no_registrations().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,14 +209,8 @@ async fn baresip_phones_on_tcp_call_the_called_one_hangs_up_then_dies() {
     // the connection, and a call to 102 gets 480 at once instead of dialling a dead flow.
     drop(b);
     wait_unbound(&h, "102@acme.example").await;
-    a.dial("sip:102@acme.example").await;
-    let closed = a.wait_closed().await;
-    assert!(
-        closed["param"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("480")),
-        "no connection, no binding, no call: {closed}"
-    );
+    // No connection, no binding, no call.
+    assert_closed_with(&a.dial_and_wait_closed("sip:102@acme.example").await, "480");
     h.assert_all_released().await;
 }
 
@@ -238,25 +232,14 @@ async fn a_baresip_caller_cancels_a_callee_refuses_then_unregisters_and_gets_no_
     b.wait_incoming().await;
     b.hangup().await;
     b.wait_closed().await;
-    let closed = a.wait_closed().await;
-    assert!(
-        closed["param"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("486")),
-        "the caller sees the refusal: {closed}"
-    );
+    // The caller sees the refusal.
+    assert_closed_with(&a.wait_closed().await, "486");
     h.assert_all_released().await;
     // 102 unregisters (Expires: 0): its binding goes and a call to it gets 480.
     b.unregister("sip:102@acme.example").await;
     wait_unbound(&h, "102@acme.example").await;
-    a.dial("sip:102@acme.example").await;
-    let closed = a.wait_closed().await;
-    assert!(
-        closed["param"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("480")),
-        "no binding, no call: {closed}"
-    );
+    // No binding, no call.
+    assert_closed_with(&a.dial_and_wait_closed("sip:102@acme.example").await, "480");
     h.assert_all_released().await;
 }
 
@@ -301,4 +284,14 @@ async fn options_sent(h: &Harness) -> u64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Asserts a `CALL_CLOSED` event ended with a final response of `status`.
+fn assert_closed_with(closed: &serde_json::Value, status: &str) {
+    assert!(
+        closed["param"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(status)),
+        "closed with {status} expected: {closed}"
+    );
 }

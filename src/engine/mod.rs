@@ -408,7 +408,7 @@ impl Engine {
         if method == Method::Register {
             // Stateless, as the dispatcher answers it in the daemon (registration.rs says why).
             let generation = self.b2bua.generation();
-            let (to, bytes, _) = registration::answer(
+            let (to, bytes) = registration::answer(
                 generation.config(),
                 &self.shared,
                 &self.metrics,

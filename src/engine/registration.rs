@@ -45,20 +45,19 @@ impl Front {
     pub fn answer(&self, req: Request, source: Dest, now: Instant) -> (Dest, Bytes) {
         self.metrics.sip_request("REGISTER", Direction::In);
         let generation = self.limiter.current();
-        let (to, bytes, _) = answer(
+        answer(
             generation.config(),
             &self.shared,
             &self.metrics,
             req,
             source,
             now,
-        );
-        (to, bytes)
+        )
     }
 }
 
-/// Answers a REGISTER: where the response goes (RFC 3261 18.2.2, RFC 3581), the response and its
-/// status (counted in `metrics`, like a wrong password).
+/// Answers a REGISTER: where the response goes (RFC 3261 18.2.2, RFC 3581) and the response (its
+/// status counted in `metrics`, like a wrong password).
 pub(super) fn answer(
     snapshot: &Snapshot,
     shared: &Shared,
@@ -66,7 +65,7 @@ pub(super) fn answer(
     req: Request,
     source: Dest,
     now: Instant,
-) -> (Dest, Bytes, u16) {
+) -> (Dest, Bytes) {
     let (req, reply_to) = rport::stamp(req, source);
     let (status, bytes) = if let Some(refusal) = checks::check(&req) {
         (refusal.status, refusal.response(&req))
@@ -76,7 +75,7 @@ pub(super) fn answer(
         reply(snapshot, shared, metrics, &req, source, now)
     };
     metrics.sip_response(status, Direction::Out);
-    (reply_to, bytes, status)
+    (reply_to, bytes)
 }
 
 /// A challenge, a refusal, or the registrar's answer.

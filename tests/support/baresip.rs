@@ -218,6 +218,12 @@ impl Phone {
         self.command("dial", uri).await;
     }
 
+    /// Dials `uri` and waits until that call ends (a refused call); returns the closing event.
+    pub async fn dial_and_wait_closed(&mut self, uri: &str) -> Value {
+        self.dial(uri).await;
+        self.wait_closed().await
+    }
+
     /// Answers the ringing call.
     pub async fn accept(&mut self) {
         self.command("accept", "").await;

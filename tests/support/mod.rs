@@ -331,6 +331,12 @@ impl Harness {
         }
     }
 
+    /// Asserts `GET /registrations` lists no binding.
+    pub async fn assert_no_registrations(&self) {
+        let list = self.get_json("/registrations").await;
+        assert!(list.as_array().is_some_and(Vec::is_empty), "{list}");
+    }
+
     /// `GET path` on the admin API, as JSON.
     pub async fn get_json(&self, path: &str) -> Value {
         let resp = client::request(&self.admin, "GET", path, None)
