@@ -1,5 +1,5 @@
-//! A call: the two legs, the A-leg INVITE being answered, the B-leg INVITE in progress, and the
-//! permit that holds its counters.
+//! A call: leg A, the callee legs being tried (several when a ring rule forks, one after another
+//! on trunk failover), the leg that answered, and the permits that hold its counters.
 
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,25 @@ pub struct Call {
     pub id: u64,
     /// Leg towards the caller.
     pub a: Leg,
-    /// Leg towards the callee.
+    /// The callee leg that speaks for the call: the leg that answered; before that the leg whose
+    /// early media the caller hears, or the first leg started.
     pub b: Leg,
+    /// Leg number of `b` (see [`Attempt::no`]).
+    pub(super) b_no: u8,
+    /// `b` was chosen for its early media: other legs' provisionals no longer reach the caller.
+    pub(super) early_media: bool,
+    /// Callee legs whose INVITE is in progress, besides an answered `b` (losers being
+    /// cancelled stay here until their transaction ends).
+    pub(super) attempts: Vec<Attempt>,
+    /// Per target of the call's plan: its units and its untried ways.
+    pub(super) targets: Vec<TargetState>,
+    /// Next leg number.
+    pub(super) next_leg: u8,
+    /// The units of the leg that answered (its target's), for the rest of the call.
+    pub(super) b_permit: Option<Permit>,
+    /// How the call ends once its cancelled legs are done (the caller's CANCEL: cancelled; a 6xx
+    /// or a timeout: failed).
+    pub(super) cancel_outcome: Outcome,
     /// Current state.
     pub state: CallState,
     /// When the A INVITE arrived.
@@ -122,10 +139,48 @@ pub(super) struct PendingOk {
 /// The messages only call set-up needs.
 #[derive(Debug)]
 pub(super) struct Setup {
-    /// The caller's INVITE (responses to A are built from it).
+    /// The caller's INVITE (responses to A and the callee legs' INVITEs are built from it).
     pub(super) a_invite: Request,
-    /// Our INVITE to B, parsed (its CANCEL is built from it).
-    pub(super) b_invite: Request,
+    /// The best final response from a failed leg so far (RFC 3261 16.7): what the caller gets
+    /// when no leg answers.
+    pub(super) best: Option<(u16, String)>,
+}
+
+/// One callee leg being set up: a dialog of its own (own Call-ID, tags and INVITE transaction).
+#[derive(Debug)]
+pub(super) struct Attempt {
+    /// Its number within the call (its client role names it).
+    pub(super) no: u8,
+    /// Which target of the plan it reaches.
+    pub(super) target: u8,
+    /// Its dialog state.
+    pub(super) leg: Leg,
+    /// Our INVITE, parsed (its CANCEL is built from it).
+    pub(super) invite: Request,
+    /// The INVITE's client transaction.
+    pub(super) key: TransactionKey,
+    /// Where it is.
+    pub(super) state: AttemptState,
+}
+
+/// Where a callee leg is before the call is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AttemptState {
+    /// INVITE sent.
+    Calling,
+    /// A provisional response came.
+    Early,
+    /// CANCEL sent; waiting for its INVITE's final response.
+    Cancelling,
+}
+
+/// A target of the call's plan while it is being reached.
+#[derive(Debug)]
+pub(super) struct TargetState {
+    /// The units of the way being tried (`None`: the call's own cover it, or already released).
+    pub(super) permit: Option<Permit>,
+    /// Ways not tried yet, in order (outbound failover).
+    pub(super) rest: Vec<crate::routing::plan::Choice>,
 }
 
 impl Call {
@@ -134,9 +189,18 @@ impl Call {
         self.setup.as_ref().map(|s| &s.a_invite)
     }
 
-    /// Our INVITE to B, while set-up lasts.
-    pub(super) fn b_invite(&self) -> Option<&Request> {
-        self.setup.as_ref().map(|s| &s.b_invite)
+    /// The callee leg number `no` being set up.
+    pub(super) fn attempt_mut(&mut self, no: u8) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().find(|a| a.no == no)
+    }
+
+    /// Drops every unit the call holds: its own, the answered leg's and its targets'.
+    pub(super) fn release_units(&mut self) {
+        self.permit = None;
+        self.b_permit = None;
+        for t in &mut self.targets {
+            t.permit = None;
+        }
     }
 
     /// A final or provisional response to the caller's INVITE (none once set-up is over).
@@ -178,19 +242,20 @@ impl Call {
         unbracket(&self.a.local_uri)
     }
 
-    /// The counters held, as (level, name, counter) strings for the admin API.
+    /// The counters held, as (level, name, counter) strings for the admin API: the call's own,
+    /// then its legs'.
     pub fn counters(&self) -> Vec<(String, String, String)> {
-        let Some(permit) = &self.permit else {
-            return Vec::new();
-        };
-        let generation = permit.generation();
-        permit
-            .path()
-            .ids()
+        let legs = self.targets.iter().filter_map(|t| t.permit.as_ref());
+        self.permit
             .iter()
-            .map(|id| {
-                let key = generation.describe(*id);
-                (key.0.as_str().to_owned(), key.1, key.2.as_str().to_owned())
+            .chain(self.b_permit.iter())
+            .chain(legs)
+            .flat_map(|permit| {
+                let generation = permit.generation();
+                permit.path().ids().iter().map(move |id| {
+                    let key = generation.describe(*id);
+                    (key.0.as_str().to_owned(), key.1, key.2.as_str().to_owned())
+                })
             })
             .collect()
     }

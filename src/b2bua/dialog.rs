@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::call::{Call, CallState, Outcome};
+use super::call::{Call, CallState};
 use super::leg::{InDialog, Side};
 use super::{B2bua, CallTimer, ClientRole, Out};
 use crate::sip::{self, HeaderName, Method, Request, Response};
@@ -28,7 +28,7 @@ impl B2bua {
         };
         let is_final = resp.status().is_final();
         match role {
-            ClientRole::Invite => self.on_b_invite_response(now, id, resp, out),
+            ClientRole::Invite { leg } => self.on_leg_response(now, id, leg, resp, out),
             ClientRole::Relay {
                 origin,
                 origin_req,
@@ -58,7 +58,10 @@ impl B2bua {
         // 2xx retransmissions arrive on them.
         let keep = matches!(
             self.by_client.get(key),
-            Some((_, ClientRole::Invite | ClientRole::ReinviteAcked { .. }))
+            Some((
+                _,
+                ClientRole::Invite { .. } | ClientRole::ReinviteAcked { .. }
+            ))
         );
         if is_final && !keep {
             self.by_client.remove(key);
@@ -68,34 +71,14 @@ impl B2bua {
         }
     }
 
-    fn on_b_invite_response(&mut self, now: Instant, id: u64, resp: Response, out: &mut Vec<Out>) {
-        let status = resp.status().as_u16();
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if matches!(call.state, CallState::Answered | CallState::Confirmed)
-            && !(200..=299).contains(&status)
-        {
-            // Once answered, the INVITE is over (RFC 3261 17.1.1.2): a provisional or a failure
-            // now (a callee that answers, waits past Timer M and sends 486) changes nothing,
-            // above all it does not end a call that goes on and release its counters.
-            tracing::info!(call = id, status, "response to an answered INVITE ignored");
-            return;
-        }
-        if let Some(tag) = resp.parts().to_tag() {
-            call.b
-                .remote_tag
-                .get_or_insert_with(|| tag.as_str().to_owned());
-        }
-        match status {
-            100 => {}
-            101..=199 => on_b_provisional(call, &resp, &self.settings.local, out),
-            200..=299 => self.on_b_answer(now, id, &resp, out),
-            _ => self.on_b_failure(id, &resp, out),
-        }
-    }
-
-    fn on_b_answer(&mut self, now: Instant, id: u64, resp: &Response, out: &mut Vec<Out>) {
+    /// The B leg's 2xx: the call is answered (or, again, B retransmits its 2xx).
+    pub(super) fn on_b_answer(
+        &mut self,
+        now: Instant,
+        id: u64,
+        resp: &Response,
+        out: &mut Vec<Out>,
+    ) {
         let local = self.settings.local.clone();
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
@@ -119,15 +102,6 @@ impl B2bua {
             call.b.remote_tag = Some(tag.as_str().to_owned());
         }
         let ack = b_ack(call, &local, &branch, None);
-        if call.state == CallState::Cancelling {
-            // CANCEL crossed B's 200: confirm and hang up B at once (RFC 3261 9.1 race).
-            out.push(Out::Send {
-                dest: call.b.dest,
-                bytes: ack,
-            });
-            self.send_bye(id, Side::B, out);
-            return self.forget(id, Outcome::Cancelled, out);
-        }
         if call.b_ack_waits_for_a {
             call.b_ack = None;
         } else {
@@ -178,25 +152,6 @@ impl B2bua {
         });
     }
 
-    fn on_b_failure(&mut self, id: u64, resp: &Response, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        let status = resp.status().as_u16();
-        let cancelled = call.state == CallState::Cancelling;
-        if !cancelled {
-            // Relay B's final status to A with B's reason phrase; A's 487 was sent on CANCEL.
-            let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
-            out.extend(call.respond_a(status, &reason, &[], None));
-        }
-        let outcome = if cancelled {
-            Outcome::Cancelled
-        } else {
-            Outcome::Failed
-        };
-        self.forget(id, outcome, out);
-    }
-
     /// ACK from A. For our 2xx it confirms the call (and, on a late offer, carries the SDP answer
     /// that B's ACK needs); ACKs of relayed re-INVITEs are absorbed (B was ACKed by us).
     pub fn on_ack(&mut self, req: &Request, out: &mut Vec<Out>) {
@@ -244,6 +199,18 @@ impl B2bua {
     /// A CANCEL from A matched the A INVITE `invite_key` (the driver already answered the CANCEL
     /// with 200). Answers the INVITE with 487 and cancels B.
     pub fn on_cancel(&mut self, now: Instant, invite_key: &TransactionKey, out: &mut Vec<Out>) {
+        self.on_cancel_with(now, invite_key, None, out);
+    }
+
+    /// [`B2bua::on_cancel`] for a CANCEL carrying `reason` (its `Reason` header, RFC 3326): the
+    /// callee legs' CANCELs carry it on.
+    pub fn on_cancel_with(
+        &mut self,
+        now: Instant,
+        invite_key: &TransactionKey,
+        reason: Option<&str>,
+        out: &mut Vec<Out>,
+    ) {
         let Some(&id) = self.by_a_invite.get(invite_key) else {
             return;
         };
@@ -254,35 +221,29 @@ impl B2bua {
             return;
         }
         out.extend(call.respond_a(487, "Request Terminated", &[], None));
-        self.cancel_b(now, id, out);
+        self.cancel_b(now, id, reason, out);
     }
 
-    /// Cancels the B INVITE of a call not yet answered (the caller already has its final
-    /// response). The units go back now; the call stays, in `Cancelling`, until B's final
-    /// response (a racing 200 gets ACK + BYE) or until 64*T1 without one (RFC 3261 9.1).
-    pub(super) fn cancel_b(&mut self, now: Instant, id: u64, out: &mut Vec<Out>) {
-        let give_up = now + 64 * self.settings.t1;
+    /// Cancels every callee leg of a call not yet answered (the caller already has its final
+    /// response). The call's own units go back now, each leg's when its INVITE ends; the call
+    /// stays, in `Cancelling`, until every leg's final response (a racing 200 gets ACK + BYE) or
+    /// until 64*T1 without one (RFC 3261 9.1).
+    pub(super) fn cancel_b(
+        &mut self,
+        now: Instant,
+        id: u64,
+        reason: Option<&str>,
+        out: &mut Vec<Out>,
+    ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         call.state = CallState::Cancelling;
         call.permit = None;
-        let Some(b_invite) = call.b_invite() else {
-            return;
-        };
-        let cancel = sip::cancel_for(b_invite);
-        let key = client_key_for(invite_branch(b_invite), &Method::Cancel);
-        out.push(Out::StartNonInvite {
-            key: key.clone(),
-            dest: call.b.dest,
-            bytes: cancel,
-        });
-        out.push(Out::Arm {
-            at: give_up,
-            call: id,
-            timer: CallTimer::CancelGiveUp,
-        });
-        self.by_client.insert(key, (id, ClientRole::Teardown));
+        for t in &mut call.targets {
+            t.rest.clear();
+        }
+        self.cancel_legs(now, id, reason, out);
     }
 
     /// A request with a To tag on server transaction `key`: inside one of our dialogs.
@@ -309,7 +270,14 @@ impl B2bua {
                     status: 200,
                     bytes,
                 });
-                self.hang_up_from(now, id, side, out);
+                match self.early_leg_of(id, side, &req) {
+                    // BYE on an early dialog is not legal from a callee; that leg failed.
+                    Some(no) => {
+                        let end = super::fork::LegEnd::new(480, "Temporarily Unavailable");
+                        self.leg_over(now, id, no, end, out);
+                    }
+                    None => self.hang_up_from(now, id, side, out),
+                }
             }
             Method::Refer => {
                 // Transfers are not supported yet: decline rather than half-implement them.
@@ -549,7 +517,14 @@ impl B2bua {
         let call = self.calls.get(&id)?;
         let leg = match side {
             Side::A => &call.a,
-            Side::B => &call.b,
+            Side::B if call.b.call_id == parts.call_id() => &call.b,
+            Side::B => {
+                &call
+                    .attempts
+                    .iter()
+                    .find(|a| a.leg.call_id == parts.call_id())?
+                    .leg
+            }
         };
         let ours = parts.to_tag().is_some_and(|t| t.as_str() == leg.local_tag);
         // A peer without a tag (RFC 2543) is matched on the rest.
@@ -559,6 +534,23 @@ impl B2bua {
             (None, _) => true,
         };
         (ours && theirs).then_some((id, side))
+    }
+
+    /// The callee leg number of an unanswered call's early dialog that `req` came on, if any.
+    fn early_leg_of(&self, id: u64, side: Side, req: &Request) -> Option<u8> {
+        let call = self.calls.get(&id)?;
+        if side != Side::B
+            || !matches!(
+                call.state,
+                CallState::Calling | CallState::Early | CallState::Cancelling
+            )
+        {
+            return None;
+        }
+        call.attempts
+            .iter()
+            .find(|a| a.leg.call_id == req.parts().call_id())
+            .map(|a| a.no)
     }
 
     /// A 2xx to a relayed re-INVITE or UPDATE refreshes the session (RFC 4028 10).
@@ -587,22 +579,6 @@ impl B2bua {
     }
 }
 
-fn on_b_provisional(call: &mut Call, resp: &Response, local: &super::Local, out: &mut Vec<Out>) {
-    if call.state == CallState::Calling {
-        call.state = CallState::Early;
-    }
-    if call.state == CallState::Cancelling {
-        return;
-    }
-    let status = resp.status().as_u16();
-    let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
-    let contact = local.contact_of(&call.a);
-    let parts = resp.parts();
-    let body = body_of(parts);
-    let extra = [("Contact", contact.as_str())];
-    out.extend(call.respond_a(status, &reason, &extra, body));
-}
-
 /// Our 2xx to A carrying B's answer body (`None` only if set-up state is already gone).
 fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Option<Bytes> {
     let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();
@@ -629,7 +605,7 @@ fn answer_a(call: &Call, resp: &Response, local: &super::Local) -> Option<Bytes>
 }
 
 /// Remote target and route set of leg B from its 2xx (RFC 3261 12.1.2: Record-Route reversed).
-fn learn_target(leg: &mut super::Leg, resp: &Response) {
+pub(super) fn learn_target(leg: &mut super::Leg, resp: &Response) {
     let parts = resp.parts();
     if let Some(uri) = parts
         .contacts()
@@ -671,17 +647,13 @@ fn b_ack(
 
 /// An exact-size copy of a message kept for the life of a call (the builder's buffer has room
 /// to spare: ~1 KiB for a 400-byte ACK).
-fn exact(bytes: Bytes) -> Bytes {
+pub(super) fn exact(bytes: Bytes) -> Bytes {
     Bytes::copy_from_slice(&bytes)
 }
 
-fn body_of(parts: &crate::sip::Parts) -> Option<(&str, &[u8])> {
+pub(super) fn body_of(parts: &crate::sip::Parts) -> Option<(&str, &[u8])> {
     let ct = parts
         .header(HeaderName::ContentType)
         .and_then(|h| h.value_str())?;
     (!parts.body().is_empty()).then(|| (ct, parts.body()))
-}
-
-fn invite_branch(req: &Request) -> &str {
-    req.parts().branch().map_or("", |b| b.as_str())
 }

@@ -13,6 +13,7 @@
 
 mod call;
 mod dialog;
+mod fork;
 mod leg;
 mod setup;
 mod teardown;
@@ -20,6 +21,8 @@ mod teardown;
 mod tests;
 #[cfg(test)]
 mod tests_edge;
+#[cfg(test)]
+mod tests_fork;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -199,8 +202,11 @@ pub struct Settings {
 /// What a client transaction of ours is for.
 #[derive(Debug, Clone)]
 enum ClientRole {
-    /// The B leg's initial INVITE.
-    Invite,
+    /// A callee leg's initial INVITE.
+    Invite {
+        /// The leg's number within its call.
+        leg: u8,
+    },
     /// A request relayed from the other leg; its response goes back to `origin`.
     Relay {
         origin: TransactionKey,
@@ -246,6 +252,8 @@ pub struct B2bua {
     ids: Ids,
     /// Registered phones' bindings (shared by every shard): where a call to a phone goes.
     location: Arc<crate::registrar::LocationStore>,
+    /// Whether trunks may carry calls (health probes, registration); shared by every shard.
+    trunks: Arc<dyn crate::routing::plan::TrunkAvailability>,
     draining: bool,
 }
 
@@ -263,6 +271,7 @@ impl B2bua {
             next_id: 0,
             ids,
             location: Arc::default(),
+            trunks: Arc::new(crate::routing::plan::AllAvailable),
             draining: false,
         }
     }
@@ -270,6 +279,12 @@ impl B2bua {
     /// The same B2BUA reaching phones through `location` (the daemon's shared store).
     pub fn with_location(mut self, location: Arc<crate::registrar::LocationStore>) -> Self {
         self.location = location;
+        self
+    }
+
+    /// The same B2BUA skipping the trunks `trunks` says are unavailable.
+    pub fn with_trunks(mut self, trunks: Arc<dyn crate::routing::plan::TrunkAvailability>) -> Self {
+        self.trunks = trunks;
         self
     }
 
@@ -348,7 +363,7 @@ impl B2bua {
     }
 
     /// Indexes call `id`'s TCP legs by peer and tells the transport their flows are in use.
-    fn hold_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
+    fn hold_flows(&mut self, id: u64, legs: &[Dest], out: &mut Vec<Out>) {
         for peer in tcp_peers(legs) {
             // A set: a PBX over TCP has all its calls on one peer, and ending one of them (or
             // moving them all after a close) must not scan the others.
@@ -367,13 +382,9 @@ impl B2bua {
 
     /// A TCP leg of call `id` moved off flow `old`; `legs` are the call's legs after the move.
     /// Each flow stays held once per call, as [`B2bua::hold_flows`] counts them.
-    fn move_flow(&mut self, id: u64, old: Dest, legs: [Dest; 2], out: &mut Vec<Out>) {
-        let udp = Dest {
-            transport: crate::config::model::Transport::Udp,
-            addr: old.addr,
-        };
+    fn move_flow(&mut self, id: u64, old: Dest, legs: &[Dest], out: &mut Vec<Out>) {
         if !legs.contains(&old) {
-            self.release_flows(id, [old, udp], out);
+            self.release_flows(id, &[old], out);
         }
         for peer in tcp_peers(legs) {
             let held = self.by_peer.get(&peer).is_some_and(|ids| ids.contains(&id));
@@ -382,13 +393,13 @@ impl B2bua {
                     transport: crate::config::model::Transport::Tcp,
                     addr: peer,
                 };
-                self.hold_flows(id, [dest, udp], out);
+                self.hold_flows(id, &[dest], out);
             }
         }
     }
 
     /// Undoes [`B2bua::hold_flows`] for an ended call.
-    fn release_flows(&mut self, id: u64, legs: [Dest; 2], out: &mut Vec<Out>) {
+    fn release_flows(&mut self, id: u64, legs: &[Dest], out: &mut Vec<Out>) {
         for peer in tcp_peers(legs) {
             let Some(ids) = self.by_peer.get_mut(&peer) else {
                 continue;
@@ -443,13 +454,15 @@ pub struct IndexSizes {
     pub by_peer: usize,
 }
 
-/// The TCP peers of a call's legs, each once (both legs may face one PBX).
-fn tcp_peers(legs: [Dest; 2]) -> impl Iterator<Item = SocketAddr> {
-    let tcp = |d: &Dest| d.transport.is_stream();
-    let [a, b] = legs;
-    let a_peer = tcp(&a).then_some(a.addr);
-    let b_peer = (tcp(&b) && Some(b.addr) != a_peer).then_some(b.addr);
-    a_peer.into_iter().chain(b_peer)
+/// The stream peers of a call's legs, each once (both legs may face one PBX).
+fn tcp_peers(legs: &[Dest]) -> Vec<SocketAddr> {
+    let mut peers: Vec<SocketAddr> = Vec::with_capacity(legs.len());
+    for d in legs.iter().filter(|d| d.transport.is_stream()) {
+        if !peers.contains(&d.addr) {
+            peers.push(d.addr);
+        }
+    }
+    peers
 }
 
 /// The shard that owns call number `id` (see [`B2bua`]'s numbering).

@@ -4,43 +4,17 @@
 
 use std::time::Instant;
 
-use super::call::{Call, CallState};
+use super::call::{Attempt, AttemptState, Call, CallState, Outcome, TargetState};
 use super::leg::{via_transport, Dest, Leg, Side};
 use super::{B2bua, ClientRole, Out};
-use crate::config::model::{ExtId, Snapshot, Transport, TrunkId};
-use crate::limits::{CallKey, Generation, PathSpec, Permit, Refusal};
-use crate::routing::{self, InboundTarget, Route, RouteError};
+use crate::config::model::{Snapshot, Transport};
+use crate::limits::{CallKey, Generation, Permit, Refusal};
+use crate::routing::plan::{Choice, Identity, LegPlan, Plan, Reach};
+use crate::routing::{self, RouteError};
 use crate::sip::uri::Uri;
 use crate::sip::{self, HeaderName, Method, Request, RequestBuilder};
 use crate::transaction::sip_keys::client_key_for;
 use crate::transaction::TransactionKey;
-
-/// Where the B leg goes and how it is counted.
-struct Target {
-    dest: Dest,
-    /// User part of the B leg's Request-URI and To.
-    user: String,
-    /// User part of the B leg's From (the caller, or its outbound caller ID on a trunk).
-    from_user: String,
-    /// What the B leg asserts about the caller.
-    identity: Identity,
-    /// The Request-URI when it is not `user@dest` (a phone's registered contact).
-    request_uri: Option<String>,
-}
-
-/// P-Asserted-Identity and Privacy on the B leg (RFC 3325: an identity is asserted only inside
-/// a trust domain).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Identity {
-    /// From a trusted trunk: the provider's PAI and Privacy cross.
-    Trusted,
-    /// From an untrusted trunk: neither crosses (anyone can write them).
-    Untrusted,
-    /// From a PBX or phone: its PAI is dropped (a tenant must not claim any number), callgate
-    /// asserts this number when it has one, and the caller's Privacy request crosses so the
-    /// provider withholds the asserted number when asked to (RFC 3323).
-    Extension(Option<String>),
-}
 
 /// Headers that may cross from leg A to leg B. Everything else that is dialog- or hop-specific
 /// (Via, Route, Record-Route, Contact, Call-ID, From/To tags, CSeq, credentials) never crosses.
@@ -112,19 +86,18 @@ impl B2bua {
                 };
                 routing::route(&snapshot, &caller, &user)
             });
-        let route = match route {
-            Ok(r) => r,
-            Err(e) => return self.refuse_route(&req, key, &e, out),
-        };
         let id = self.next_call_number();
         let reach = Reach {
             location: &self.location,
             now,
+            trunks: &*self.trunks,
         };
-        match admit(&generation, &snapshot, &route, id, &reach, &req) {
-            Ok((permit, target)) => {
-                self.start_b_leg(now, req, key, source, permit, target, id, out)
-            }
+        let plan = match route.and_then(|r| routing::plan::plan(&snapshot, &r, &reach, &req)) {
+            Ok(p) => p,
+            Err(e) => return self.refuse_route(&req, key, &e, out),
+        };
+        match admit(&generation, plan, id) {
+            Ok(admitted) => self.start_call(now, req, key, source, admitted, id, out),
             Err(Admission::Refused(refusal)) => {
                 self.refuse_admission(&req, key, &snapshot, refusal, out)
             }
@@ -181,18 +154,17 @@ impl B2bua {
     }
 
     #[allow(clippy::too_many_arguments)] // one call site; the values are the call's parts
-    fn start_b_leg(
+    fn start_call(
         &mut self,
         now: Instant,
         req: Request,
         key: TransactionKey,
         source: Dest,
-        permit: Permit,
-        target: Target,
+        admitted: Admitted,
         id: u64,
         out: &mut Vec<Out>,
     ) {
-        tracing::info!(call = id, call_id = %req.parts().call_id(), dest = %target.dest.addr, "call admitted");
+        tracing::info!(call = id, call_id = %req.parts().call_id(), targets = admitted.targets.len(), "call admitted");
         let a = a_leg(&req, source, self.tag());
         let trying = sip::response_to(&req, 100, "Trying", None, &[]);
         out.push(Out::Respond {
@@ -200,34 +172,15 @@ impl B2bua {
             status: 100,
             bytes: trying,
         });
-        let branch = self.branch();
-        let b_call_id = self.ids.call_id(&self.settings.node);
-        let (b, bytes) = self.b_invite(&req, &target, &branch, b_call_id);
-        let Ok(sip::Message::Request(b_invite)) = sip::parse_datagram(bytes.clone()) else {
-            // Our own builder produced something our parser refuses: a bug, not input.
-            tracing::error!(call = id, "built an unparseable B-leg INVITE");
-            let bytes =
-                sip::response_to(&req, 500, "Server Internal Error", Some(&a.local_tag), &[]);
-            out.push(Out::Respond {
-                key,
-                status: 500,
-                bytes,
-            });
-            return;
-        };
-        let b_key = client_key_for(&branch, &Method::Invite);
-        out.push(Out::StartInvite {
-            key: b_key.clone(),
-            dest: target.dest,
-            request: Box::new(b_invite.clone()),
-        });
+        let config = self.limiter.current().config().clone();
+        let ring = admitted.ring_time.unwrap_or(self.settings.ring_timeout);
         out.push(Out::Started { call: id });
         out.push(Out::Arm {
-            at: now + self.settings.ring_timeout,
+            at: now + ring,
             call: id,
             timer: super::CallTimer::RingTimeout,
         });
-        if let Some(max) = self.limiter.current().config().server.max_call_duration {
+        if let Some(max) = config.server.max_call_duration {
             out.push(Out::Arm {
                 at: now + max,
                 call: id,
@@ -235,26 +188,28 @@ impl B2bua {
             });
         }
         let b_ack_waits_for_a = req.parts().body().is_empty();
-        let session = super::call::session_interval(
-            &req,
-            self.limiter.current().config().server.session_expires,
-        );
+        let session = super::call::session_interval(&req, config.server.session_expires);
         self.by_call_id.insert(a.call_id.clone(), (id, Side::A));
-        self.by_call_id.insert(b.call_id.clone(), (id, Side::B));
-        self.by_client
-            .insert(b_key.clone(), (id, ClientRole::Invite));
         self.by_a_invite.insert(key.clone(), id);
-        self.hold_flows(id, [a.dest, b.dest], out);
+        self.hold_flows(id, &[a.dest], out);
+        let placeholder = a.clone();
         let call = Call {
             id,
             a,
-            b,
+            b: placeholder,
+            b_no: 0,
+            early_media: false,
+            attempts: Vec::new(),
+            targets: Vec::with_capacity(admitted.targets.len()),
+            next_leg: 0,
+            b_permit: None,
+            cancel_outcome: Outcome::Cancelled,
             state: CallState::Calling,
             started: now,
             answered: None,
             setup: Some(Box::new(super::call::Setup {
                 a_invite: req,
-                b_invite,
+                best: None,
             })),
             a_invite_key: key,
             b_ack: None,
@@ -265,8 +220,8 @@ impl B2bua {
             session,
             session_deadline: None,
             bye_a_after_ack: None,
-            client_keys: vec![b_key],
-            permit: Some(permit),
+            client_keys: Vec::new(),
+            permit: admitted.incoming,
             a_final_sent: false,
             probing: [false; 2],
             close_probe: [false; 2],
@@ -275,13 +230,78 @@ impl B2bua {
         // Boxed: the table's buckets stay small (a held call's state was ~700 bytes inline in
         // a bucket, at the map's load factor ~1.1 KiB per call).
         self.calls.insert(id, Box::new(call));
+        for (t, (choice, permit, rest)) in admitted.targets.into_iter().enumerate() {
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.targets.push(TargetState { permit, rest });
+            }
+            self.start_choice(id, t as u8, &choice, out);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.attempts.is_empty() {
+            // Only our own builder can fail here: a bug, not input.
+            tracing::error!(call = id, "no callee leg could be built");
+            out.extend(call.respond_a(500, "Server Internal Error", &[], None));
+            self.forget(id, Outcome::Failed, out);
+        } else if let Some(first) = call.attempts.first() {
+            call.b = first.leg.clone();
+            call.b_no = first.no;
+        }
+    }
+
+    /// Starts the legs of one way to reach target `t` of call `id`.
+    pub(super) fn start_choice(&mut self, id: u64, t: u8, choice: &Choice, out: &mut Vec<Out>) {
+        for leg in &choice.legs {
+            self.start_leg(id, t, leg, out);
+        }
+    }
+
+    /// Builds and sends one callee leg's INVITE and indexes the leg.
+    fn start_leg(&mut self, id: u64, t: u8, plan: &LegPlan, out: &mut Vec<Out>) {
+        let branch = self.branch();
+        let call_id = self.ids.call_id(&self.settings.node);
+        let Some(req) = self.calls.get(&id).and_then(|c| c.a_invite()).cloned() else {
+            return;
+        };
+        let (leg, bytes) = self.b_invite(&req, plan, &branch, call_id);
+        let Ok(sip::Message::Request(invite)) = sip::parse_datagram(bytes) else {
+            tracing::error!(call = id, "built an unparseable B-leg INVITE");
+            return;
+        };
+        let key = client_key_for(&branch, &Method::Invite);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let no = call.next_leg;
+        call.next_leg = call.next_leg.wrapping_add(1);
+        tracing::info!(call = id, leg = no, dest = %plan.dest.addr, "callee leg started");
+        out.push(Out::StartInvite {
+            key: key.clone(),
+            dest: plan.dest,
+            request: Box::new(invite.clone()),
+        });
+        call.client_keys.push(key.clone());
+        let dest = leg.dest;
+        self.by_call_id.insert(leg.call_id.clone(), (id, Side::B));
+        self.by_client
+            .insert(key.clone(), (id, ClientRole::Invite { leg: no }));
+        call.attempts.push(Attempt {
+            no,
+            target: t,
+            leg,
+            invite,
+            key,
+            state: AttemptState::Calling,
+        });
+        self.hold_flows(id, &[dest], out);
     }
 
     /// Builds leg B's dialog state and its INVITE.
     fn b_invite(
         &mut self,
         req: &Request,
-        target: &Target,
+        target: &LegPlan,
         branch: &str,
         call_id: String,
     ) -> (Leg, bytes::Bytes) {
@@ -389,20 +409,6 @@ fn a_leg(req: &Request, source: Dest, local_tag: String) -> Leg {
     }
 }
 
-/// The From user the callee of an inbound call sees. A caller presenting a number that is an
-/// extension of the callee's organization is shown as anonymous: an internal call from that
-/// extension looks the same, so a spoofed From would pass for a colleague (a voicemail PIN
-/// prompt skipped, a social-engineering call).
-fn inbound_caller(s: &Snapshot, callee: ExtId, req: &Request, trusted: bool) -> String {
-    let user = routing::caller_id::inbound_from_user(req, trusted);
-    let org = &s.organizations[s.extensions[callee.index()].organization.index()];
-    if s.extension_at(&org.domain, &user).is_some() {
-        tracing::info!(call_id = %req.parts().call_id(), caller = %user, "inbound caller presents an internal extension number; shown as anonymous");
-        return routing::caller_id::ANONYMOUS.to_owned();
-    }
-    user
-}
-
 /// The user part of the Request-URI (the dialled number).
 fn dialled_user(req: &Request) -> Option<String> {
     match req.uri() {
@@ -417,153 +423,71 @@ enum Admission {
     Route(RouteError),
 }
 
-/// Chooses the B-leg target for a route and admits the call on its path. Outbound calls try the
-/// rule's trunks in order: a full trunk passes to the next one (spec 7).
-fn admit(
-    g: &std::sync::Arc<Generation>,
-    s: &Snapshot,
-    route: &Route,
-    id: u64,
-    reach: &Reach<'_>,
-    req: &Request,
-) -> Result<(Permit, Target), Admission> {
-    let key = CallKey(id);
-    match route {
-        Route::Internal { caller, callee } => {
-            let (dest, user, request_uri) = extension_target(s, reach, *callee, None)?;
-            let spec = PathSpec::LocalToLocal {
-                caller: *caller,
-                callee: *callee,
-            };
-            let from_user = s.extensions[caller.index()].number.clone();
-            let target = Target {
-                dest,
-                user,
-                from_user,
-                identity: Identity::Extension(None),
-                request_uri,
-            };
-            g.try_admit(key, spec)
-                .map(|p| (p, target))
-                .map_err(Admission::Refused)
-        }
-        Route::Outbound {
-            caller,
-            trunks,
-            number,
-        } => {
-            let ext = &s.extensions[caller.index()];
-            let from_user = ext
-                .outbound_caller_id
-                .clone()
-                .unwrap_or_else(|| ext.number.clone());
-            let mut last = None;
-            for trunk in trunks {
-                let Some(dest) = trunk_dest(s, *trunk) else {
-                    continue;
-                };
-                let spec = PathSpec::LocalToPublic {
-                    caller: *caller,
-                    trunk: *trunk,
-                };
-                match g.try_admit(key, spec) {
-                    Ok(p) => {
-                        let target = Target {
-                            dest,
-                            user: number.clone(),
-                            identity: Identity::Extension(ext.outbound_caller_id.clone()),
-                            from_user,
-                            request_uri: None,
-                        };
-                        return Ok((p, target));
-                    }
-                    Err(r) => last = Some(r),
-                }
-            }
-            Err(last.map_or(
-                Admission::Route(RouteError::Unreachable(number.clone())),
-                Admission::Refused,
-            ))
-        }
-        Route::Inbound {
-            trunk,
-            target: InboundTarget::Extension(callee),
-            did,
-        } => {
-            let (dest, user, request_uri) = extension_target(s, reach, *callee, Some(did))?;
-            let spec = PathSpec::PublicToLocal {
-                trunk: *trunk,
-                callee: *callee,
-            };
-            let trusted = s.trunks[trunk.index()].trusted;
-            // A caller that asked for privacy gets an anonymous From and no asserted identity
-            // towards the callee (RFC 3323, RFC 3325 9.1), whatever the trunk's trust.
-            let identity = if trusted && !routing::caller_id::asks_privacy(req) {
-                Identity::Trusted
-            } else {
-                Identity::Untrusted
-            };
-            let target = Target {
-                dest,
-                user,
-                from_user: inbound_caller(s, *callee, req, trusted),
-                identity,
-                request_uri,
-            };
-            g.try_admit(key, spec)
-                .map(|p| (p, target))
-                .map_err(Admission::Refused)
-        }
-        // Forking through ring rules is the routing issue's; refuse plainly until then.
-        Route::Inbound { did, .. } => Err(Admission::Route(RouteError::Unreachable(did.clone()))),
-    }
+/// A plan whose units are held: the call's own, and per target that could start, the way
+/// admitted with its units and the ways left for failover.
+struct Admitted {
+    incoming: Option<Permit>,
+    targets: Vec<(Choice, Option<Permit>, Vec<Choice>)>,
+    ring_time: Option<std::time::Duration>,
 }
 
-/// Where extensions are reached besides the configuration: registered phones' bindings.
-struct Reach<'a> {
-    location: &'a crate::registrar::LocationStore,
-    now: Instant,
+/// The limiter's key for target `t` of call `id` (each leg's units are its own lease).
+pub(super) fn target_key(id: u64, t: u8) -> CallKey {
+    CallKey(id ^ ((u64::from(t) + 1) << 56))
 }
 
-/// Where a call to extension `ext` goes, the user of its To, and for a phone the Request-URI (its
-/// registered contact). A PBX is at its fixed address; a phone at the flow its most recent live
-/// binding came in on (symmetric signalling through its NAT), 480 when it has none.
-fn extension_target(
-    s: &Snapshot,
-    reach: &Reach<'_>,
-    ext: ExtId,
-    did: Option<&String>,
-) -> Result<(Dest, String, Option<String>), Admission> {
-    let e = &s.extensions[ext.index()];
-    if let Some(pbx) = &e.pbx {
-        let dest = Dest {
-            transport: pbx.transport,
-            addr: pbx.address,
-        };
-        return Ok((dest, did.cloned().unwrap_or_else(|| e.number.clone()), None));
-    }
-    let domain = &s.organizations[e.organization.index()].domain;
-    let aor = crate::registrar::Aor::new(domain, &e.number);
-    let unreachable = || Admission::Route(RouteError::Unreachable(e.number.clone()));
-    let binding = reach
-        .location
-        .lookup(&aor, reach.now)
-        .into_iter()
-        .next()
-        .ok_or_else(unreachable)?;
-    let dest = Dest {
-        transport: binding.flow.transport,
-        addr: binding.flow.source,
+/// Admits the call's own units, then each target on the first of its ways with room (spec 4: a
+/// target whose path is full is skipped and the others still ring; spec 7: a full trunk passes
+/// to the next). Refused when the call's own units are full or no target has room.
+fn admit(g: &std::sync::Arc<Generation>, plan: Plan, id: u64) -> Result<Admitted, Admission> {
+    let incoming = match plan.incoming {
+        Some(spec) => Some(g.try_admit(CallKey(id), spec).map_err(Admission::Refused)?),
+        None => None,
     };
-    Ok((dest, e.number.clone(), Some(binding.contact)))
+    let mut targets = Vec::with_capacity(plan.targets.len());
+    let mut last = None;
+    for (t, target) in plan.targets.into_iter().enumerate() {
+        match admit_target(g, target_key(id, t as u8), target.choices) {
+            Ok(admitted) => targets.push(admitted),
+            Err(r) => last = r.or(last),
+        }
+    }
+    if targets.is_empty() {
+        drop(incoming);
+        return Err(last.map_or(
+            Admission::Route(RouteError::Unreachable(String::new())),
+            Admission::Refused,
+        ));
+    }
+    Ok(Admitted {
+        incoming,
+        targets,
+        ring_time: plan.ring_time,
+    })
 }
 
-fn trunk_dest(s: &Snapshot, trunk: TrunkId) -> Option<Dest> {
-    let t = &s.trunks[trunk.index()];
-    t.address.map(|addr| Dest {
-        transport: t.transport,
-        addr,
-    })
+/// The first of `choices` whose units are free, its permit, and the choices after it.
+pub(super) fn admit_target(
+    g: &std::sync::Arc<Generation>,
+    key: CallKey,
+    choices: Vec<Choice>,
+) -> Result<(Choice, Option<Permit>, Vec<Choice>), Option<Refusal>> {
+    let mut last = None;
+    let mut choices = choices.into_iter();
+    while let Some(choice) = choices.next() {
+        let permit = match choice.spec {
+            None => None,
+            Some(spec) => match g.try_admit(key, spec) {
+                Ok(p) => Some(p),
+                Err(r) => {
+                    last = Some(r);
+                    continue;
+                }
+            },
+        };
+        return Ok((choice, permit, choices.collect()));
+    }
+    Err(last)
 }
 
 /// Standard reason phrase of the reject codes operators configure.

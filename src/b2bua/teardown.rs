@@ -20,11 +20,9 @@ impl B2bua {
             return;
         };
         match (side, call.state) {
-            // BYE from B before it answered is not legal; treat it like a failure of B.
-            (Side::B, CallState::Calling | CallState::Early) => {
-                out.extend(call.respond_a(480, "Temporarily Unavailable", &[], None));
-                self.forget(id, Outcome::Failed, out);
-            }
+            // BYE from B before it answered is not legal (its leg already failed in
+            // `on_in_dialog`); here only from a dialog no leg has any more.
+            (Side::B, CallState::Calling | CallState::Early) => {}
             // BYE from A in an early dialog: it gives up on the call, as with CANCEL.
             (Side::A, CallState::Calling | CallState::Early) => {
                 let key = call.a_invite_key.clone();
@@ -50,9 +48,13 @@ impl B2bua {
         match call.state {
             CallState::Calling | CallState::Early => {
                 out.extend(call.respond_a(480, "Temporarily Unavailable", &[], None));
-                self.cancel_b(now, id, out);
+                call.cancel_outcome = Outcome::Failed;
+                self.cancel_b(now, id, None, out);
             }
-            CallState::Cancelling => self.forget(id, Outcome::Cancelled, out),
+            CallState::Cancelling => {
+                let outcome = call.cancel_outcome;
+                self.forget(id, outcome, out)
+            }
             CallState::Answered if call.bye_a_after_ack.is_none() => {
                 self.send_bye(id, Side::B, out);
                 self.bye_a_after_ack(id, outcome);
@@ -72,7 +74,7 @@ impl B2bua {
     /// (or when the no-ACK timer gives up).
     fn bye_a_after_ack(&mut self, id: u64, outcome: Outcome) {
         if let Some(call) = self.calls.get_mut(&id) {
-            call.permit = None;
+            call.release_units();
             call.bye_a_after_ack = Some(outcome);
         }
     }
@@ -154,12 +156,7 @@ impl B2bua {
                     self.end_call(now, id, Outcome::Failed, out);
                 }
             }
-            CallTimer::CancelGiveUp => {
-                if call.state == CallState::Cancelling {
-                    tracing::info!(call = id, "no final response to our CANCEL; giving up");
-                    self.forget(id, Outcome::Cancelled, out);
-                }
-            }
+            CallTimer::CancelGiveUp => self.give_up_cancelled(id, out),
             CallTimer::MaxDuration => {
                 tracing::info!(call = id, "max_call_duration reached; ending the call");
                 let outcome = outcome_of(call.state);
@@ -241,22 +238,13 @@ impl B2bua {
             return;
         };
         match role {
-            ClientRole::Invite => {
-                let Some(call) = self.calls.get_mut(&id) else {
-                    return;
+            ClientRole::Invite { leg } => {
+                let end = if timed_out {
+                    super::fork::LegEnd::new(408, "Request Timeout")
+                } else {
+                    super::fork::LegEnd::new(503, "Service Unavailable")
                 };
-                if call.state == CallState::Cancelling {
-                    return self.forget(id, Outcome::Cancelled, out);
-                }
-                if matches!(call.state, CallState::Calling | CallState::Early) {
-                    let (status, reason) = if timed_out {
-                        (408, "Request Timeout")
-                    } else {
-                        (503, "Service Unavailable")
-                    };
-                    out.extend(call.respond_a(status, reason, &[], None));
-                    self.forget(id, Outcome::Failed, out);
-                }
+                self.leg_over(now, id, leg, end, out);
             }
             ClientRole::Relay {
                 origin, origin_req, ..
@@ -326,19 +314,33 @@ impl B2bua {
                 continue;
             };
             let on_peer = |d: super::Dest| d.transport.is_stream() && d.addr == peer;
+            let answered = matches!(call.state, CallState::Answered | CallState::Confirmed);
             let sides: Vec<Side> = [(Side::A, call.a.dest), (Side::B, call.b.dest)]
                 .into_iter()
-                .filter(|(_, d)| on_peer(*d))
+                .filter(|(s, d)| on_peer(*d) && (answered || *s == Side::A))
                 .map(|(s, _)| s)
                 .collect();
-            let answered = matches!(call.state, CallState::Answered | CallState::Confirmed);
+            // Callee legs still being set up have their INVITE on the connection: they fail.
+            let legs: Vec<u8> = call
+                .attempts
+                .iter()
+                .filter(|a| on_peer(a.leg.dest))
+                .map(|a| a.no)
+                .collect();
             tracing::debug!(call = id, peer.addr = %peer, answered, "transport closed");
+            for no in legs {
+                let end = super::fork::LegEnd::new(503, "Service Unavailable");
+                self.leg_over(now, id, no, end, out);
+            }
             if !answered {
-                for side in sides {
-                    self.lost_before_answer(now, id, side, out);
+                if !sides.is_empty() {
+                    self.end_call(now, id, Outcome::Failed, out);
                 }
                 continue;
             }
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
             // A PBX with thousands of calls on one connection: probes go in batches, or the
             // new connection's queue would overflow and healthy calls would be lost.
             let batch = probed / CLOSE_PROBE_BATCH;
@@ -396,7 +398,7 @@ impl B2bua {
             let old = leg.dest;
             leg.dest.addr = listener;
             let legs = [call.a.dest, call.b.dest];
-            self.move_flow(id, old, legs, out);
+            self.move_flow(id, old, &legs, out);
         }
         let Some(call) = self.calls.get(&id) else {
             return;
@@ -405,19 +407,6 @@ impl B2bua {
         // (then it is sent once more), else its answer comes.
         if !call.probing[side_index(side)] {
             self.send_probe(id, side, out);
-        }
-    }
-
-    fn lost_before_answer(&mut self, now: Instant, id: u64, lost: Side, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.get_mut(&id) else {
-            return;
-        };
-        match lost {
-            Side::B => {
-                out.extend(call.respond_a(503, "Service Unavailable", &[], None));
-                self.forget(id, Outcome::Failed, out);
-            }
-            Side::A => self.end_call(now, id, Outcome::Failed, out),
         }
     }
 
@@ -551,8 +540,13 @@ impl B2bua {
         }
         self.by_call_id.remove(&call.a.call_id);
         self.by_call_id.remove(&call.b.call_id);
+        let mut dests = vec![call.a.dest, call.b.dest];
+        for attempt in &call.attempts {
+            self.by_call_id.remove(&attempt.leg.call_id);
+            dests.push(attempt.leg.dest);
+        }
         self.by_a_invite.remove(&call.a_invite_key);
-        self.release_flows(id, [call.a.dest, call.b.dest], out);
+        self.release_flows(id, &dests, out);
         // Drop the call's B INVITE and relay entries by key (a scan of every call's entries per
         // ended call was O(calls) and overloaded the driver at 50 000 held calls); teardown
         // transactions stay until they end (their responses are ignored).
@@ -576,7 +570,7 @@ impl B2bua {
                 });
             }
         }
-        drop(call.permit);
+        call.release_units();
         tracing::info!(call = id, call_id = %call.a.call_id, b_call_id = %call.b.call_id, outcome = ?outcome, "call ended");
         out.push(Out::Ended { call: id, outcome });
     }
@@ -589,7 +583,7 @@ impl B2bua {
         // The B INVITE stays indexed while its call lives (B's 2xx retransmissions are ACKed
         // from it); every other entry goes with its transaction, so a long call does not
         // collect one per refresh or relayed request.
-        let live_invite = matches!(role, ClientRole::Invite) && self.calls.contains_key(&id);
+        let live_invite = matches!(role, ClientRole::Invite { .. }) && self.calls.contains_key(&id);
         if live_invite {
             return;
         }

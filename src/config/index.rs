@@ -41,6 +41,12 @@ pub(crate) fn build(s: &Snapshot) -> Index {
             .or_default()
             .push(i);
     }
+    for (i, r) in s.ring_rules.iter().enumerate() {
+        if let Some(ext) = r.extension {
+            ix.ring_rule_by_extension
+                .insert(ext, super::model::RingRuleId(to_u32(i)));
+        }
+    }
     for (i, r) in s.inbound_rules.iter().enumerate() {
         ix.inbound_rules_by_trunk
             .entry(r.trunk)

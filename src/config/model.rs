@@ -436,6 +436,9 @@ pub struct RingRule {
     pub targets: Vec<RingTarget>,
     /// How long the targets ring.
     pub ring_time: Duration,
+    /// The extension whose calls follow this rule (and whose user a public target's leg is
+    /// counted on); `None`: the rule belongs to its organization.
+    pub extension: Option<ExtId>,
 }
 
 /// The validated, resolved configuration. Entity ids index the vectors.
@@ -498,6 +501,8 @@ pub struct Index {
     pub user_by_name: HashMap<String, UserId>,
     /// Trunk name -> id.
     pub trunk_by_name: HashMap<String, TrunkId>,
+    /// Extension -> the ring rule its calls follow.
+    pub ring_rule_by_extension: HashMap<ExtId, RingRuleId>,
 }
 
 impl Snapshot {

@@ -8,7 +8,7 @@ use regex::Regex;
 use super::did::{covers, cross_org_overlaps, is_public_number, parse_dids, range_text, PoolRange};
 use super::issue::{Entity, Problem};
 use super::model::{
-    Destination, DidPool, DidRange, InboundRule, OrgId, OutboundRule, RingRule, RingRuleId,
+    Destination, DidPool, DidRange, ExtId, InboundRule, OrgId, OutboundRule, RingRule, RingRuleId,
     RingTarget, Trunk, TrunkId, TrunkKind,
 };
 use super::schema::{RawTrunk, RawTrunkKind};
@@ -176,6 +176,7 @@ pub(crate) fn did_pools(b: &mut Build<'_>) -> Vec<DidPool> {
 pub(crate) fn ring_rules(b: &mut Build<'_>) -> Vec<RingRule> {
     let raw = b.raw;
     let mut out = Vec::with_capacity(raw.ring_rule.len());
+    let mut owners = std::collections::HashSet::new();
     for (i, r) in raw.ring_rule.iter().enumerate() {
         let ent = || Entity::RingRule {
             name: r.name.clone(),
@@ -208,14 +209,40 @@ pub(crate) fn ring_rules(b: &mut Build<'_>) -> Vec<RingRule> {
             }
         }
         let ring_time = b.duration(ent, "ring_time", &r.ring_time);
+        let extension = ring_owner(b, ent, org, r.extension.as_deref(), &mut owners);
         out.push(RingRule {
             name: r.name.clone(),
             organization: org.unwrap_or(OrgId(0)),
             targets,
             ring_time,
+            extension,
         });
     }
     out
+}
+
+/// The extension a ring rule belongs to: one of the rule's organization, owning at most one rule
+/// (its calls could follow only one).
+fn ring_owner(
+    b: &mut Build<'_>,
+    ent: impl Fn() -> Entity,
+    org: Option<OrgId>,
+    number: Option<&str>,
+    owners: &mut std::collections::HashSet<ExtId>,
+) -> Option<ExtId> {
+    let (number, org) = (number?, org?);
+    let Some(ext) = b.ext_by_number.get(&(org, number)).copied() else {
+        b.error(ent(), "extension", unknown("extension", number));
+        return None;
+    };
+    if !owners.insert(ext) {
+        let problem = Problem::DuplicateName {
+            name: number.to_owned(),
+        };
+        b.error(ent(), "extension", problem);
+        return None;
+    }
+    Some(ext)
 }
 
 pub(crate) fn inbound_rules(b: &mut Build<'_>) -> Vec<InboundRule> {

@@ -346,6 +346,9 @@ pub(crate) struct RawRingRule {
     pub(crate) name: String,
     pub(crate) organization: String,
     pub(crate) targets: Vec<String>,
+    /// The extension whose calls follow the rule (VoipNow's incoming-call rules of an
+    /// extension); absent: the rule is reached only from an inbound rule.
+    pub(crate) extension: Option<String>,
     #[serde(default = "default_ring_time")]
     pub(crate) ring_time: String,
 }

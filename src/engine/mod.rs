@@ -479,7 +479,12 @@ impl Engine {
             Dispatch::CancelFor(invite) => {
                 self.dests.insert(key.clone(), reply_to);
                 self.respond(now, &key, sip::response_to(&req, 200, "OK", None, &[]), 200);
-                self.b2bua.on_cancel(now, &invite, &mut self.out);
+                let reason = req
+                    .parts()
+                    .headers_raw("Reason")
+                    .find_map(|h| h.value_str().map(str::to_owned));
+                self.b2bua
+                    .on_cancel_with(now, &invite, reason.as_deref(), &mut self.out);
             }
             Dispatch::CancelTooLate(_) => {
                 self.dests.insert(key.clone(), reply_to);

@@ -41,6 +41,14 @@ pub enum PathSpec {
         /// Called extension.
         callee: ExtId,
     },
+    /// Public number on `trunk` -> a ring rule of organization `organization` that no extension
+    /// owns (5 counters: the trunk's, `public` from the organization up).
+    PublicToOrganization {
+        /// Trunk the call arrived on.
+        trunk: TrunkId,
+        /// The ring rule's organization.
+        organization: OrgId,
+    },
     /// A forking leg to a local extension (5 counters: its `max_calls`, `internal` on its chain).
     ForkLocalLeg {
         /// Target extension.
@@ -144,6 +152,14 @@ impl Generation {
                 p.push(l.trunk_max_inbound(trunk));
                 p.push_ext_chain(self, callee, Scope::Public);
                 p.push(l.ext_max_calls(callee));
+            }
+            PathSpec::PublicToOrganization {
+                trunk,
+                organization,
+            } => {
+                p.push(l.trunk_max_calls(trunk));
+                p.push(l.trunk_max_inbound(trunk));
+                p.push_chain(self, RuleOwner::Organization(organization), Scope::Public);
             }
             PathSpec::ForkLocalLeg { target } => {
                 p.push(l.ext_max_calls(target));

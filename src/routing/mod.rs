@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use crate::config::model::{Destination, ExtId, OrgId, RingRuleId, Snapshot, TrunkId};
 
 pub mod caller_id;
+pub mod plan;
 #[cfg(test)]
 mod tests;
 

@@ -146,9 +146,17 @@ fn derived_tail(out: &mut BytesMut, invite: &Request, method: &str) {
 /// CANCEL for a pending INVITE (RFC 3261 9.1): same Request-URI, top Via (same branch),
 /// Route, From, To, Call-ID, CSeq number with method CANCEL.
 pub fn cancel_for(invite: &Request) -> Bytes {
-    let mut out = BytesMut::with_capacity(invite.parts().headers_end as usize);
+    cancel_with(invite, &[])
+}
+
+/// [`cancel_for`] with `extra` headers (a `Reason`, RFC 3326).
+pub fn cancel_with(invite: &Request, extra: &[(&str, &str)]) -> Bytes {
+    let mut out = BytesMut::with_capacity(invite.parts().headers_end as usize + 64);
     derived_head(&mut out, invite, "CANCEL");
     put_to(&mut out, invite.parts(), None);
+    for (name, value) in extra {
+        put_line(&mut out, name, value);
+    }
     derived_tail(&mut out, invite, "CANCEL");
     out.freeze()
 }

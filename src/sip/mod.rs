@@ -30,7 +30,8 @@ mod serialize;
 pub mod uri;
 
 pub use build::{
-    ack_for_non_2xx, cancel_for, response_to, response_with_body, RequestBuilder, ACCEPT, ALLOW,
+    ack_for_non_2xx, cancel_for, cancel_with, response_to, response_with_body, RequestBuilder,
+    ACCEPT, ALLOW,
 };
 pub use error::ParseError;
 pub use framing::{frame_stream, Frame, StreamFramer};
