@@ -896,3 +896,24 @@ fn reload_takes_new_certificate_paths_but_not_a_moved_tls_listener() {
         }]
     ));
 }
+
+#[test]
+fn a_ring_rule_owner_is_one_extension_of_its_organization_owning_one_rule() {
+    let rule = |name: &str, owner: &str| {
+        format!("[[ring_rule]]\nname = \"{name}\"\norganization = \"acme\"\nextension = \"{owner}\"\ntargets = [\"101\"]\n")
+    };
+    let loaded = load_with(&rule("mine", "101")).expect("101 owns a rule");
+    let s = &loaded.snapshot;
+    let owner = s
+        .ring_rules
+        .last()
+        .and_then(|r| r.extension)
+        .expect("owner");
+    assert_eq!(s.extensions[owner.index()].number, "101");
+    assert!(s.index.ring_rule_by_extension.contains_key(&owner));
+    let p = one_error(&rule("ghost", "999"), "ring_rule ghost (organization acme)");
+    assert!(matches!(p, Problem::UnknownReference { .. }), "{p:?}");
+    let twice = format!("{}{}", rule("a", "101"), rule("b", "101"));
+    let p = one_error(&twice, "ring_rule b (organization acme)");
+    assert!(matches!(p, Problem::DuplicateName { .. }), "{p:?}");
+}

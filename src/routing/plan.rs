@@ -121,7 +121,9 @@ pub fn plan(
                 from_user,
                 identity: Identity::Extension(None),
             };
-            to_extension(s, reach, incoming, *callee, None, &caller_id)
+            let plan = to_extension(s, reach, incoming, *callee, None, &caller_id);
+            // A colleague's rule that lists the caller does not ring the caller back.
+            plan.map(|p| without_caller(p, *caller))
         }
         Route::Outbound {
             caller,
@@ -404,6 +406,26 @@ fn public_choices(
     trunk_choices(s, reach, &out.trunks, &sent, &caller, |trunk| {
         PathSpec::ForkPublicLeg { owner, trunk }
     })
+}
+
+/// `plan` without the ring target that is `caller` itself, unless that would leave nothing to
+/// ring.
+fn without_caller(mut plan: Plan, caller: ExtId) -> Plan {
+    if plan.targets.len() < 2 {
+        return plan;
+    }
+    let own =
+        |c: &Choice| matches!(c.spec, Some(PathSpec::ForkLocalLeg { target }) if target == caller);
+    let kept: Vec<Target> = plan
+        .targets
+        .iter()
+        .filter(|t| !t.choices.iter().any(own))
+        .cloned()
+        .collect();
+    if !kept.is_empty() {
+        plan.targets = kept;
+    }
+    plan
 }
 
 fn first_extension(rule: &RingRule) -> Option<ExtId> {
