@@ -267,6 +267,14 @@ pub enum Problem {
         /// The trunk that has it first.
         other: String,
     },
+    /// Two `accept-register` trunks with one `username`: a gateway's REGISTER names its trunk by
+    /// the To user alone, so it would be ambiguous.
+    TrunkUsernameShared {
+        /// The username.
+        username: String,
+        /// The trunk that has it first.
+        other: String,
+    },
     /// `counters.backend = "redis"` without `redis_url`.
     RedisWithoutUrl,
     /// `[admin] address` is not a loopback address and no `token` is set.
@@ -400,6 +408,11 @@ impl fmt::Display for Problem {
             TrunkIpShared { ip, other } => write!(
                 f,
                 "source IP {ip} already identifies trunk {other}; an ip trunk needs its own IPs"
+            ),
+            TrunkUsernameShared { username, other } => write!(
+                f,
+                "username `{username}` is already the username of accept-register trunk \
+                 {other}; a gateway's REGISTER names its trunk by it"
             ),
             RedisWithoutUrl => f.write_str("backend = \"redis\" needs `redis_url`"),
             ReferencedTrunkRemoved { rules } => write!(

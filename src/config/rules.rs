@@ -63,7 +63,32 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
         });
     }
     shared_trunk_ips(b, &out);
+    shared_accept_register_usernames(b, &out);
     out
+}
+
+/// An `accept-register` trunk's REGISTER is recognised by its To user (the trunk's `username`)
+/// at a host that is no organization's domain, so the username must name one trunk. It cannot be
+/// confused with an extension: an extension's REGISTER names its organization's domain.
+fn shared_accept_register_usernames(b: &mut Build<'_>, trunks: &[Trunk]) {
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for t in trunks
+        .iter()
+        .filter(|t| t.kind == TrunkKind::AcceptRegister)
+    {
+        let Some(username) = t.username.as_deref().filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        if let Some(other) = owner.get(username) {
+            let problem = Problem::TrunkUsernameShared {
+                username: username.to_owned(),
+                other: (*other).to_owned(),
+            };
+            b.error(Entity::Trunk(t.name.clone()), "username", problem);
+        } else {
+            owner.insert(username, &t.name);
+        }
+    }
 }
 
 /// ip needs an address; register needs address, username and password; accept-register needs
