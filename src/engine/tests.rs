@@ -680,3 +680,6 @@ fn sha256_answers_where_only_md5_was_offered_count_as_guesses() {
         "ten counted guesses ban the source\n{text}"
     );
 }
+
+#[path = "tests_trunk.rs"]
+mod trunk;
