@@ -157,3 +157,6 @@ fn inbound_did_outside_rules_has_no_route() {
     assert!(route(&s, &Caller::Trunk(trunk), "3125550077").is_err());
     assert!(route(&s, &Caller::Trunk(trunk), "03125550007").is_err());
 }
+
+#[path = "tests_bound.rs"]
+mod bound;
