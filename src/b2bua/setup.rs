@@ -108,7 +108,7 @@ impl B2bua {
             .and_then(|user| {
                 let caller = match &caller {
                     Some(c) => c.clone(),
-                    None => routing::identify(&snapshot, source.addr)?,
+                    None => routing::identify_with(&snapshot, &self.location, source.addr, now)?,
                 };
                 routing::route(&snapshot, &caller, &user)
             });
@@ -459,7 +459,7 @@ fn admit(
                 .unwrap_or_else(|| ext.number.clone());
             let mut last = None;
             for trunk in trunks {
-                let Some(dest) = trunk_dest(s, *trunk) else {
+                let Some((dest, request_uri)) = trunk_dest(s, reach, *trunk, number) else {
                     continue;
                 };
                 let spec = PathSpec::LocalToPublic {
@@ -473,7 +473,7 @@ fn admit(
                             user: number.clone(),
                             identity: Identity::Extension(ext.outbound_caller_id.clone()),
                             from_user,
-                            request_uri: None,
+                            request_uri,
                         };
                         return Ok((p, target));
                     }
@@ -558,12 +558,21 @@ fn extension_target(
     Ok((dest, e.number.clone(), Some(binding.contact)))
 }
 
-fn trunk_dest(s: &Snapshot, trunk: TrunkId) -> Option<Dest> {
-    let t = &s.trunks[trunk.index()];
-    t.address.map(|addr| Dest {
-        transport: t.transport,
-        addr,
-    })
+fn trunk_dest(
+    s: &Snapshot,
+    reach: &Reach<'_>,
+    trunk: TrunkId,
+    number: &str,
+) -> Option<(Dest, Option<String>)> {
+    let d = routing::trunk_dest(s, reach.location, trunk, reach.now)?;
+    let uri = d.request_uri(number);
+    Some((
+        Dest {
+            transport: d.transport,
+            addr: d.addr,
+        },
+        uri,
+    ))
 }
 
 /// Standard reason phrase of the reject codes operators configure.

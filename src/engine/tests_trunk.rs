@@ -12,6 +12,23 @@ fn trunk_cfg() -> String {
     )
 }
 
+/// [`trunk_cfg`] where the outbound rule tries `gw` before `carrier`, and DID 3125550100 on
+/// `gw` goes to the PBX extension 200.
+fn routed_cfg() -> String {
+    trunk_cfg().replace("trunks = [\"carrier\"]", "trunks = [\"gw\", \"carrier\"]")
+        + "[[did_pool]]\ntrunk = \"gw\"\norganization = \"acme\"\ndids = [\"3125550100\"]\n\
+           [[inbound_rule]]\norganization = \"acme\"\ntrunk = \"gw\"\ndids = \"3125550100\"\n\
+           destination = { extension = \"200\" }\n"
+}
+
+/// Registers the gateway from [`GW`] over UDP with contact `gw1@GW`.
+fn register_gateway(r: &mut Rig) {
+    let sent = r.feed(register("gw1", "127.0.0.1", GW, 1, 600, ""), GW);
+    let auth = answer("gw1", "127.0.0.1", "tpw", &nonce_of(&sent[0].1));
+    let sent = r.feed(register("gw1", "127.0.0.1", GW, 2, 600, &auth), GW);
+    assert_eq!(status_of(&sent[0].1), Some(200));
+}
+
 /// A REGISTER of `user@host` from `from` with `expires` and `auth` header lines (or none).
 fn register(user: &str, host: &str, from: &str, cseq: u32, expires: u32, auth: &str) -> Bytes {
     Bytes::from(format!(
@@ -143,4 +160,47 @@ fn a_gateway_tcp_binding_dies_with_its_connection() {
     );
     r.engine.on_closed(r.now, tcp, r.now);
     assert!(store.is_empty(), "gone with its connection");
+}
+
+#[test]
+fn an_outbound_call_goes_to_the_bound_gateway_else_to_the_next_trunk() {
+    let mut r = rig_with(&routed_cfg());
+    let sent = r.feed(invite("out-1", PBX), PBX);
+    let fallback = b_invite_to(&sent, udp(TRUNK));
+    assert!(fallback
+        .uri_str()
+        .starts_with("sip:3125559999@127.0.0.1:5080"));
+    register_gateway(&mut r);
+    let sent = r.feed(invite("out-2", PBX), PBX);
+    let b = b_invite_to(&sent, udp(GW));
+    assert_eq!(
+        b.uri_str(),
+        format!("sip:3125559999@{GW}"),
+        "the number at the contact"
+    );
+}
+
+#[test]
+fn an_invite_from_the_bound_gateway_is_inbound_from_its_trunk() {
+    let mut r = rig_with(&routed_cfg());
+    let did = |call_id: &str| {
+        Bytes::from(
+            String::from_utf8_lossy(&invite(call_id, GW)).replace("3125559999", "3125550100"),
+        )
+    };
+    let sent = r.feed(did("in-1"), GW);
+    assert_eq!(
+        status_of(&sent[0].1),
+        Some(403),
+        "unbound: an unknown source"
+    );
+    register_gateway(&mut r);
+    let other_port = "203.0.113.5:40000";
+    let sent = r.feed(did("in-2"), other_port);
+    let b = b_invite_to(&sent, udp(PBX));
+    assert!(
+        b.uri_str().starts_with("sip:3125550100@"),
+        "{}",
+        b.uri_str()
+    );
 }
