@@ -4,7 +4,7 @@
 //! that address are inbound from the trunk; a wrong password binds nothing, and with no binding
 //! the trunk is unavailable (480 when it is the rule's only trunk).
 //!
-//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 170..=172 here.
+//! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 170..=173 here.
 
 mod support;
 
@@ -56,8 +56,25 @@ trunks = ["gw"]
 
 /// The gateway at `gw` registers (`expires` 0: unregisters) with `password`, running `scenario`.
 async fn register(h: &Harness, gw: SocketAddr, password: &str, expires: &str, scenario: &str) {
-    let opts = SippOpts::default().arg(&["-au", USER, "-ap", password, "-key", "expires", expires]);
-    let run = Sipp::uac(scenario, gw, h.udp, USER, opts).finish().await;
+    register_over(h, gw, password, expires, scenario, "u1").await;
+}
+
+/// [`register`] over `transport` (`u1` UDP, `t1` TCP).
+async fn register_over(
+    h: &Harness,
+    gw: SocketAddr,
+    password: &str,
+    expires: &str,
+    scenario: &str,
+    transport: &'static str,
+) {
+    let opts = SippOpts {
+        transport,
+        ..SippOpts::default()
+    }
+    .arg(&["-au", USER, "-ap", password, "-key", "expires", expires]);
+    let target = if transport == "t1" { h.tcp } else { h.udp };
+    let run = Sipp::uac(scenario, gw, target, USER, opts).finish().await;
     run.assert_ok(scenario);
     assert_eq!(run.received("SIP/2.0 401").len(), 1, "challenged once");
 }
@@ -166,5 +183,30 @@ async fn an_invite_from_the_bound_gateway_is_inbound_from_its_trunk() {
     callee.assert_ok("uas");
     let invites = callee.received(&format!("INVITE sip:{GATEWAY_DID}@"));
     assert_eq!(invites.len(), 1, "{}", callee.messages);
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_binding_over_tcp_dies_with_its_connection() {
+    let net = Net(173);
+    let (pbx, carrier, gw) = (net.addr(1), net.addr(2), net.addr(5));
+    let h = Harness::start(&config(&tenancy(pbx, carrier))).await;
+    // SIPp holds its TCP connection for the run and closes it when it exits.
+    register_over(&h, gw, PASSWORD, "600", "uac-trunk-register.xml", "t1").await;
+    let gone = wait_until_async(WAIT, || async {
+        let regs = h.get_json("/registrations").await;
+        regs.as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    assert!(gone, "the binding outlived its connection");
+    let uac = Sipp::uac("uac-fail.xml", pbx, h.udp, VIA_GATEWAY, SippOpts::default());
+    let caller = uac.finish().await;
+    caller.assert_ok("uac-fail");
+    assert_eq!(
+        caller.received("SIP/2.0 480").len(),
+        1,
+        "{}",
+        caller.messages
+    );
     h.assert_all_released().await;
 }

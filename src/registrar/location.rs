@@ -242,8 +242,8 @@ impl LocationStore {
         }
     }
 
-    /// Whether `aor` has a live binding for which `matches` holds; no allocation (the lookup an
-    /// INVITE's caller identification makes per `accept-register` trunk).
+    /// Whether `aor` has a live binding for which `matches` holds, without copying any binding
+    /// (the lookup an INVITE's caller identification makes per `accept-register` trunk).
     pub fn any_live(&self, aor: &Aor, now: Instant, matches: impl Fn(&Binding) -> bool) -> bool {
         self.bindings
             .get(aor)

@@ -109,8 +109,9 @@ pub fn identify(snapshot: &Snapshot, source: SocketAddr) -> Result<Caller, Route
 /// binding's exact address (IP and port) wins over its IP alone (a provider sends from several
 /// ports, TCP from a new connection's); among trunks, the first in file order.
 ///
-/// Cost: one store lookup per `accept-register` trunk, without allocation, and only for a source
-/// the configuration does not know.
+/// Cost: one store lookup (and the AoR's short string) per `accept-register` trunk, and only for
+/// a source the configuration does not know (phones' INVITEs, scanners); a deployment with very
+/// many such trunks would want an index by source IP in the store instead.
 pub fn identify_with(
     snapshot: &Snapshot,
     location: &LocationStore,
