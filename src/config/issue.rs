@@ -275,6 +275,12 @@ pub enum Problem {
         /// The trunk that has it first.
         other: String,
     },
+    /// An `accept-register` trunk's `username` has a character a SIP URI's user part carries
+    /// only escaped (RFC 3261 25.1), or `;`/`?`, so a REGISTER's To would not name it as written.
+    TrunkUsernameNotUserPart {
+        /// The username.
+        username: String,
+    },
     /// `counters.backend = "redis"` without `redis_url`.
     RedisWithoutUrl,
     /// `[admin] address` is not a loopback address and no `token` is set.
@@ -413,6 +419,11 @@ impl fmt::Display for Problem {
                 f,
                 "username `{username}` is already the username of accept-register trunk \
                  {other}; a gateway's REGISTER names its trunk by it"
+            ),
+            TrunkUsernameNotUserPart { username } => write!(
+                f,
+                "username `{username}` cannot be written unescaped in a SIP URI's user part \
+                 (use letters, digits and -_.!~*'()&=+$,/)"
             ),
             RedisWithoutUrl => f.write_str("backend = \"redis\" needs `redis_url`"),
             ReferencedTrunkRemoved { rules } => write!(

@@ -79,6 +79,12 @@ fn shared_accept_register_usernames(b: &mut Build<'_>, trunks: &[Trunk]) {
         let Some(username) = t.username.as_deref().filter(|u| !u.is_empty()) else {
             continue;
         };
+        if !username.bytes().all(is_user_unescaped) {
+            let problem = Problem::TrunkUsernameNotUserPart {
+                username: username.to_owned(),
+            };
+            b.error(Entity::Trunk(t.name.clone()), "username", problem);
+        }
         if let Some(other) = owner.get(username) {
             let problem = Problem::TrunkUsernameShared {
                 username: username.to_owned(),
@@ -110,6 +116,13 @@ fn kind_requirements(b: &mut Build<'_>, t: &RawTrunk) -> TrunkKind {
     require("username", needs_credentials && missing(&t.username));
     require("password", needs_credentials && missing(&t.password));
     kind
+}
+
+/// Whether `b` may stand unescaped in a SIP URI's user part (RFC 3261 25.1: `unreserved` and
+/// `user-unreserved`), less `;` and `?`, which many parsers take for the start of URI
+/// parameters or headers.
+fn is_user_unescaped(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,/".contains(&b)
 }
 
 /// An `ip` trunk is recognised only by source IP, so its IPs must be its own.

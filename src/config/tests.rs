@@ -958,3 +958,17 @@ fn an_accept_register_trunk_without_credentials_is_refused_naming_it() {
         ]
     );
 }
+
+#[test]
+fn an_accept_register_username_must_be_writable_in_a_sip_user_part() {
+    for bad in ["gw 1", "gw@x", "gw\\\"1", "g%41", "gw;x"] {
+        let cfg = ACCEPT_REGISTER.replace("\"gw1\"", &format!("\"{bad}\""));
+        let p = one_error(&cfg, "trunk gw-a");
+        assert!(
+            matches!(p, Problem::TrunkUsernameNotUserPart { .. }),
+            "{bad}: {p}"
+        );
+    }
+    let fine = ACCEPT_REGISTER.replace("\"gw1\"", "\"Gw-1.main_x+y\"");
+    load_with(&fine).unwrap_or_else(|e| panic!("{e:#?}"));
+}
