@@ -1,5 +1,6 @@
 //! Phones at the edge: REGISTER (digest, then the registrar) and the digest challenge of a
-//! phone's INVITE. Glue between the `auth` core (nonces, credentials, brute-force guard), the
+//! phone's INVITE; and the REGISTERs of `accept-register` trunks' gateways, checked by the same
+//! code with the trunk's credentials. Glue between the `auth` core (nonces, credentials, brute-force guard), the
 //! `registrar` core and the configuration; the decisions are theirs.
 //!
 //! No enumeration: a REGISTER or INVITE for an extension that does not exist gets the same
