@@ -105,8 +105,12 @@ pub struct CounterView {
 /// One registration binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistrationView {
-    /// The registered extension (or trunk account).
+    /// The registered extension's AoR, `number@domain`; absent for a trunk's gateway.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub extension: String,
+    /// The `accept-register` trunk whose gateway registered; absent for an extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
     /// The Contact URI of the binding.
     pub contact: String,
     /// Source address of the REGISTER, `ip:port`.

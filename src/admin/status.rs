@@ -165,11 +165,14 @@ pub fn render(
     let rows = registrations
         .iter()
         .map(|r| {
-            let (ext, contact, source, transport) =
-                (&r.extension, &r.contact, &r.source, &r.transport);
+            let (contact, source, transport) = (&r.contact, &r.source, &r.transport);
+            let who = match &r.trunk {
+                Some(trunk) => format!("trunk {trunk}"),
+                None => r.extension.clone(),
+            };
             let expires = format!("{}s", r.expires_secs);
             vec![
-                ext.clone(),
+                who,
                 contact.clone(),
                 source.clone(),
                 transport.clone(),

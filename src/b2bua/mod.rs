@@ -316,10 +316,10 @@ impl B2bua {
     /// What `source` is to the running configuration: a PBX or trunk, PBX extensions that must
     /// authenticate, or nobody (an INVITE from nobody is refused before any state is kept for
     /// it, unless it is a phone's).
-    pub fn source_kind(&self, source: SocketAddr) -> SourceKind {
+    pub fn source_kind(&self, source: SocketAddr, now: Instant) -> SourceKind {
         let generation = self.limiter.current();
         let snapshot = generation.config();
-        match crate::routing::identify(snapshot, source) {
+        match crate::routing::identify_with(snapshot, &self.location, source, now) {
             Ok(_) => SourceKind::Known,
             Err(crate::routing::RouteError::AuthenticationRequired(_)) => {
                 let ix = &snapshot.index;

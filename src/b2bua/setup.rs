@@ -82,7 +82,7 @@ impl B2bua {
             .and_then(|user| {
                 let caller = match &caller {
                     Some(c) => c.clone(),
-                    None => routing::identify(&snapshot, source.addr)?,
+                    None => routing::identify_with(&snapshot, &self.location, source.addr, now)?,
                 };
                 routing::route(&snapshot, &caller, &user)
             });

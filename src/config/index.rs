@@ -72,6 +72,15 @@ fn trunks(s: &Snapshot, ix: &mut Index) {
         }
     }
     for (i, t) in s.trunks.iter().enumerate() {
-        ix.trunk_by_name.insert(t.name.clone(), TrunkId(to_u32(i)));
+        let id = TrunkId(to_u32(i));
+        ix.trunk_by_name.insert(t.name.clone(), id);
+        if t.kind == TrunkKind::AcceptRegister {
+            ix.accept_register_trunks.push(id);
+            if let Some(username) = &t.username {
+                ix.accept_register_by_username
+                    .entry(username.clone())
+                    .or_insert(id);
+            }
+        }
     }
 }

@@ -267,6 +267,20 @@ pub enum Problem {
         /// The trunk that has it first.
         other: String,
     },
+    /// Two `accept-register` trunks with one `username`: a gateway's REGISTER names its trunk by
+    /// the To user alone, so it would be ambiguous.
+    TrunkUsernameShared {
+        /// The username.
+        username: String,
+        /// The trunk that has it first.
+        other: String,
+    },
+    /// An `accept-register` trunk's `username` has a character a SIP URI's user part carries
+    /// only escaped (RFC 3261 25.1), or `;`/`?`, so a REGISTER's To would not name it as written.
+    TrunkUsernameNotUserPart {
+        /// The username.
+        username: String,
+    },
     /// `counters.backend = "redis"` without `redis_url`.
     RedisWithoutUrl,
     /// `[admin] address` is not a loopback address and no `token` is set.
@@ -400,6 +414,16 @@ impl fmt::Display for Problem {
             TrunkIpShared { ip, other } => write!(
                 f,
                 "source IP {ip} already identifies trunk {other}; an ip trunk needs its own IPs"
+            ),
+            TrunkUsernameShared { username, other } => write!(
+                f,
+                "username `{username}` is already the username of accept-register trunk \
+                 {other}; a gateway's REGISTER names its trunk by it"
+            ),
+            TrunkUsernameNotUserPart { username } => write!(
+                f,
+                "username `{username}` cannot be written unescaped in a SIP URI's user part \
+                 (use letters, digits and -_.!~*'()&=+$,/)"
             ),
             RedisWithoutUrl => f.write_str("backend = \"redis\" needs `redis_url`"),
             ReferencedTrunkRemoved { rules } => write!(

@@ -489,6 +489,10 @@ pub struct Index {
     pub pbx_by_ip: HashMap<IpAddr, Vec<ExtId>>,
     /// Trunk gateway IP or associated IP -> trunk.
     pub trunk_by_ip: HashMap<IpAddr, TrunkId>,
+    /// `accept-register` trunks, in file order (whose live bindings identify callers).
+    pub accept_register_trunks: Vec<TrunkId>,
+    /// `accept-register` trunk username -> trunk (validated unique): whose REGISTER it is.
+    pub accept_register_by_username: HashMap<String, TrunkId>,
     /// Organization -> its outbound rules, in file order.
     pub outbound_rules_by_org: HashMap<OrgId, Vec<usize>>,
     /// Trunk -> its inbound rules, in file order.

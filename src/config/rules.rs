@@ -63,7 +63,38 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
         });
     }
     shared_trunk_ips(b, &out);
+    shared_accept_register_usernames(b, &out);
     out
+}
+
+/// An `accept-register` trunk's REGISTER is recognised by its To user (the trunk's `username`)
+/// at a host that is no organization's domain, so the username must name one trunk. It cannot be
+/// confused with an extension: an extension's REGISTER names its organization's domain.
+fn shared_accept_register_usernames(b: &mut Build<'_>, trunks: &[Trunk]) {
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for t in trunks
+        .iter()
+        .filter(|t| t.kind == TrunkKind::AcceptRegister)
+    {
+        let Some(username) = t.username.as_deref().filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        if !username.bytes().all(is_user_unescaped) {
+            let problem = Problem::TrunkUsernameNotUserPart {
+                username: username.to_owned(),
+            };
+            b.error(Entity::Trunk(t.name.clone()), "username", problem);
+        }
+        if let Some(other) = owner.get(username) {
+            let problem = Problem::TrunkUsernameShared {
+                username: username.to_owned(),
+                other: (*other).to_owned(),
+            };
+            b.error(Entity::Trunk(t.name.clone()), "username", problem);
+        } else {
+            owner.insert(username, &t.name);
+        }
+    }
 }
 
 /// ip needs an address; register needs address, username and password; accept-register needs
@@ -85,6 +116,13 @@ fn kind_requirements(b: &mut Build<'_>, t: &RawTrunk) -> TrunkKind {
     require("username", needs_credentials && missing(&t.username));
     require("password", needs_credentials && missing(&t.password));
     kind
+}
+
+/// Whether `b` may stand unescaped in a SIP URI's user part (RFC 3261 25.1: `unreserved` and
+/// `user-unreserved`), less `;` and `?`, which many parsers take for the start of URI
+/// parameters or headers.
+fn is_user_unescaped(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,/".contains(&b)
 }
 
 /// An `ip` trunk is recognised only by source IP, so its IPs must be its own.

@@ -917,3 +917,79 @@ fn a_ring_rule_owner_is_one_extension_of_its_organization_owning_one_rule() {
     let p = one_error(&twice, "ring_rule b (organization acme)");
     assert!(matches!(p, Problem::DuplicateName { .. }), "{p:?}");
 }
+
+const ACCEPT_REGISTER: &str = r#"
+[[trunk]]
+name = "gw-a"
+kind = "accept-register"
+username = "gw1"
+password = "pw"
+"#;
+
+#[test]
+fn an_accept_register_trunk_needs_no_address_and_is_indexed_by_username() {
+    let loaded = load_with(ACCEPT_REGISTER).unwrap_or_else(|e| panic!("{e:#?}"));
+    let s = &loaded.snapshot;
+    let id = s.index.trunk_by_name["gw-a"];
+    assert_eq!(s.trunks[id.index()].kind, TrunkKind::AcceptRegister);
+    assert_eq!(s.trunks[id.index()].address, None);
+    assert_eq!(s.index.accept_register_trunks, [id]);
+    assert_eq!(s.index.accept_register_by_username.get("gw1"), Some(&id));
+    assert!(
+        !s.index.trunk_by_ip.values().any(|t| *t == id),
+        "no fixed IP identifies it"
+    );
+}
+
+#[test]
+fn accept_register_trunks_cannot_share_a_username() {
+    let second = ACCEPT_REGISTER.replace("gw-a", "gw-b");
+    let p = one_error(&format!("{ACCEPT_REGISTER}{second}"), "trunk gw-b");
+    assert_eq!(
+        p,
+        Problem::TrunkUsernameShared {
+            username: "gw1".into(),
+            other: "gw-a".into(),
+        }
+    );
+    assert!(p.to_string().contains("gw-a"), "{p}");
+}
+
+#[test]
+fn an_accept_register_username_may_equal_an_extension_number_or_a_register_trunk_username() {
+    // An extension's REGISTER names its organization's domain, a gateway's any other host; a
+    // `register` trunk's username is ours at the provider, never a REGISTER to callgate.
+    let same = ACCEPT_REGISTER.replace("\"gw1\"", "\"101\"");
+    let register = "[[trunk]]\nname = \"out\"\nkind = \"register\"\naddress = \"127.0.0.9:5060\"\nusername = \"101\"\npassword = \"p\"\n";
+    load_with(&format!("{same}{register}")).unwrap_or_else(|e| panic!("{e:#?}"));
+}
+
+#[test]
+fn an_accept_register_trunk_without_credentials_is_refused_naming_it() {
+    let errs = errors("[[trunk]]\nname = \"gw-x\"\nkind = \"accept-register\"\nusername = \"\"\n");
+    let fields: Vec<_> = errs
+        .iter()
+        .map(|e| (e.entity.to_string(), e.field))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("trunk gw-x".to_owned(), "username"),
+            ("trunk gw-x".to_owned(), "password")
+        ]
+    );
+}
+
+#[test]
+fn an_accept_register_username_must_be_writable_in_a_sip_user_part() {
+    for bad in ["gw 1", "gw@x", "gw\\\"1", "g%41", "gw;x"] {
+        let cfg = ACCEPT_REGISTER.replace("\"gw1\"", &format!("\"{bad}\""));
+        let p = one_error(&cfg, "trunk gw-a");
+        assert!(
+            matches!(p, Problem::TrunkUsernameNotUserPart { .. }),
+            "{bad}: {p}"
+        );
+    }
+    let fine = ACCEPT_REGISTER.replace("\"gw1\"", "\"Gw-1.main_x+y\"");
+    load_with(&fine).unwrap_or_else(|e| panic!("{e:#?}"));
+}

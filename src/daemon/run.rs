@@ -364,7 +364,11 @@ impl AdminBackend for Backend {
             .snapshot(now)
             .into_iter()
             .map(|(aor, b)| RegistrationView {
-                extension: aor.to_string(),
+                trunk: aor.trunk_name().map(str::to_owned),
+                extension: match aor.trunk_name() {
+                    Some(_) => String::new(),
+                    None => aor.to_string(),
+                },
                 contact: b.contact,
                 source: b.flow.source.to_string(),
                 transport: b.flow.transport.as_str().into(),

@@ -1,5 +1,6 @@
 //! Phones at the edge: REGISTER (digest, then the registrar) and the digest challenge of a
-//! phone's INVITE. Glue between the `auth` core (nonces, credentials, brute-force guard), the
+//! phone's INVITE; and the REGISTERs of `accept-register` trunks' gateways, checked by the same
+//! code with the trunk's credentials. Glue between the `auth` core (nonces, credentials, brute-force guard), the
 //! `registrar` core and the configuration; the decisions are theirs.
 //!
 //! No enumeration: a REGISTER or INVITE for an extension that does not exist gets the same
@@ -13,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::auth::{self, Algorithm, AuthOutcome, Guard, GuardConfig, NonceKey, Secret};
-use crate::config::model::{ExtId, Snapshot};
+use crate::config::model::{ExtId, Snapshot, TrunkId};
 use crate::registrar::{self, Aor, Flow, Policy, Reply};
 use crate::sip::uri::Uri;
 use crate::sip::{self, Request};
@@ -82,10 +83,27 @@ pub(super) fn claim(snapshot: &Snapshot, uri: &str) -> Option<Claim> {
     })
 }
 
-/// The verdict on a request's credentials.
-pub(super) enum Verdict {
-    /// Authenticated as this extension.
-    Ok(ExtId),
+/// The `accept-register` trunk whose gateway a REGISTER's To (`sip:user@host`) names: `user` is
+/// the trunk's `username` and `host` is no organization's domain (an organization's domain names
+/// its extensions, so a phone's REGISTER is never taken for a gateway's). Returns the realm to
+/// challenge with (the host, lower-cased) and the trunk.
+pub(super) fn trunk_claim(snapshot: &Snapshot, uri: &str) -> Option<(String, TrunkId)> {
+    let Some(Uri::Sip(sip)) = Uri::parse(uri) else {
+        return None;
+    };
+    let realm = sip.host.to_ascii_lowercase();
+    if snapshot.index.organization_by_domain.contains_key(&realm) {
+        return None;
+    }
+    let trunk = *snapshot.index.accept_register_by_username.get(sip.user?)?;
+    Some((realm, trunk))
+}
+
+/// The verdict on a request's credentials; `A` is who they authenticate (an extension, or an
+/// `accept-register` trunk).
+pub(super) enum Verdict<A = ExtId> {
+    /// Authenticated as this extension or trunk.
+    Ok(A),
     /// Send this response (a challenge, or a refusal).
     Respond(u16, Bytes),
     /// Wrong credentials (`callgate_auth_failures_total` counts these, not refusals of a banned
@@ -110,6 +128,80 @@ pub(super) fn check(
     source: IpAddr,
     now: Instant,
 ) -> Verdict {
+    let named = |username: &str| {
+        claim
+            .exts
+            .iter()
+            .copied()
+            .find(|e| snapshot.extensions[e.index()].number == username)
+    };
+    let account = Account {
+        named,
+        secret: |ext: ExtId, algorithm| {
+            let e = &snapshot.extensions[ext.index()];
+            Secret::for_algorithm(e.credentials.as_ref()?, algorithm)
+        },
+        allowed: |ext| allowed_from(snapshot, ext, source),
+    };
+    let at = At {
+        realm: &claim.realm,
+        source,
+        now,
+    };
+    check_account(shared, nonces, snapshot, req, at, account)
+}
+
+/// Checks the credentials of a gateway's REGISTER for `accept-register` trunk `trunk` (see
+/// [`trunk_claim`]): the trunk's `username` and `password`, with the nonces, replay rules and
+/// brute-force guard of the phones.
+pub(super) fn check_trunk(
+    shared: &Arc<AuthShared>,
+    nonces: &auth::NonceCounts,
+    snapshot: &Snapshot,
+    req: &Request,
+    (realm, trunk): (&str, TrunkId),
+    source: IpAddr,
+    now: Instant,
+) -> Verdict<TrunkId> {
+    let t = &snapshot.trunks[trunk.index()];
+    let account = Account {
+        named: |username: &str| (t.username.as_deref() == Some(username)).then_some(trunk),
+        secret: |_, _| t.password.as_deref().map(Secret::Password),
+        allowed: |_| true,
+    };
+    let at = At { realm, source, now };
+    check_account(shared, nonces, snapshot, req, at, account)
+}
+
+/// Where and when a request is checked: the realm it is challenged in, its source IP, the time.
+struct At<'a> {
+    realm: &'a str,
+    source: IpAddr,
+    now: Instant,
+}
+
+/// Who a digest username may be: `named` finds the account, `secret` its secret for an
+/// algorithm, `allowed` whether it may be used from the request's source.
+struct Account<N, S, P> {
+    named: N,
+    secret: S,
+    allowed: P,
+}
+
+/// The digest check shared by extensions and trunks.
+fn check_account<'s, A: Copy>(
+    shared: &Arc<AuthShared>,
+    nonces: &auth::NonceCounts,
+    snapshot: &Snapshot,
+    req: &Request,
+    at: At<'_>,
+    account: Account<
+        impl Fn(&str) -> Option<A>,
+        impl Fn(A, Algorithm) -> Option<Secret<'s>>,
+        impl Fn(A) -> bool,
+    >,
+) -> Verdict<A> {
+    let At { realm, source, now } = at;
     let secs = shared.secs(now);
     let register = *req.method() == sip::Method::Register;
     if shared.guard.is_banned(source, secs) {
@@ -125,31 +217,23 @@ pub(super) fn check(
         .headers_raw(header)
         .filter_map(|h| h.value_str())
         .collect();
-    let named = |username: &str| {
-        claim
-            .exts
-            .iter()
-            .copied()
-            .find(|e| snapshot.extensions[e.index()].number == username)
-    };
-    let secret_for = |username: &str, algorithm| -> Option<Secret<'_>> {
-        let e = &snapshot.extensions[named(username)?.index()];
-        Secret::for_algorithm(e.credentials.as_ref()?, algorithm)
+    let secret_for = |username: &str, algorithm| -> Option<Secret<'s>> {
+        (account.secret)((account.named)(username)?, algorithm)
     };
     let outcome = auth::authenticate(
         values.into_iter(),
         req.method().as_str(),
-        &claim.realm,
+        realm,
         secret_for,
         &shared.key,
         nonces,
         secs,
     );
     match outcome {
-        AuthOutcome::Authenticated { username } => match named(&username) {
-            Some(ext) if allowed_from(snapshot, ext, source) => {
+        AuthOutcome::Authenticated { username } => match (account.named)(&username) {
+            Some(who) if (account.allowed)(who) => {
                 shared.guard.record_success(source, &username);
-                Verdict::Ok(ext)
+                Verdict::Ok(who)
             }
             _ => {
                 tracing::warn!(peer.ip = %source, extension = %username, "extension used from outside its allowed_networks");
@@ -157,23 +241,23 @@ pub(super) fn check(
             }
         },
         AuthOutcome::Challenge { stale } => {
-            let sha256 = offers_sha256(snapshot, &claim.realm);
+            let sha256 = offers_sha256(snapshot, realm);
             let how = How {
                 stale,
                 sha256,
                 register,
             };
-            let (status, bytes) = challenge(shared, req, &claim.realm, how, secs);
+            let (status, bytes) = challenge(shared, req, realm, how, secs);
             Verdict::Respond(status, bytes)
         }
         AuthOutcome::Failed { username, counts } => {
             // One line per failure, in a form fail2ban matches; never the hash.
-            tracing::warn!(peer.ip = %source, extension = %username, realm = %claim.realm, "digest authentication failed");
+            tracing::warn!(peer.ip = %source, extension = %username, realm = %realm, "digest authentication failed");
             // An answer no stored secret could match is a configuration mismatch only where the
             // realm offered that algorithm; where only MD5 was offered, the client answered a
             // challenge never sent (a guesser), and not counting it would tell it which
             // extensions store an MD5 HA1.
-            let counts = counts || !offers_sha256(snapshot, &claim.realm);
+            let counts = counts || !offers_sha256(snapshot, realm);
             let ban = counts
                 .then(|| shared.guard.record_failure(source, &username, secs))
                 .flatten();
@@ -250,8 +334,31 @@ pub(super) fn register(
     let domain = &snapshot.organizations[e.organization.index()].domain;
     let aor = Aor::new(domain, &e.number);
     let reply = registrar::register(location, &aor, req, flow, &Policy::default(), now);
+    answer(req, &reply)
+}
+
+/// A REGISTER from the authenticated gateway of `accept-register` trunk `trunk`, applied to the
+/// location store under the trunk's AoR ([`Aor::trunk`]), with the phones' lifetimes, contact
+/// limit and `Expires: 0` / `Contact: *` rules.
+pub(super) fn register_trunk(
+    location: &registrar::LocationStore,
+    snapshot: &Snapshot,
+    trunk: TrunkId,
+    req: &Request,
+    flow: Flow,
+    now: Instant,
+) -> (u16, Bytes) {
+    let name = &snapshot.trunks[trunk.index()].name;
+    let aor = Aor::trunk(name);
+    let reply = registrar::register(location, &aor, req, flow, &Policy::default(), now);
+    tracing::debug!(trunk = %name, peer.addr = %flow.source, status = reply.status(), "trunk gateway REGISTER");
+    answer(req, &reply)
+}
+
+/// The response to a REGISTER the registrar decided.
+fn answer(req: &Request, reply: &Reply) -> (u16, Bytes) {
     let status = reply.status();
-    let bytes = match &reply {
+    let bytes = match reply {
         Reply::Ok { contacts } => {
             let values: Vec<String> = contacts
                 .iter()

@@ -431,7 +431,7 @@ impl Engine {
         // Set below for this request only: a refusal on the way must not leave it for the next.
         self.caller = None;
         let kind = if new_call && !self.txn.contains(&key) {
-            self.b2bua.source_kind(source.addr)
+            self.b2bua.source_kind(source.addr, now)
         } else {
             crate::b2bua::SourceKind::Known
         };

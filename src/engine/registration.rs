@@ -9,6 +9,11 @@
 //! gets a new challenge; one with credentials reuses its nonce count, so it gets a new challenge
 //! too and the phone answers it, as with Kamailio's stateless registrar. Nothing is kept per
 //! request, so a flood of REGISTERs costs no memory.
+//!
+//! A REGISTER whose To is `username@host` of an `accept-register` trunk, at a host that is no
+//! organization's domain, is the provider's gateway: it is challenged and checked with the
+//! trunk's credentials (same nonces, replay rule and brute-force guard as the phones) and bound
+//! under the trunk's AoR ([`crate::registrar::Aor::trunk`]) in the same location store.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,6 +93,21 @@ fn reply(
     now: Instant,
 ) -> (u16, Bytes) {
     let to = req.parts().to().uri;
+    let ip = source.addr.ip();
+    let flow = crate::registrar::Flow {
+        transport: source.transport,
+        source: source.addr,
+        local: None,
+    };
+    if let Some((realm, trunk)) = access::trunk_claim(snapshot, to) {
+        let claim = (realm.as_str(), trunk);
+        let verdict =
+            access::check_trunk(&shared.auth, &shared.nonces, snapshot, req, claim, ip, now);
+        return match settle(metrics, verdict) {
+            Ok(trunk) => access::register_trunk(&shared.location, snapshot, trunk, req, flow, now),
+            Err(answered) => answered,
+        };
+    }
     let Some(claim) = access::claim(snapshot, to) else {
         // A To that is no sip: user@host is malformed for REGISTER (never a 404: that would tell
         // a scanner something).
@@ -96,9 +116,18 @@ fn reply(
             sip::response_to(req, 400, "Bad To", Some("cg-reg"), &[]),
         );
     };
-    let ip = source.addr.ip();
-    match access::check(&shared.auth, &shared.nonces, snapshot, req, &claim, ip, now) {
-        access::Verdict::Respond(status, bytes) => (status, bytes),
+    let verdict = access::check(&shared.auth, &shared.nonces, snapshot, req, &claim, ip, now);
+    match settle(metrics, verdict) {
+        Ok(ext) => access::register(&shared.location, snapshot, ext, req, flow, now),
+        Err(answered) => answered,
+    }
+}
+
+/// Who authenticated, or the answer (a challenge or a refusal; wrong credentials counted).
+fn settle<A>(metrics: &Metrics, verdict: access::Verdict<A>) -> Result<A, (u16, Bytes)> {
+    match verdict {
+        access::Verdict::Ok(who) => Ok(who),
+        access::Verdict::Respond(status, bytes) => Err((status, bytes)),
         access::Verdict::Failed {
             response: bytes,
             banned,
@@ -107,15 +136,7 @@ fn reply(
             if banned {
                 metrics.auth_ban();
             }
-            (403, bytes)
-        }
-        access::Verdict::Ok(ext) => {
-            let flow = crate::registrar::Flow {
-                transport: source.transport,
-                source: source.addr,
-                local: None,
-            };
-            access::register(&shared.location, snapshot, ext, req, flow, now)
+            Err((403, bytes))
         }
     }
 }

@@ -73,13 +73,15 @@ fn rig_with(cfg: &str) -> Rig {
         ring_timeout: Duration::from_secs(180),
     };
     let ids = crate::sip::ids::Ids::new(0, rand::SeedableRng::seed_from_u64(7));
-    let b2bua = B2bua::new(limiter.clone(), settings, ids);
+    let shared = Shared::new([7; 32], crate::test_clock::origin());
+    // As the daemon does: calls reach the bindings the REGISTERs made.
+    let b2bua = B2bua::new(limiter.clone(), settings, ids).with_location(shared.location.clone());
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(
         b2bua,
         Layer::new(TimerConfig::default()),
         metrics.clone(),
-        Shared::new([7; 32], crate::test_clock::origin()),
+        shared,
     );
     Rig {
         engine,
@@ -680,3 +682,6 @@ fn sha256_answers_where_only_md5_was_offered_count_as_guesses() {
         "ten counted guesses ban the source\n{text}"
     );
 }
+
+#[path = "tests_trunk.rs"]
+mod trunk;

@@ -34,11 +34,28 @@ impl Aor {
         Aor(aor)
     }
 
+    /// The AoR under which the gateway of `accept-register` trunk `trunk` (its name) is bound:
+    /// `trunk@trunk.invalid`. `.invalid` never names a real host (RFC 6761 6.4), so no
+    /// organization's phones share it, and the form survives the state file like a phone's.
+    pub fn trunk(trunk: &str) -> Self {
+        Aor::new(TRUNK_DOMAIN, trunk)
+    }
+
+    /// The trunk name of an AoR made by [`Aor::trunk`], `None` for an extension's.
+    pub fn trunk_name(&self) -> Option<&str> {
+        self.0
+            .strip_suffix(TRUNK_DOMAIN)
+            .and_then(|rest| rest.strip_suffix('@'))
+    }
+
     /// The AoR as `user@domain`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// The domain of trunks' AoRs ([`Aor::trunk`]).
+const TRUNK_DOMAIN: &str = "trunk.invalid";
 
 impl fmt::Display for Aor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -223,6 +240,20 @@ impl LocationStore {
             Some(list) => list.iter().filter(|b| b.is_live(now)).cloned().collect(),
             None => Vec::new(),
         }
+    }
+
+    /// Whether `aor` has a live binding for which `matches` holds, without copying any binding
+    /// (the lookup an INVITE's caller identification makes per `accept-register` trunk).
+    pub fn any_live(&self, aor: &Aor, now: Instant, matches: impl Fn(&Binding) -> bool) -> bool {
+        self.bindings
+            .get(aor)
+            .is_some_and(|list| list.iter().any(|b| b.is_live(now) && matches(b)))
+    }
+
+    /// The most recently registered live binding of `aor`, if any (where a call to it goes).
+    pub fn latest(&self, aor: &Aor, now: Instant) -> Option<Binding> {
+        let list = self.bindings.get(aor)?;
+        list.iter().find(|b| b.is_live(now)).cloned()
     }
 
     /// Drops every binding expired at `now`, and AoRs left without bindings. Returns how many

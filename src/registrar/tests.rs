@@ -437,3 +437,51 @@ fn racing_shards_never_exceed_max_contacts() {
         assert_eq!(store.lookup(&aor, t0).len(), MAX);
     }
 }
+
+#[test]
+fn a_trunk_aor_is_told_apart_from_an_extension_aor() {
+    let trunk = Aor::trunk("carrier-b");
+    assert_eq!(trunk.as_str(), "carrier-b@trunk.invalid");
+    assert_eq!(trunk.trunk_name(), Some("carrier-b"));
+    assert_eq!(alice().trunk_name(), None);
+    assert_eq!(Aor::new("acme.example", "carrier-b").trunk_name(), None);
+    // What the state file writes back in (`user@domain`, domain lower-cased) is the same key.
+    assert_eq!(Aor::new("TRUNK.invalid", "carrier-b"), trunk);
+}
+
+#[test]
+fn any_live_and_latest_see_live_bindings_only() {
+    let store = LocationStore::new();
+    let t0 = crate::test_clock::origin();
+    let aor = Aor::trunk("gw");
+    store
+        .upsert(
+            aor.clone(),
+            binding("sip:gw@192.0.2.1", t0, 60, "a", 1),
+            5,
+            t0,
+        )
+        .expect("bound");
+    let later = t0 + Duration::from_secs(1);
+    let second = Binding {
+        flow: flow(Transport::Tcp, "192.0.2.2:5070"),
+        ..binding("sip:gw@192.0.2.2", later, 60, "b", 1)
+    };
+    store.upsert(aor.clone(), second, 5, later).expect("bound");
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().expect("ip");
+        move |b: &Binding| b.flow.source.ip() == ip
+    };
+    assert!(store.any_live(&aor, later, from("192.0.2.1")));
+    assert!(!store.any_live(&aor, later, from("192.0.2.9")));
+    assert!(!store.any_live(&Aor::trunk("other"), later, |_| true));
+    let latest = store.latest(&aor, later).expect("a live binding");
+    assert_eq!(latest.contact, "sip:gw@192.0.2.2", "most recent first");
+    let gone = t0 + Duration::from_secs(60);
+    assert!(!store.any_live(&aor, gone, from("192.0.2.1")));
+    assert_eq!(
+        store.latest(&aor, gone).map(|b| b.contact),
+        Some("sip:gw@192.0.2.2".to_owned())
+    );
+    assert!(store.latest(&aor, gone + Duration::from_secs(1)).is_none());
+}

@@ -3,12 +3,18 @@
 //! paragraph" and spec/call-control.md 5 and 7.
 //!
 //! This module owns the decisions only; it does not admit calls (that is `limits`), build messages
-//! or touch sockets. Registration-based identification (digest, bindings) will plug into
-//! [`identify`] as another [`Caller`] source without changing the route decision.
+//! or touch sockets. The registrar's bindings take part through [`identify_with`] (a request from
+//! the live binding of an `accept-register` trunk's gateway is from that trunk) and [`trunk_dest`]
+//! (calls to such a trunk go to its binding); the store and the time are passed in.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use crate::config::model::{Destination, ExtId, OrgId, RingRuleId, Snapshot, TrunkId};
+use crate::config::model::{
+    Destination, ExtId, OrgId, RingRuleId, Snapshot, Transport, TrunkId, TrunkKind,
+};
+use crate::registrar::{Aor, LocationStore};
+use crate::sip::uri::Uri;
 
 pub mod caller_id;
 pub mod plan;
@@ -20,7 +26,7 @@ mod tests;
 pub enum Caller {
     /// A local extension (today: a SIP trunking extension recognised by its fixed address).
     Extension(ExtId),
-    /// A provider trunk recognised by source IP.
+    /// A provider trunk recognised by source IP, or by its gateway's live binding.
     Trunk(TrunkId),
 }
 
@@ -97,6 +103,100 @@ pub fn identify(snapshot: &Snapshot, source: SocketAddr) -> Result<Caller, Route
         return pbx_caller(snapshot, exts, source);
     }
     Err(RouteError::UnknownSource(source))
+}
+
+/// [`identify`], and then the registrar's bindings: a source that is no PBX and no trunk by its
+/// configured IPs is the `accept-register` trunk one of whose live bindings it sends from. The
+/// binding's exact address (IP and port) wins over its IP alone (a provider sends from several
+/// ports, TCP from a new connection's); among trunks, the first in file order.
+///
+/// Cost: one store lookup (and the AoR's short string) per `accept-register` trunk, and only for
+/// a source the configuration does not know (phones' INVITEs, scanners); a deployment with very
+/// many such trunks would want an index by source IP in the store instead.
+pub fn identify_with(
+    snapshot: &Snapshot,
+    location: &LocationStore,
+    source: SocketAddr,
+    now: Instant,
+) -> Result<Caller, RouteError> {
+    match identify(snapshot, source) {
+        Err(RouteError::UnknownSource(_)) => {}
+        known => return known,
+    }
+    let trunks = &snapshot.index.accept_register_trunks;
+    let bound = |exact: bool| {
+        trunks.iter().copied().find(|t| {
+            let aor = Aor::trunk(&snapshot.trunks[t.index()].name);
+            location.any_live(&aor, now, |b| {
+                b.flow.source == source || (!exact && b.flow.source.ip() == source.ip())
+            })
+        })
+    };
+    bound(true)
+        .or_else(|| bound(false))
+        .map(Caller::Trunk)
+        .ok_or(RouteError::UnknownSource(source))
+}
+
+/// Where a call to a trunk goes ([`trunk_dest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkDest {
+    /// Transport towards the gateway: the configured one, or the binding's flow.
+    pub transport: Transport,
+    /// The gateway: its configured `address`, or the source of its REGISTER (after NAT).
+    pub addr: SocketAddr,
+    /// For a registered gateway, the registered Contact URI, whose host, port and transport
+    /// the Request-URI keeps ([`TrunkDest::request_uri`]).
+    pub contact: Option<String>,
+}
+
+impl TrunkDest {
+    /// The Request-URI for `number`: `None` for a fixed gateway (the caller writes
+    /// `number@addr`); for a registered one, `sip:number@` the registered contact's host and
+    /// port, with its `transport` parameter and `sips:` scheme kept (what the gateway said it
+    /// answers at; phones get their contact verbatim, a gateway must see the dialled number).
+    pub fn request_uri(&self, number: &str) -> Option<String> {
+        let contact = self.contact.as_deref()?;
+        let Some(Uri::Sip(c)) = Uri::parse(contact) else {
+            // Stored contacts were parsed at REGISTER; keep the flow's address if one is not.
+            return Some(format!("sip:{number}@{}", self.addr));
+        };
+        let scheme = if c.secure { "sips" } else { "sip" };
+        let mut uri = format!("{scheme}:{number}@{}", c.host);
+        if let Some(port) = c.port {
+            uri.push_str(&format!(":{port}"));
+        }
+        if let Some(Some(t)) = c.params.get("transport") {
+            uri.push_str(&format!(";transport={t}"));
+        }
+        Some(uri)
+    }
+}
+
+/// Where a call to `trunk` goes: its configured `address` (`ip` and `register` trunks), or for
+/// an `accept-register` trunk the flow of its gateway's most recent live binding. `None` when
+/// there is none (no address, or a gateway not registered now): the trunk is unavailable and an
+/// outbound rule passes to its next trunk.
+pub fn trunk_dest(
+    snapshot: &Snapshot,
+    location: &LocationStore,
+    trunk: TrunkId,
+    now: Instant,
+) -> Option<TrunkDest> {
+    let t = snapshot.trunks.get(trunk.index())?;
+    if t.kind != TrunkKind::AcceptRegister {
+        return t.address.map(|addr| TrunkDest {
+            transport: t.transport,
+            addr,
+            contact: None,
+        });
+    }
+    let binding = location.latest(&Aor::trunk(&t.name), now)?;
+    Some(TrunkDest {
+        transport: binding.flow.transport,
+        addr: binding.flow.source,
+        contact: Some(binding.contact),
+    })
 }
 
 fn pbx_caller(

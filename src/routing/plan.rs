@@ -300,29 +300,24 @@ fn trunk_choices(
         .iter()
         .filter(|t| reach.trunks.is_available(&s.trunks[t.index()].name))
         .filter_map(|&trunk| {
-            let dest = trunk_dest(s, trunk)?;
+            let to = super::trunk_dest(s, reach.location, trunk, reach.now)?;
+            let dest = Dest {
+                transport: to.transport,
+                addr: to.addr,
+            };
             Some(Choice {
                 spec: Some(spec(trunk)),
                 trunk: Some(trunk),
                 legs: vec![LegPlan {
                     dest,
                     user: number.to_owned(),
-                    request_uri: None,
+                    request_uri: to.request_uri(number),
                     from_user: caller.from_user.clone(),
                     identity: caller.identity.clone(),
                 }],
             })
         })
         .collect()
-}
-
-/// Where a trunk's calls go: its gateway.
-pub fn trunk_dest(s: &Snapshot, trunk: TrunkId) -> Option<Dest> {
-    let t = &s.trunks[trunk.index()];
-    t.address.map(|addr| Dest {
-        transport: t.transport,
-        addr,
-    })
 }
 
 /// A ring rule's targets (spec 4): each local target on its own `ForkLocalLeg` units, each public

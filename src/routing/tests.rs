@@ -289,3 +289,6 @@ targets = ["200", "201", "300", "9123"]
         assert_eq!(p.ring_time, Some(std::time::Duration::from_secs(30)));
     }
 }
+
+#[path = "tests_bound.rs"]
+mod bound;
