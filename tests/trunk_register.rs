@@ -150,3 +150,63 @@ async fn forbidden_registration_backs_off_doubling() {
         "4 s after the third 403: {v}"
     );
 }
+
+#[tokio::test]
+async fn shutdown_unregisters_with_expires_zero() {
+    let registrar = NET.addr(12);
+    let sipp = Sipp::uas(
+        "uas-registrar-unregister.xml",
+        registrar,
+        SippOpts::default(),
+    )
+    .await;
+    let h = Harness::start(&config(registrar, "")).await;
+    wait_registration(&h, "registered").await;
+    let (calls, _) = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(calls, 0);
+    let run = sipp.finish().await;
+    run.assert_ok("registrar");
+    let registers = run.received("REGISTER ");
+    assert_eq!(header(registers[1], "Expires"), Some("0"));
+    assert_eq!(
+        header(registers[0], "Call-ID"),
+        header(registers[1], "Call-ID")
+    );
+}
+
+#[tokio::test]
+async fn reload_unregisters_a_removed_trunk_and_starts_an_added_one() {
+    let registrar = NET.addr(13);
+    let sipp = Sipp::uas(
+        "uas-registrar-unregister.xml",
+        registrar,
+        SippOpts::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("callgate.toml");
+    std::fs::write(&path, config(registrar, "")).expect("write config");
+    let h = Harness::start_file(&path).await;
+    wait_registration(&h, "registered").await;
+    let replaced = support::config(&format!(
+        "[[trunk]]\nname = \"added\"\nkind = \"ip\"\naddress = \"{}\"\n",
+        NET.addr(14)
+    ));
+    std::fs::write(&path, replaced).expect("rewrite config");
+    let result = h.daemon.reload().await;
+    assert!(result.accepted, "{result:?}");
+    sipp.finish().await.assert_ok("registrar");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = h.get_json("/trunks").await;
+        let names: Vec<&str> = list
+            .as_array()
+            .map(|l| l.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        if names == ["added"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/trunks after reload: {list}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

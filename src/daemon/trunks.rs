@@ -93,7 +93,8 @@ pub fn channel() -> (mpsc::Sender<TrunkResponse>, mpsc::Receiver<TrunkResponse>)
     mpsc::channel(QUEUE)
 }
 
-/// Spawns the driver on the current runtime.
+/// Spawns the driver on the current runtime. It runs until `stop` is cancelled;
+/// [`TrunkHandle::drain`] unregisters every account first.
 pub fn spawn(
     limiter: Arc<Limiter>,
     transports: Arc<Transports>,
@@ -104,7 +105,7 @@ pub fn spawn(
     let handle = TrunkHandle {
         states: TrunkStates::new(),
         reload: Arc::new(Notify::new()),
-        drain: stop.child_token(),
+        drain: CancellationToken::new(),
         done: CancellationToken::new(),
     };
     let mut driver = Driver {
@@ -123,7 +124,7 @@ pub fn spawn(
         handle.done.clone(),
     );
     tokio::spawn(async move {
-        driver.run(limiter, responses, reload, drain).await;
+        driver.run(limiter, responses, reload, drain, stop).await;
         done.cancel();
     });
     handle
@@ -173,6 +174,7 @@ impl Driver {
         mut responses: mpsc::Receiver<TrunkResponse>,
         reload: Arc<Notify>,
         drain: CancellationToken,
+        stop: CancellationToken,
     ) {
         self.apply(&limiter.current().config().clone(), now());
         let mut draining = false;
@@ -191,6 +193,10 @@ impl Driver {
                 }
             };
             tokio::select! {
+                // The daemon stopped (after its drain, or dropped without one): nothing is
+                // waited for any more.
+                biased;
+                _ = stop.cancelled() => return,
                 _ = drain.cancelled(), if !draining => {
                     draining = true;
                     self.stop_all(now);
@@ -445,6 +451,7 @@ impl Io<'_> {
                 reg.on_timeout(now);
                 log_registration(&task.cfg.name, reg, now);
             }
+            reg.handle_timeout(now);
             let cnonce = trunk_token(self.rng);
             if let Some(register) = reg.due(now, &cnonce) {
                 let (branch, bytes) = self.register(&task.cfg, leg, reg.account(), &register);

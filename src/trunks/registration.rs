@@ -3,8 +3,8 @@
 //! the granted lifetime and backs off on failure.
 //!
 //! Sans-IO, one machine per trunk. Driver contract: after creating the machine, and after every
-//! input ([`Registration::on_response`], [`Registration::on_timeout`], [`Registration::stop`]),
-//! call [`Registration::due`] (it hands out at most one REGISTER at a time) and re-arm the wake-up
+//! input ([`Registration::on_response`], [`Registration::on_timeout`], [`Registration::stop`],
+//! and [`Registration::handle_timeout`] on every wake-up), call [`Registration::due`] (it hands out at most one REGISTER at a time) and re-arm the wake-up
 //! from [`Registration::poll_timeout`]; the driver owns the transaction (retransmissions, Timer
 //! F), the Call-ID (stable for the account) and the CSeq (incremented per REGISTER, 10.2.4).
 //!
@@ -337,6 +337,14 @@ impl Registration {
             Phase::InFlight { .. } | Phase::Stopped => {}
             Phase::Waiting(_) if self.is_registered(now) => self.phase = Phase::Waiting(now),
             Phase::Waiting(_) => self.phase = Phase::Stopped,
+        }
+    }
+
+    /// Forgets a binding whose lifetime has passed (so [`Registration::poll_timeout`] no longer
+    /// names it). Call before [`Registration::due`] on every wake-up.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.registered_until.is_some_and(|until| until <= now) {
+            self.registered_until = None;
         }
     }
 

@@ -196,6 +196,11 @@ fn the_binding_lapses_at_its_expiry_and_poll_timeout_says_when() {
     );
     let later = t0 + Duration::from_secs(10);
     assert_eq!(r.view(later).state, RegState::Failing);
+    r.handle_timeout(later);
+    assert!(
+        r.poll_timeout().is_some_and(|at| at > later),
+        "the lapsed binding is no deadline any more"
+    );
 }
 
 #[test]
