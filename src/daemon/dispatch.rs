@@ -154,11 +154,12 @@ impl Sink for Dispatcher {
                         self.metrics.sip_response(status, Direction::Out);
                         Delivery::Reply { to: to.addr, data }
                     }
-                    Ok(Message::Response(response)) if is_trunk_response(&response) => self
-                        .to_trunks(TrunkResponse {
-                            response,
-                            source: m.source,
-                        }),
+                    Ok(Message::Response(response)) if is_trunk_response(&response) => {
+                        let status = response.status().as_u16();
+                        self.metrics.sip_response(status, Direction::In);
+                        let source = m.source;
+                        self.to_trunks(TrunkResponse { response, source })
+                    }
                     Ok(Message::Request(req)) if *req.method() == Method::Register => {
                         match &self.registrar {
                             Some(front) => {

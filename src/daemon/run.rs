@@ -140,6 +140,7 @@ impl Daemon {
         };
         let trunks = Arc::new(super::trunks::spawn(
             limiter.clone(),
+            metrics.clone(),
             transports.clone(),
             local,
             trunk_rx,

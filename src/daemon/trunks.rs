@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::TrunkResponse;
+use crate::admin::{Direction, Metrics};
 use crate::config::model::{Snapshot, Transport, Trunk, TrunkKind};
 use crate::limits::Limiter;
 use crate::sip::build::RequestBuilder;
@@ -97,6 +98,7 @@ pub fn channel() -> (mpsc::Sender<TrunkResponse>, mpsc::Receiver<TrunkResponse>)
 /// [`TrunkHandle::drain`] unregisters every account first.
 pub fn spawn(
     limiter: Arc<Limiter>,
+    metrics: Arc<Metrics>,
     transports: Arc<Transports>,
     local: LocalAddrs,
     responses: mpsc::Receiver<TrunkResponse>,
@@ -109,6 +111,7 @@ pub fn spawn(
         done: CancellationToken::new(),
     };
     let mut driver = Driver {
+        metrics,
         transports,
         local,
         states: handle.states.clone(),
@@ -138,6 +141,7 @@ struct Txn {
 
 /// One kind of request of one trunk: its Call-ID, tags and CSeq, and the transaction in flight.
 struct Leg {
+    is_register: bool,
     call_id: String,
     from_tag: String,
     cseq: u32,
@@ -152,6 +156,7 @@ struct TrunkTask {
 }
 
 struct Driver {
+    metrics: Arc<Metrics>,
     transports: Arc<Transports>,
     local: LocalAddrs,
     states: Arc<TrunkStates>,
@@ -176,10 +181,10 @@ impl Driver {
         drain: CancellationToken,
         stop: CancellationToken,
     ) {
-        self.apply(&limiter.current().config().clone(), now());
+        self.apply(&limiter.current().config().clone(), clock());
         let mut draining = false;
         loop {
-            let now = now();
+            let now = clock();
             self.step(now);
             self.publish(now);
             if draining && self.all_stopped() {
@@ -197,15 +202,16 @@ impl Driver {
                 // waited for any more.
                 biased;
                 _ = stop.cancelled() => return,
+                // Each input reads the clock again: the wait may have been long.
                 _ = drain.cancelled(), if !draining => {
                     draining = true;
-                    self.stop_all(now);
+                    self.stop_all(clock());
                 }
                 _ = reload.notified(), if !draining => {
-                    self.apply(&limiter.current().config().clone(), now);
+                    self.apply(&limiter.current().config().clone(), clock());
                 }
                 r = responses.recv() => match r {
-                    Some(r) => self.on_response(now, r),
+                    Some(r) => self.on_response(clock(), r),
                     None => return,
                 },
                 _ = sleep => {}
@@ -216,11 +222,12 @@ impl Driver {
     /// Reconciles the running trunks with `snapshot`'s.
     fn apply(&mut self, snapshot: &Arc<Snapshot>, now: Instant) {
         self.node = snapshot.server.name.clone();
-        let wanted: HashMap<&str, &Trunk> = snapshot
+        // accept-register trunks have no address: the provider comes to callgate.
+        let wanted: HashMap<&str, (&Trunk, SocketAddr)> = snapshot
             .trunks
             .iter()
-            .filter(|t| t.address.is_some() && t.kind != TrunkKind::AcceptRegister)
-            .map(|t| (t.name.as_str(), t))
+            .filter(|t| t.kind != TrunkKind::AcceptRegister)
+            .filter_map(|t| Some((t.name.as_str(), (t, t.address?))))
             .collect();
         let gone: Vec<String> = self
             .trunks
@@ -228,7 +235,7 @@ impl Driver {
             .filter(|(name, task)| {
                 wanted
                     .get(name.as_str())
-                    .is_none_or(|t| !same_endpoint(&task.cfg, t))
+                    .is_none_or(|(t, _)| !same_endpoint(&task.cfg, t))
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -237,29 +244,29 @@ impl Driver {
                 self.leave(task, now);
             }
         }
-        for (name, t) in wanted {
+        for (name, (t, dest)) in wanted {
             match self.trunks.get_mut(name) {
                 Some(task) => {
                     // Probe settings change in place: no reason to unregister for that.
                     if task.probe.as_ref().map(|p| p.0.probe()) != t.probe {
-                        task.probe = t
-                            .probe
-                            .map(|p| (Health::new(p, now), new_leg(&mut self.rng, &self.node)));
+                        task.probe = t.probe.map(|p| {
+                            (
+                                Health::new(p, now),
+                                new_leg(&mut self.rng, &self.node, false),
+                            )
+                        });
                     }
                     task.cfg = t.clone();
                 }
                 None => {
-                    let task = self.start(t, now);
+                    let task = self.start(t, dest, now);
                     self.trunks.insert(name.to_owned(), task);
                 }
             }
         }
     }
 
-    fn start(&mut self, t: &Trunk, now: Instant) -> TrunkTask {
-        let dest = t
-            .address
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    fn start(&mut self, t: &Trunk, dest: SocketAddr, now: Instant) -> TrunkTask {
         let reg = match (t.kind, &t.username, &t.password) {
             (TrunkKind::Register, Some(username), Some(password)) => {
                 let account = Account {
@@ -272,14 +279,17 @@ impl Driver {
                 tracing::info!(trunk = %t.name, registrar = %dest, user = %username, "trunk registration starts");
                 Some((
                     Registration::new(account, now),
-                    new_leg(&mut self.rng, &self.node),
+                    new_leg(&mut self.rng, &self.node, true),
                 ))
             }
             _ => None,
         };
-        let probe = t
-            .probe
-            .map(|p| (Health::new(p, now), new_leg(&mut self.rng, &self.node)));
+        let probe = t.probe.map(|p| {
+            (
+                Health::new(p, now),
+                new_leg(&mut self.rng, &self.node, false),
+            )
+        });
         TrunkTask {
             cfg: t.clone(),
             dest,
@@ -318,6 +328,7 @@ impl Driver {
         let mut tasks: Vec<&mut TrunkTask> = self.trunks.values_mut().collect();
         tasks.extend(self.leaving.iter_mut());
         let mut io = Io {
+            metrics: &self.metrics,
             transports: &self.transports,
             local: &self.local,
             rng: &mut self.rng,
@@ -426,8 +437,9 @@ fn same_endpoint(a: &Trunk, b: &Trunk) -> bool {
         && a.register_retry == b.register_retry
 }
 
-fn new_leg(rng: &mut StdRng, node: &str) -> Leg {
+fn new_leg(rng: &mut StdRng, node: &str, is_register: bool) -> Leg {
     Leg {
+        is_register,
         call_id: format!("{}@{node}", trunk_token(rng)),
         from_tag: trunk_token(rng),
         cseq: 0,
@@ -437,6 +449,7 @@ fn new_leg(rng: &mut StdRng, node: &str) -> Leg {
 
 /// What sending needs, borrowed apart from the trunk table.
 struct Io<'a> {
+    metrics: &'a Metrics,
     transports: &'a Arc<Transports>,
     local: &'a LocalAddrs,
     rng: &'a mut StdRng,
@@ -555,6 +568,12 @@ impl Leg {
         dest: SocketAddr,
         transport: Transport,
     ) -> bool {
+        let method = if self.is_register {
+            "REGISTER"
+        } else {
+            "OPTIONS"
+        };
+        io.metrics.sip_request(method, Direction::Out);
         let mut out = Vec::new();
         let client = NonInviteClient::start(now, bytes, transport.is_stream(), io.timers, &mut out);
         self.txn = Some(Txn { branch, client });
@@ -650,7 +669,7 @@ fn host_of(uri: &str) -> &str {
     uri.strip_prefix("sip:").unwrap_or(uri)
 }
 
-fn now() -> Instant {
+fn clock() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
