@@ -699,3 +699,35 @@ fn log_health(trunk: &str, was_up: bool, health: &Health) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trunk() -> Trunk {
+        let toml = "[[listen]]\naddress = \"127.0.0.1:5060\"\n[[trunk]]\nname = \"p\"\nkind = \"register\"\naddress = \"127.0.0.9:5060\"\nusername = \"u\"\npassword = \"pw\"\n";
+        let loaded = crate::config::load(toml).expect("valid");
+        loaded.snapshot.trunks[0].clone()
+    }
+
+    #[test]
+    fn a_reload_re_registers_only_for_a_changed_endpoint_or_account() {
+        let t = trunk();
+        let mut limits = t.clone();
+        limits.max_calls = Some(3);
+        limits.probe = Some(crate::config::model::Probe {
+            interval: Duration::from_secs(5),
+            misses: 2,
+        });
+        assert!(
+            same_endpoint(&t, &limits),
+            "limits and probes change in place"
+        );
+        let mut password = t.clone();
+        password.password = Some("new".into());
+        assert!(!same_endpoint(&t, &password));
+        let mut address = t.clone();
+        address.address = Some("127.0.0.10:5060".parse().expect("address"));
+        assert!(!same_endpoint(&t, &address));
+    }
+}
