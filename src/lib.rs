@@ -16,6 +16,8 @@
 //! - [`auth`]: digest authentication: nonces, challenges, verifying credentials, the nonce-count
 //!   table and the brute-force guard every shard shares.
 //! - [`transport`]: UDP and TCP sockets, framing, connection reuse.
+//! - [`trunks`]: trunks towards providers: outbound registration, OPTIONS health probes and
+//!   the availability table outbound routing reads.
 //! - [`split_map`]: the hash map of the shards' big tables, whose growth never stalls a shard.
 //! - [`telemetry`]: the tracing subscriber (text or JSON).
 //! - [`engine`]: one shard's sans-IO engine: the method dispatcher, the transaction layer and the
@@ -42,3 +44,4 @@ pub mod telemetry;
 mod test_clock;
 pub mod transaction;
 pub mod transport;
+pub mod trunks;

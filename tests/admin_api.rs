@@ -126,6 +126,24 @@ impl AdminBackend for FakeDaemon {
     fn registrations(&self) -> Vec<RegistrationView> {
         Vec::new()
     }
+    fn trunks(&self) -> Vec<admin::TrunkView> {
+        vec![admin::TrunkView {
+            name: "carrier".into(),
+            kind: "register".into(),
+            address: Some("192.0.2.1:5060".into()),
+            health: "down".into(),
+            misses: 3,
+            last_probe_secs_ago: Some(1),
+            available: false,
+            registration: Some(admin::TrunkRegistrationView {
+                state: "registered".into(),
+                expires_in_secs: Some(300),
+                last_status: Some(200),
+                reason: None,
+                next_attempt_in_secs: Some(150),
+            }),
+        }]
+    }
     fn reload(&self) -> ReloadResult {
         if self.accept_reload.load(Ordering::SeqCst) {
             ReloadResult::accepted(vec!["2 extensions added".into()])
@@ -525,7 +543,9 @@ fn parse_labels(mut s: &str) -> Vec<(String, String)> {
 /// Every metric of spec operations.md: (sample name, OpenMetrics family type).
 /// Metrics callgate adds beyond the spec's list (README "Metrics"), each for a failure mode the
 /// spec's names cannot show.
-const EXTRA_METRICS: [(&str, &str); 4] = [
+const EXTRA_METRICS: [(&str, &str); 6] = [
+    ("callgate_trunk_up", "gauge"),
+    ("callgate_trunk_registered", "gauge"),
     ("callgate_shard_queue_drops_total", "counter"),
     ("callgate_transactions_refused_total", "counter"),
     ("callgate_auth_bans_total", "counter"),
@@ -619,6 +639,22 @@ async fn metrics_expose_every_spec_name_with_its_type() {
             "unexpected sample {name}"
         );
     }
+}
+
+#[tokio::test]
+async fn trunk_gauges_follow_the_trunk_views() {
+    let s = Server::start(Some(TOKEN)).await;
+    let e = scrape(&s).await;
+    assert_eq!(
+        e.value("callgate_trunk_up", &[("trunk", "carrier")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        e.value("callgate_trunk_registered", &[("trunk", "carrier")]),
+        Some(1.0)
+    );
+    let list = s.get_json("/trunks").await;
+    assert_eq!(list[0]["registration"]["state"], "registered", "{list}");
 }
 
 #[tokio::test]

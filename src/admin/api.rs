@@ -18,7 +18,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{AdminBackend, BanView, CallView, CounterView, Metrics, RegistrationView};
+use super::{AdminBackend, BanView, CallView, CounterView, Metrics, RegistrationView, TrunkView};
 
 /// The content type of `GET /metrics` (prometheus-client encodes OpenMetrics text).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -144,6 +144,7 @@ fn router(state: AdminState) -> Router {
         .route("/calls/{id}", delete(end_call))
         .route("/counters", get(counters))
         .route("/registrations", get(registrations))
+        .route("/trunks", get(trunks))
         .route("/reload", post(reload))
         .route("/bans", get(bans))
         .route("/bans/{ip}", delete(unban))
@@ -203,7 +204,8 @@ async fn health(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    match state.metrics.encode(state.backend.counters()) {
+    let (counters, trunks) = (state.backend.counters(), state.backend.trunks());
+    match state.metrics.encode_with_trunks(counters, trunks) {
         Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
         Err(_) => {
             tracing::warn!("metrics encoding failed");
@@ -222,6 +224,10 @@ async fn counters(State(state): State<AdminState>) -> Json<Vec<CounterView>> {
 
 async fn registrations(State(state): State<AdminState>) -> Json<Vec<RegistrationView>> {
     Json(state.backend.registrations())
+}
+
+async fn trunks(State(state): State<AdminState>) -> Json<Vec<TrunkView>> {
+    Json(state.backend.trunks())
 }
 
 async fn bans(State(state): State<AdminState>) -> Json<Vec<BanView>> {

@@ -26,6 +26,11 @@ pub trait AdminBackend: Send + Sync {
     /// Ends the call `id` (BYE on both legs, units released). False when no such call exists
     /// (`DELETE /calls/{id}`).
     fn end_call(&self, id: &str) -> bool;
+    /// Every trunk's health and registration (`GET /trunks`, and the trunk gauges of
+    /// `GET /metrics`).
+    fn trunks(&self) -> Vec<TrunkView> {
+        Vec::new()
+    }
     /// Sources banned for repeated authentication failures (`GET /bans`).
     fn bans(&self) -> Vec<BanView> {
         Vec::new()
@@ -150,6 +155,73 @@ impl ReloadResult {
             accepted: false,
             summary: Vec::new(),
             errors,
+        }
+    }
+}
+
+/// One trunk's health and registration (`GET /trunks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkView {
+    /// The trunk's name.
+    pub name: String,
+    /// `ip`, `register` or `accept-register`.
+    pub kind: String,
+    /// The provider's address, `ip:port`.
+    pub address: Option<String>,
+    /// `up`, `down` or `unprobed` (no `probe_interval`).
+    pub health: String,
+    /// Probes unanswered in a row.
+    pub misses: u32,
+    /// Seconds since the last probe went out.
+    pub last_probe_secs_ago: Option<u64>,
+    /// Whether outbound routing may use it (not down; registered when of kind `register`).
+    pub available: bool,
+    /// Register trunks only.
+    pub registration: Option<TrunkRegistrationView>,
+}
+
+/// The registration of a `register` trunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkRegistrationView {
+    /// `registered`, `failing` or `idle`.
+    pub state: String,
+    /// Seconds until the binding lapses (registered only).
+    pub expires_in_secs: Option<u64>,
+    /// The last final status from the registrar.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed (`timeout`, `refused`, `credentials refused`, ...).
+    pub reason: Option<String>,
+    /// Seconds until the next REGISTER (`None`: one is in flight).
+    pub next_attempt_in_secs: Option<u64>,
+}
+
+impl TrunkView {
+    /// The view of `s` at `now`.
+    pub fn of(s: &crate::trunks::TrunkStatus, now: std::time::Instant) -> TrunkView {
+        use crate::config::model::TrunkKind;
+        let secs_until = |at: std::time::Instant| at.saturating_duration_since(now).as_secs();
+        TrunkView {
+            name: s.name.clone(),
+            kind: match s.kind {
+                TrunkKind::Ip => "ip",
+                TrunkKind::Register => "register",
+                TrunkKind::AcceptRegister => "accept-register",
+            }
+            .into(),
+            address: s.address.map(|a| a.to_string()),
+            health: s.health.as_str().into(),
+            misses: s.misses,
+            last_probe_secs_ago: s
+                .last_probe
+                .map(|at| now.saturating_duration_since(at).as_secs()),
+            available: s.is_available(),
+            registration: s.registration.as_ref().map(|r| TrunkRegistrationView {
+                state: r.state.as_str().into(),
+                expires_in_secs: r.registered_until.map(secs_until),
+                last_status: r.last_status,
+                reason: r.failure.map(|f| f.as_str().into()),
+                next_attempt_in_secs: r.next_attempt.map(secs_until),
+            }),
         }
     }
 }

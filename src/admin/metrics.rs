@@ -33,7 +33,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::CounterView;
+use super::{CounterView, TrunkView};
 
 /// How a call ended, the `outcome` label of `callgate_calls_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,6 +411,16 @@ impl Metrics {
     /// Encodes every metric as OpenMetrics text, with `callgate_counter_used` and
     /// `callgate_counter_limit` computed from `counters`, and the closing `# EOF`.
     pub fn encode(&self, counters: Vec<CounterView>) -> Result<String, fmt::Error> {
+        self.encode_with_trunks(counters, Vec::new())
+    }
+
+    /// [`Metrics::encode`] with the trunk gauges: `callgate_trunk_up{trunk}` (1 unless down) for
+    /// every trunk the driver tracks and `callgate_trunk_registered{trunk}` for `register` ones.
+    pub fn encode_with_trunks(
+        &self,
+        counters: Vec<CounterView>,
+        trunks: Vec<TrunkView>,
+    ) -> Result<String, fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
         text::encode_registry(&mut out, &self.registry)?;
         // A registry per scrape: the snapshot is owned by the collector for this encoding only.
@@ -423,6 +433,7 @@ impl Metrics {
         scrape.register_collector(Box::new(CounterSnapshot {
             counters,
             rejections,
+            trunks,
         }));
         text::encode_registry(&mut out, &scrape)?;
         text::encode_eof(&mut out)?;
@@ -447,6 +458,7 @@ fn rejection_key(out: &mut String, level: &str, name: &str, counter: &str) {
 struct CounterSnapshot {
     counters: Vec<CounterView>,
     rejections: HashMap<String, u64>,
+    trunks: Vec<TrunkView>,
 }
 
 impl CounterSnapshot {
@@ -497,6 +509,36 @@ impl CounterSnapshot {
     }
 }
 
+impl CounterSnapshot {
+    fn encode_trunks(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut up = encoder.encode_descriptor(
+            "callgate_trunk_up",
+            "1 unless the trunk's OPTIONS probes went unanswered (1 when not probed).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in &self.trunks {
+            let v = u32::from(t.health != "down");
+            up.encode_family(&[("trunk", t.name.as_str())])?
+                .encode_gauge(&v)?;
+        }
+        let mut registered = encoder.encode_descriptor(
+            "callgate_trunk_registered",
+            "1 while a register trunk's binding at the provider is in force.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in &self.trunks {
+            let Some(r) = &t.registration else { continue };
+            let v = u32::from(r.state == "registered");
+            registered
+                .encode_family(&[("trunk", t.name.as_str())])?
+                .encode_gauge(&v)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for CounterSnapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         self.encode_rejections(&mut encoder)?;
@@ -520,7 +562,7 @@ impl Collector for CounterSnapshot {
                 limit.encode_family(&labels(c))?.encode_gauge(&l)?;
             }
         }
-        Ok(())
+        self.encode_trunks(&mut encoder)
     }
 }
 

@@ -16,7 +16,7 @@ pub mod status;
 pub use api::{serve, AdminError, AdminState, AdminToken};
 pub use backend::{
     AdminBackend, BanView, CallView, CounterRef, CounterView, LegView, RegistrationView,
-    ReloadResult,
+    ReloadResult, TrunkRegistrationView, TrunkView,
 };
 pub use metrics::{Direction, Metrics, Outcome};
 pub use status::{status, StatusError};

@@ -503,5 +503,9 @@ fn hex_digest<D: Digest>(parts: &[&[u8]]) -> Hex {
     Hex::encode(&d.finalize())
 }
 
+mod client;
+
+pub use client::{authorization, ClientAnswer, ClientChallenge};
+
 #[cfg(test)]
 mod tests;

@@ -24,8 +24,8 @@ mod nonce_count;
 mod verifier;
 
 pub use digest::{
-    challenge, parse_credentials, verify, Algorithm, AuthError, DigestCredentials, Qop, Secret,
-    MAX_CREDENTIALS_LEN,
+    authorization, challenge, parse_credentials, verify, Algorithm, AuthError, ClientAnswer,
+    ClientChallenge, DigestCredentials, Qop, Secret, MAX_CREDENTIALS_LEN,
 };
 pub use guard::{Ban, BanReason, Guard, GuardConfig};
 pub use nonce::{NonceKey, NonceState, NONCE_LIFETIME_SECS};

@@ -255,6 +255,12 @@ pub enum Problem {
     InvalidSocketAddress(String),
     /// Not an IP address.
     InvalidIp(String),
+    /// `probe_misses` without `probe_interval`.
+    ProbeMissesWithoutInterval,
+    /// `probe_interval` on an `accept-register` trunk: it has no address to probe.
+    ProbeWithoutAddress,
+    /// `register_retry` on a trunk that is not of kind `register`.
+    RegisterRetryWithoutRegister,
     /// A trunk kind requires a key that is missing.
     TrunkKindRequires {
         /// `ip`, `register` or `accept-register`.
@@ -410,6 +416,12 @@ impl fmt::Display for Problem {
             ),
             InvalidSocketAddress(a) => write!(f, "`{a}` is not an IP:port address"),
             InvalidIp(a) => write!(f, "`{a}` is not an IP address"),
+            ProbeMissesWithoutInterval => write!(f, "needs probe_interval (no probes without it)"),
+            ProbeWithoutAddress => write!(
+                f,
+                "an accept-register trunk has no address to probe (it registers to callgate)"
+            ),
+            RegisterRetryWithoutRegister => write!(f, "only a trunk of kind `register` registers"),
             TrunkKindRequires { kind } => write!(f, "required for a trunk of kind `{kind}`"),
             TrunkIpShared { ip, other } => write!(
                 f,

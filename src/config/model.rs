@@ -308,6 +308,15 @@ pub enum TrunkKind {
     AcceptRegister,
 }
 
+/// Out-of-dialog OPTIONS health probes of a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Time between probes; a probe unanswered by the next one (at most 32 s) is a miss.
+    pub interval: Duration,
+    /// Consecutive misses that mark the trunk down (default 3).
+    pub misses: u32,
+}
+
 /// `[[trunk]]`.
 #[derive(Debug, Clone)]
 pub struct Trunk {
@@ -327,6 +336,11 @@ pub struct Trunk {
     pub password: Option<String>,
     /// Registration refresh interval (register).
     pub register_expires: Option<Duration>,
+    /// First delay after a failed registration (register; default 30 s), doubled per
+    /// consecutive failure.
+    pub register_retry: Option<Duration>,
+    /// Health probes (`probe_interval`, `probe_misses`); `None` = never probed, always up.
+    pub probe: Option<Probe>,
     /// Owner organization; `None` = the server owns it and may share it.
     pub organization: Option<OrgId>,
     /// Concurrent calls, both directions.

@@ -8,7 +8,7 @@ use regex::Regex;
 use super::did::{covers, cross_org_overlaps, is_public_number, parse_dids, range_text, PoolRange};
 use super::issue::{Entity, Problem};
 use super::model::{
-    Destination, DidPool, DidRange, ExtId, InboundRule, OrgId, OutboundRule, RingRule, RingRuleId,
+    Destination, DidPool, DidRange, ExtId, InboundRule, OrgId, OutboundRule, Probe, RingRule, RingRuleId,
     RingTarget, Trunk, TrunkId, TrunkKind,
 };
 use super::schema::{RawTrunk, RawTrunkKind};
@@ -38,6 +38,17 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
             .register_expires
             .as_deref()
             .map(|d| b.duration(ent, "register_expires", d));
+        let register_retry = t
+            .register_retry
+            .as_deref()
+            .map(|d| b.duration(ent, "register_retry", d));
+        if register_retry.is_some() && kind != TrunkKind::Register {
+            b.error(
+                ent(),
+                "register_retry",
+                Problem::RegisterRetryWithoutRegister,
+            );
+        }
         let owner = t.organization.as_deref().and_then(|o| {
             let id = b.org_by_name.get(o).copied();
             if id.is_none() {
@@ -55,6 +66,8 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
             username: t.username.clone(),
             password: t.password.clone(),
             register_expires,
+            register_retry,
+            probe: probe(b, t),
             organization: owner,
             max_calls: t.max_calls,
             max_inbound: t.max_inbound,
@@ -123,6 +136,29 @@ fn kind_requirements(b: &mut Build<'_>, t: &RawTrunk) -> TrunkKind {
 /// parameters or headers.
 fn is_user_unescaped(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,/".contains(&b)
+}
+
+/// Default `probe_misses`: one lost datagram is no outage, three in a row are (Kamailio's
+/// dispatcher defaults to the same threshold).
+pub(crate) const DEFAULT_PROBE_MISSES: u32 = 3;
+
+/// `probe_interval` / `probe_misses`: only on kinds with an address to probe.
+fn probe(b: &mut Build<'_>, t: &RawTrunk) -> Option<Probe> {
+    let ent = || Entity::Trunk(t.name.clone());
+    if t.probe_misses == Some(0) {
+        b.error(ent(), "probe_misses", Problem::Zero);
+    }
+    if t.probe_misses.is_some() && t.probe_interval.is_none() {
+        b.error(ent(), "probe_misses", Problem::ProbeMissesWithoutInterval);
+    }
+    let interval = b.duration(ent, "probe_interval", t.probe_interval.as_deref()?);
+    if t.kind == RawTrunkKind::AcceptRegister {
+        b.error(ent(), "probe_interval", Problem::ProbeWithoutAddress);
+    }
+    Some(Probe {
+        interval,
+        misses: t.probe_misses.unwrap_or(DEFAULT_PROBE_MISSES).max(1),
+    })
 }
 
 /// An `ip` trunk is recognised only by source IP, so its IPs must be its own.

@@ -290,6 +290,12 @@ pub(crate) struct RawTrunk {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) register_expires: Option<String>,
+    /// First delay after a failed registration (register); doubles per failure.
+    pub(crate) register_retry: Option<String>,
+    /// Out-of-dialog OPTIONS every this long (ip, register); absent = no probes.
+    pub(crate) probe_interval: Option<String>,
+    /// Consecutive unanswered probes that mark the trunk down.
+    pub(crate) probe_misses: Option<u32>,
     pub(crate) organization: Option<String>,
     pub(crate) max_calls: Option<u32>,
     pub(crate) max_inbound: Option<u32>,

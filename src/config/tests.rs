@@ -980,6 +980,25 @@ fn an_accept_register_trunk_without_credentials_is_refused_naming_it() {
     );
 }
 
+const REGISTER_TRUNK: &str = "[[trunk]]\nname = \"reg\"\nkind = \"register\"\naddress = \"127.0.0.1:5090\"\nusername = \"u\"\npassword = \"p\"\n";
+
+#[test]
+fn trunk_probe_keys_load_with_their_default() {
+    let loaded = load_with(&format!(
+        "{REGISTER_TRUNK}probe_interval = \"200ms\"\nregister_retry = \"2s\"\n"
+    ))
+    .expect("valid");
+    let t = &loaded.snapshot.trunks[1];
+    let probe = t.probe.expect("probed");
+    assert_eq!(probe.interval, Duration::from_millis(200));
+    assert_eq!(probe.misses, 3, "default probe_misses");
+    assert_eq!(t.register_retry, Some(Duration::from_secs(2)));
+    assert_eq!(
+        loaded.snapshot.trunks[0].probe, None,
+        "absent: never probed"
+    );
+}
+
 #[test]
 fn an_accept_register_username_must_be_writable_in_a_sip_user_part() {
     for bad in ["gw 1", "gw@x", "gw\\\"1", "g%41", "gw;x"] {
@@ -992,4 +1011,33 @@ fn an_accept_register_username_must_be_writable_in_a_sip_user_part() {
     }
     let fine = ACCEPT_REGISTER.replace("\"gw1\"", "\"Gw-1.main_x+y\"");
     load_with(&fine).unwrap_or_else(|e| panic!("{e:#?}"));
+}
+
+#[test]
+fn trunk_probe_keys_are_checked() {
+    let p = one_error(
+        "[[trunk]]\nname = \"t\"\nkind = \"ip\"\naddress = \"127.0.0.9:5060\"\nprobe_misses = 2\n",
+        "trunk t",
+    );
+    assert_eq!(p, Problem::ProbeMissesWithoutInterval);
+    let p = one_error(
+        "[[trunk]]\nname = \"t\"\nkind = \"ip\"\naddress = \"127.0.0.9:5060\"\nprobe_interval = \"1s\"\nprobe_misses = 0\n",
+        "trunk t",
+    );
+    assert_eq!(p, Problem::Zero);
+    let p = one_error(
+        "[[trunk]]\nname = \"t\"\nkind = \"accept-register\"\nusername = \"u\"\npassword = \"p\"\nprobe_interval = \"1s\"\n",
+        "trunk t",
+    );
+    assert_eq!(p, Problem::ProbeWithoutAddress);
+    let p = one_error(
+        "[[trunk]]\nname = \"t\"\nkind = \"ip\"\naddress = \"127.0.0.9:5060\"\nprobe_interval = \"soon\"\n",
+        "trunk t",
+    );
+    assert_eq!(p, Problem::InvalidDuration("soon".into()));
+    let p = one_error(
+        "[[trunk]]\nname = \"t\"\nkind = \"ip\"\naddress = \"127.0.0.9:5060\"\nregister_retry = \"5s\"\n",
+        "trunk t",
+    );
+    assert_eq!(p, Problem::RegisterRetryWithoutRegister);
 }

@@ -13,6 +13,7 @@
 //! Order: one receive task per socket or connection hands messages over in arrival order, and a
 //! shard handles its queue in order, so what one peer sends about one call is seen in order.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +27,8 @@ use crate::config::model::Transport;
 use crate::engine::options::Mode;
 use crate::engine::registration::Front;
 use crate::engine::{self, shard::ShardMap};
-use crate::sip::{Message, Method};
+use crate::sip::ids::is_trunk_branch;
+use crate::sip::{Message, Method, Response};
 use crate::transport::{Delivery, Inbound, Sink};
 
 /// Parses and routes received messages to the shards' queues.
@@ -37,16 +39,29 @@ pub struct Dispatcher {
     draining: Arc<AtomicBool>,
     /// Answers REGISTERs; `None` sends them to a shard like any request (tests).
     registrar: Option<Front>,
+    /// Responses to the trunk driver's REGISTERs and OPTIONS (branch marker `cgt-`).
+    trunks: Option<mpsc::Sender<TrunkResponse>>,
+}
+
+/// A response for the trunk driver, with its source (believed only from the trunk's IP).
+#[derive(Debug)]
+pub struct TrunkResponse {
+    /// The response.
+    pub response: Response,
+    /// Where it came from.
+    pub source: SocketAddr,
 }
 
 impl Dispatcher {
     /// A dispatcher over one queue per shard (`queues.len()` shards). `draining` is set by the
-    /// daemon when its drain starts.
+    /// daemon when its drain starts. `trunks` takes the responses to the trunk driver's requests
+    /// (`None`: they go to a shard, which drops them as strays).
     pub fn new(
         queues: Vec<mpsc::Sender<ShardEvent>>,
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
         registrar: Option<Front>,
+        trunks: Option<mpsc::Sender<TrunkResponse>>,
     ) -> Arc<Self> {
         Arc::new(Dispatcher {
             map: ShardMap::new(queues.len()),
@@ -54,6 +69,7 @@ impl Dispatcher {
             metrics,
             draining,
             registrar,
+            trunks,
         })
     }
 
@@ -84,6 +100,19 @@ impl Dispatcher {
                 Delivery::Wait(Box::pin(async move { tx.send(ev).await.is_ok() }))
             }
             Err(TrySendError::Closed(_)) => Delivery::Closed,
+        }
+    }
+
+    /// Hands a response to the trunk driver; dropped when its queue is full or there is none
+    /// (its transaction retransmits the request, or the probe counts a miss).
+    fn to_trunks(&self, ev: TrunkResponse) -> Delivery {
+        let Some(tx) = &self.trunks else {
+            return Delivery::Dropped;
+        };
+        if tx.try_send(ev).is_ok() {
+            Delivery::Done
+        } else {
+            Delivery::Dropped
         }
     }
 
@@ -124,6 +153,12 @@ impl Sink for Dispatcher {
                             engine::options::answer_in(req, source, self.mode());
                         self.metrics.sip_response(status, Direction::Out);
                         Delivery::Reply { to: to.addr, data }
+                    }
+                    Ok(Message::Response(response)) if is_trunk_response(&response) => {
+                        let status = response.status().as_u16();
+                        self.metrics.sip_response(status, Direction::In);
+                        let source = m.source;
+                        self.to_trunks(TrunkResponse { response, source })
                     }
                     Ok(Message::Request(req)) if *req.method() == Method::Register => {
                         match &self.registrar {
@@ -174,6 +209,12 @@ impl Sink for Dispatcher {
     }
 }
 
+fn is_trunk_response(r: &Response) -> bool {
+    r.parts()
+        .branch()
+        .is_some_and(|b| is_trunk_branch(b.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,7 +253,7 @@ mod tests {
         let (queues, rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel(depth)).unzip();
         let draining = Arc::new(AtomicBool::new(false));
         (
-            Dispatcher::new(queues, metrics.clone(), draining, None),
+            Dispatcher::new(queues, metrics.clone(), draining, None, None),
             rxs,
             metrics,
         )
@@ -244,7 +285,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (tx, mut rx) = mpsc::channel(4);
         let draining = Arc::new(AtomicBool::new(false));
-        let d = Dispatcher::new(vec![tx], metrics, draining.clone(), None);
+        let d = Dispatcher::new(vec![tx], metrics, draining.clone(), None, None);
         draining.store(true, Ordering::Relaxed);
         match d.deliver(request("OPTIONS", "o2", Transport::Udp)) {
             Delivery::Reply { data, .. } => {
@@ -319,6 +360,23 @@ mod tests {
         for rx in &mut rxs {
             assert!(matches!(rx.try_recv(), Ok(ShardEvent::Closed { peer: p, .. }) if p == closed));
         }
+    }
+
+    #[test]
+    fn responses_to_trunk_requests_go_to_the_trunk_driver() {
+        let metrics = Arc::new(Metrics::new());
+        let (tx, mut shard) = mpsc::channel(4);
+        let (trunk_tx, mut trunks) = mpsc::channel(4);
+        let draining = Arc::new(AtomicBool::new(false));
+        let d = Dispatcher::new(vec![tx], metrics, draining, None, Some(trunk_tx));
+        let text = "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcgt-00112233\nFrom: <sip:a@x>;tag=f\nTo: <sip:a@x>;tag=t\nCall-ID: cgt-1@e2e\nCSeq: 1 REGISTER\nContent-Length: 0\n\n";
+        assert!(matches!(
+            d.deliver(message(text, Transport::Udp)),
+            Delivery::Done
+        ));
+        let got = trunks.try_recv().expect("the trunk driver got it");
+        assert_eq!(got.source, PBX.parse().expect("address"));
+        assert!(shard.try_recv().is_err(), "no shard saw it");
     }
 
     #[test]

@@ -12,5 +12,6 @@ mod reload;
 mod run;
 pub mod shards;
 pub mod systemd;
+pub mod trunks;
 
 pub use run::{run, Daemon, DaemonError};

@@ -28,6 +28,8 @@ pub(super) struct Reloader {
     pub(super) metrics: Arc<Metrics>,
     pub(super) transports: Arc<Transports>,
     pub(super) admin: Arc<AdminServer>,
+    /// Told when a reload was applied: trunks added, removed or changed.
+    pub(super) trunks: Arc<super::trunks::TrunkHandle>,
     /// Held for the whole of one reload.
     pub(super) serial: Mutex<()>,
 }
@@ -74,6 +76,7 @@ impl Reloader {
         let summary_line = loaded.snapshot.summary().to_string();
         let changes = self.limiter.reload(Arc::new(loaded.snapshot));
         let admin_lines = self.admin.apply(plan, admin.and_then(|a| a.token));
+        self.trunks.reloaded();
         self.metrics.config_reload(true);
         tracing::info!(took = ?started.elapsed(), counters.kept = changes.kept, counters.added = changes.added, counters.removed = changes.removed, admin = ?admin_lines, "reload accepted: {summary_line}");
         if listeners != Default::default() {

@@ -17,7 +17,10 @@ use super::health::Health;
 use super::reload::Reloader;
 use super::shards::Shards;
 use super::systemd;
-use crate::admin::{AdminBackend, CallView, CounterView, Metrics, RegistrationView, ReloadResult};
+use super::trunks::{LocalAddrs, TrunkHandle};
+use crate::admin::{
+    AdminBackend, CallView, CounterView, Metrics, RegistrationView, ReloadResult, TrunkView,
+};
 use crate::b2bua::{B2bua, Local, Settings};
 use crate::config::model::{Snapshot, Transport};
 use crate::engine::registration::Front;
@@ -26,6 +29,7 @@ use crate::limits::Limiter;
 use crate::sip::ids::Ids;
 use crate::transaction::{Layer, TimerConfig};
 use crate::transport::{TransportError, TransportLimits, Transports};
+use crate::trunks::TrunkStates;
 
 /// How long a callee may ring without a final answer before callgate gives up (RFC 3261
 /// Timer C: more than 3 minutes).
@@ -88,6 +92,8 @@ pub struct Daemon {
     transports: Arc<Transports>,
     /// Where the bindings are kept across restarts.
     state_file: Option<PathBuf>,
+    /// The trunk driver (registrations, health probes).
+    trunks: Arc<TrunkHandle>,
 }
 
 /// Queued messages per shard before the receive side drops datagrams (and streams wait): about
@@ -112,20 +118,41 @@ impl Daemon {
         rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
         let shared = Shared::new(secret, std::time::Instant::now());
         let registrar = Front::new(limiter.clone(), shared.clone(), metrics.clone());
+        let (trunk_tx, trunk_rx) = super::trunks::channel();
+        let dispatcher = Dispatcher::new(
+            queues,
+            metrics.clone(),
+            draining.clone(),
+            Some(registrar),
+            Some(trunk_tx),
+        );
         let transports = Transports::bind(
             &snapshot.listen,
-            Dispatcher::new(queues, metrics.clone(), draining.clone(), Some(registrar)),
+            dispatcher,
             TransportLimits::from(snapshot.server.tcp),
             shutdown.clone(),
         )
         .await?;
         let settings = settings(&snapshot, &transports);
+        let local = LocalAddrs {
+            udp: settings.local.udp.clone(),
+            tcp: settings.local.tcp.clone(),
+        };
+        let trunks = Arc::new(super::trunks::spawn(
+            limiter.clone(),
+            metrics.clone(),
+            transports.clone(),
+            local,
+            trunk_rx,
+            shutdown.clone(),
+        ));
         let parts = ShardParts {
             limiter: &limiter,
             metrics: &metrics,
             transports: &transports,
             shared: &shared,
             stop: &shutdown,
+            trunks: &trunks.states,
         };
         let state_file = snapshot.server.state_file.clone();
         if let Some(path) = &state_file {
@@ -150,6 +177,7 @@ impl Daemon {
             metrics: metrics.clone(),
             transports: transports.clone(),
             admin: admin_server.clone(),
+            trunks: trunks.clone(),
             serial: Default::default(),
         });
         let backend = Arc::new(Backend {
@@ -158,6 +186,7 @@ impl Daemon {
             auth: shared.auth.clone(),
             shards: shards.clone(),
             reloader: reloader.clone(),
+            trunks: trunks.states.clone(),
         });
         let admin = start_admin(&admin_server, &backend, &snapshot)?;
         Ok(Daemon {
@@ -175,7 +204,14 @@ impl Daemon {
             shutdown,
             transports,
             state_file,
+            trunks,
         })
+    }
+
+    /// Health and registration of every trunk, by name: what outbound routing consults
+    /// ([`TrunkStates::is_available`]) and `GET /trunks` lists.
+    pub fn trunk_states(&self) -> Arc<TrunkStates> {
+        self.trunks.states.clone()
     }
 
     /// The admin API's address now (a reload may move it or stop it).
@@ -232,6 +268,8 @@ impl Daemon {
         // are refused.
         self.draining.store(true, Ordering::Relaxed);
         self.shards.drain().await;
+        // Unregistering runs beside the calls' teardown, within the same grace period.
+        self.trunks.drain();
         let deadline = tokio::time::Instant::now() + grace;
         // Wait for the calls and for our BYEs/CANCELs to be answered (they are retransmitted
         // meanwhile, and a callee's 487 gets its ACK), within the grace period.
@@ -248,6 +286,12 @@ impl Daemon {
             units = self.limiter.in_use(),
             "drain finished"
         );
+        if tokio::time::timeout_at(deadline, self.trunks.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain period over with trunk unregistrations unanswered");
+        }
         if let Some(path) = &self.state_file {
             super::housekeeping::save(&self.shared, path);
         }
@@ -310,9 +354,19 @@ struct Backend {
     auth: Arc<crate::engine::access::AuthShared>,
     shards: Arc<Shards>,
     reloader: Arc<Reloader>,
+    trunks: Arc<TrunkStates>,
 }
 
 impl AdminBackend for Backend {
+    fn trunks(&self) -> Vec<TrunkView> {
+        let now = std::time::Instant::now();
+        self.trunks
+            .list()
+            .iter()
+            .map(|t| TrunkView::of(t, now))
+            .collect()
+    }
+
     fn health(&self) -> bool {
         self.shards.healthy(std::time::Instant::now())
     }
@@ -418,6 +472,8 @@ struct ShardParts<'a> {
     transports: &'a Arc<Transports>,
     shared: &'a Shared,
     stop: &'a CancellationToken,
+    /// Trunks' availability (health probes, registration), read by outbound routing.
+    trunks: &'a Arc<crate::trunks::TrunkStates>,
 }
 
 /// Starts one shard thread per event queue: its own identifiers (a CSPRNG seeded from the OS),
@@ -434,7 +490,8 @@ fn start_shards(
         commands.push(cmd_tx);
         let ids = Ids::new(shard as u8, rand::SeedableRng::from_rng(&mut rand::rng()));
         let b2bua = B2bua::new(parts.limiter.clone(), settings.clone(), ids)
-            .with_location(parts.shared.location.clone());
+            .with_location(parts.shared.location.clone())
+            .with_trunks(parts.trunks.clone());
         let txn = Layer::new(TimerConfig::default());
         let engine = Engine::new(b2bua, txn, parts.metrics.clone(), parts.shared.clone());
         let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone());

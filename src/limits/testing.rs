@@ -154,6 +154,8 @@ impl TreeBuilder {
             username: None,
             password: None,
             register_expires: None,
+            register_retry: None,
+            probe: None,
             organization: None,
             max_calls,
             max_inbound,

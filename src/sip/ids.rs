@@ -78,6 +78,29 @@ impl Ids {
     }
 }
 
+/// Marker of the trunk driver's identifiers (REGISTER and OPTIONS to providers). `t` is no hex
+/// digit, so no shard marker can ever read as it.
+const TRUNK_MARKER: &str = "cgt-";
+
+/// A branch for the trunk driver's requests: cookie, [`TRUNK_MARKER`], 64 random bits. The
+/// receive side hands responses carrying it to the trunk driver, not to a shard.
+pub fn trunk_branch(rng: &mut impl Rng) -> String {
+    format!("{COOKIE}{TRUNK_MARKER}{:016x}", rng.next_u64())
+}
+
+/// A Call-ID or tag for the trunk driver, `cgt-<16 hex>` (`@node` appended by the caller for a
+/// Call-ID).
+pub fn trunk_token(rng: &mut impl Rng) -> String {
+    format!("{TRUNK_MARKER}{:016x}", rng.next_u64())
+}
+
+/// Whether `branch` is one of the trunk driver's.
+pub fn is_trunk_branch(branch: &str) -> bool {
+    branch
+        .strip_prefix(COOKIE)
+        .is_some_and(|b| b.starts_with(TRUNK_MARKER))
+}
+
 /// The shard named by a token that starts with a marker (`cg<hex>-`), if any.
 fn shard_of_token(token: &str) -> Option<usize> {
     let rest = token.strip_prefix(MARKER)?;
@@ -135,6 +158,19 @@ mod tests {
         }
         assert_eq!(shard_of_branch("z9hG4bK776asdhds"), None);
         assert_eq!(shard_of_branch("cg1-0011"), None, "no cookie, not ours");
+    }
+
+    #[test]
+    fn trunk_markers_never_name_a_shard() {
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let branch = trunk_branch(&mut rng);
+        assert!(is_trunk_branch(&branch), "{branch}");
+        assert_eq!(shard_of_branch(&branch), None);
+        assert_eq!(shard_of_call_id(&trunk_token(&mut rng)), None);
+        for shard in [0u8, 15, 255] {
+            assert!(!is_trunk_branch(&ids(shard).branch()));
+        }
+        assert!(!is_trunk_branch("cgt-0011"), "no cookie, not ours");
     }
 
     fn common_prefix(a: &str, b: &str) -> usize {
