@@ -104,7 +104,6 @@ impl B2bua {
             return;
         }
         attempt.state = AttemptState::Early;
-        let leg = attempt.leg.clone();
         if call.state == CallState::Calling {
             call.state = CallState::Early;
         }
@@ -113,12 +112,14 @@ impl B2bua {
         if call.early_media && call.b_no != no {
             return;
         }
-        if body.is_some() && !call.early_media {
-            call.early_media = true;
-            call.b = leg;
+        let speaks = body.is_some() && !call.early_media;
+        if speaks || call.b_no == no {
+            // The leg's dialog state as of this provisional (its To tag) speaks for the call.
+            call.early_media |= speaks;
             call.b_no = no;
-        } else if call.b_no == no {
-            call.b = leg;
+            if let Some(a) = call.attempts.iter().find(|a| a.no == no) {
+                call.b.clone_from(&a.leg);
+            }
         }
         let status = resp.status().as_u16();
         let reason = String::from_utf8_lossy(resp.reason_phrase()).into_owned();

@@ -192,7 +192,18 @@ impl B2bua {
         self.by_call_id.insert(a.call_id.clone(), (id, Side::A));
         self.by_a_invite.insert(key.clone(), id);
         self.hold_flows(id, &[a.dest], out);
-        let placeholder = a.clone();
+        // Until the first leg starts: empty strings allocate nothing.
+        let placeholder = Leg {
+            call_id: String::new(),
+            local_tag: String::new(),
+            remote_tag: None,
+            local_uri: String::new(),
+            remote_uri: String::new(),
+            remote_target: String::new(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            dest: a.dest,
+        };
         let call = Call {
             id,
             a,
@@ -252,19 +263,23 @@ impl B2bua {
 
     /// Starts the legs of one way to reach target `t` of call `id`.
     pub(super) fn start_choice(&mut self, id: u64, t: u8, choice: &Choice, out: &mut Vec<Out>) {
+        // Out of the call while the legs are built from it (no copy of the caller's INVITE).
+        let Some(setup) = self.calls.get_mut(&id).and_then(|c| c.setup.take()) else {
+            return;
+        };
         for leg in &choice.legs {
-            self.start_leg(id, t, leg, out);
+            self.start_leg(id, t, leg, &setup.a_invite, out);
+        }
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.setup = Some(setup);
         }
     }
 
     /// Builds and sends one callee leg's INVITE and indexes the leg.
-    fn start_leg(&mut self, id: u64, t: u8, plan: &LegPlan, out: &mut Vec<Out>) {
+    fn start_leg(&mut self, id: u64, t: u8, plan: &LegPlan, req: &Request, out: &mut Vec<Out>) {
         let branch = self.branch();
         let call_id = self.ids.call_id(&self.settings.node);
-        let Some(req) = self.calls.get(&id).and_then(|c| c.a_invite()).cloned() else {
-            return;
-        };
-        let (leg, bytes) = self.b_invite(&req, plan, &branch, call_id);
+        let (leg, bytes) = self.b_invite(req, plan, &branch, call_id);
         let Ok(sip::Message::Request(invite)) = sip::parse_datagram(bytes) else {
             tracing::error!(call = id, "built an unparseable B-leg INVITE");
             return;

@@ -8,8 +8,8 @@ use regex::Regex;
 use super::did::{covers, cross_org_overlaps, is_public_number, parse_dids, range_text, PoolRange};
 use super::issue::{Entity, Problem};
 use super::model::{
-    Destination, DidPool, DidRange, ExtId, InboundRule, OrgId, OutboundRule, Probe, RingRule, RingRuleId,
-    RingTarget, Trunk, TrunkId, TrunkKind,
+    Destination, DidPool, DidRange, ExtId, InboundRule, OrgId, OutboundRule, Probe, RingRule,
+    RingRuleId, RingTarget, Trunk, TrunkId, TrunkKind,
 };
 use super::schema::{RawTrunk, RawTrunkKind};
 use super::validate::{to_u32, Build};
