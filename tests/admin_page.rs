@@ -89,10 +89,16 @@ fn kill_group(pgid: u32) {
         .status();
 }
 
+/// Where a test artifact goes: the target directory, so it is never committed.
+fn artifact(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(file)
+}
+
 /// The page at `url` as the DOM stands after 5 s of virtual time (the script has run and
-/// refreshed at least once).
-async fn dump_dom(url: &str) -> String {
+/// refreshed at least once), also saved as the artifact `file`.
+async fn dump_dom(url: &str, file: &str) -> String {
     let dom = chromium(url, &["--dump-dom".to_owned()]).await;
+    let _ = std::fs::write(artifact(file), &dom);
     let refreshed = Regex::new(r#"<body[^>]*data-updated="([1-9][0-9]*)""#).expect("regex");
     assert!(
         refreshed.is_match(&dom),
@@ -103,7 +109,7 @@ async fn dump_dom(url: &str) -> String {
 
 /// A 1280x900 screenshot of `url` at `file` under the target directory (a test artifact).
 async fn screenshot(url: &str, file: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(file);
+    let path = artifact(file);
     let _ = std::fs::remove_file(&path);
     let args = [
         format!("--screenshot={}", path.display()),
@@ -259,7 +265,7 @@ async fn page_shows_held_calls_counters_and_registrations_of_the_running_daemon(
 
     let admin_addr = h.daemon.admin.expect("admin API configured");
     let url = format!("http://{admin_addr}/?token={TOKEN}");
-    let dom = dump_dom(&url).await;
+    let dom = dump_dom(&url, "admin-page.html").await;
     assert_eq!(
         counter_cells(&dom, "user", "alice", "public"),
         ("2".into(), "2".into())
@@ -303,7 +309,7 @@ async fn page_shows_held_calls_counters_and_registrations_of_the_running_daemon(
         .filter(|c| c["used"] != 0)
         .collect();
     assert!(held.is_empty(), "counters still used: {held:?}");
-    let dom = dump_dom(&url).await;
+    let dom = dump_dom(&url, "admin-page-after.html").await;
     assert_eq!(
         rows_of_class(&dom, "call"),
         0,
@@ -329,7 +335,10 @@ async fn assert_trunks_shown(admin: &AdminUrl, dom: &str) {
 /// Strings an attacker controls (From/To of a call, a Contact) trying to become markup.
 const INJECTION: &str = r#"<img src=x onerror="document.body.dataset.pwned=1">"#;
 
-struct Fake;
+/// `idle_extensions` more extensions with nothing in use (a large tenancy).
+struct Fake {
+    idle_extensions: usize,
+}
 
 fn counter(level: &str, name: &str, kind: &str, used: u32, limit: Option<u32>) -> CounterView {
     CounterView {
@@ -361,14 +370,19 @@ impl AdminBackend for Fake {
         }]
     }
     fn counters(&self) -> Vec<CounterView> {
-        vec![
+        let idle = (0..self.idle_extensions)
+            .map(|n| counter("extension", &format!("{n}@idle"), "max_calls", 0, Some(2)));
+        let mut list = vec![
             counter("server", "edge", "public", 1, Some(10)),
             counter("organization", "near", "public", 8, Some(10)),
             counter("organization", "full", "public", 10, Some(10)),
             counter("organization", "zero", "public", 0, Some(0)),
             counter("user", "open", "internal", 3, None),
             counter("user", "<b>bold</b>", "public", 1, Some(3)),
-        ]
+            counter("extension", "busy@idle", "max_calls", 1, Some(2)),
+        ];
+        list.extend(idle);
+        list
     }
     fn registrations(&self) -> Vec<RegistrationView> {
         vec![RegistrationView {
@@ -389,12 +403,19 @@ impl AdminBackend for Fake {
 
 /// The admin API over [`Fake`] on 127.0.0.1:0; stops when the sender is dropped.
 async fn fake_api(token: Option<&str>) -> (AdminUrl, String, oneshot::Sender<()>) {
+    fake_api_with(token, 0).await
+}
+
+async fn fake_api_with(
+    token: Option<&str>,
+    idle_extensions: usize,
+) -> (AdminUrl, String, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("bound address"));
     let state = AdminState::new(
-        Arc::new(Fake),
+        Arc::new(Fake { idle_extensions }),
         Arc::new(Metrics::new()),
         token.map(str::to_owned),
     );
@@ -409,7 +430,11 @@ async fn fake_api(token: Option<&str>) -> (AdminUrl, String, oneshot::Sender<()>
 async fn page_escapes_api_strings_and_highlights_counters_near_their_limit() {
     chromium_binary();
     let (_, base, _stop) = fake_api(Some(TOKEN)).await;
-    let dom = dump_dom(&format!("{base}/?token={TOKEN}")).await;
+    let dom = dump_dom(
+        &format!("{base}/?token={TOKEN}"),
+        "admin-page-escaping.html",
+    )
+    .await;
     assert!(!dom.contains("data-pwned"), "a string ran as script");
     assert!(!dom.contains("<img"), "a string became an element");
     assert!(
@@ -441,6 +466,29 @@ async fn page_escapes_api_strings_and_highlights_counters_near_their_limit() {
     // No GET /trunks on this server: the page says so instead of failing.
     assert_eq!(text_of(&dom, "trunks-empty"), "no trunk data");
     assert_eq!(text_of(&dom, "status"), "live");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_of_a_large_tenancy_leaves_out_idle_extensions() {
+    chromium_binary();
+    let (_, base, _stop) = fake_api_with(None, 5000).await;
+    let dom = dump_dom(&base, "admin-page-large.html").await;
+    assert_eq!(
+        counter_cells(&dom, "extension", "busy@idle", "max_calls"),
+        ("1".into(), "2".into())
+    );
+    assert!(
+        !dom.contains(r#"data-name="7@idle""#),
+        "an idle extension is listed"
+    );
+    assert_eq!(
+        text_of(&dom, "counters-hidden"),
+        "5000 counters of idle users and extensions not shown"
+    );
+    assert_eq!(
+        counter_state(&dom, "organization", "full", "public"),
+        "full"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
