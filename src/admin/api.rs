@@ -1,8 +1,10 @@
 //! The admin HTTP server (axum): the endpoints of spec operations.md and the bearer-token check.
 //!
 //! Every endpoint but `GET /health` requires `Authorization: Bearer <token>` when a token is
-//! configured; the comparison takes the same time wherever the first differing byte is. The token
-//! is never logged and never printed by `Debug`.
+//! configured; the comparison takes the same time wherever the first differing byte is. `GET /`
+//! (the admin page, which a browser opens by navigation and cannot add a header to) also takes
+//! the token as a `?token=` query parameter. The token is never logged and never printed by
+//! `Debug`.
 
 use std::fmt;
 use std::future::Future;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -139,6 +141,7 @@ pub async fn serve(
 
 fn router(state: AdminState) -> Router {
     let guarded = Router::new()
+        .route("/", get(super::page::page))
         .route("/metrics", get(metrics))
         .route("/calls", get(calls))
         .route("/calls/{id}", delete(end_call))
@@ -158,7 +161,7 @@ fn router(state: AdminState) -> Router {
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     match state.token.current() {
-        Some(token) if !bearer_matches(request.headers(), &token) => {
+        Some(token) if !authorized(&request, &token) => {
             tracing::debug!(path = %request.uri().path(), "admin request without a valid token");
             (
                 StatusCode::UNAUTHORIZED,
@@ -169,6 +172,53 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         }
         _ => next.run(request).await,
     }
+}
+
+/// The bearer header, or on `GET /` only a `token` query parameter: the page's URL is the one
+/// a browser can carry a token in, while a token in another URL would end up in proxy logs and
+/// shell histories for no gain.
+fn authorized(request: &Request, token: &str) -> bool {
+    bearer_matches(request.headers(), token)
+        || (is_page_request(request.method(), request.uri())
+            && query_token_matches(request.uri(), token))
+}
+
+fn is_page_request(method: &Method, uri: &Uri) -> bool {
+    (method == Method::GET || method == Method::HEAD) && uri.path() == "/"
+}
+
+/// The first `token` parameter of the query, percent-decoded, compared in constant time.
+fn query_token_matches(uri: &Uri, token: &str) -> bool {
+    let Some(query) = uri.query() else {
+        return false;
+    };
+    let presented = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .and_then(percent_decode);
+    presented.is_some_and(|p| constant_time_eq(&p, token.as_bytes()))
+}
+
+/// `application/x-www-form-urlencoded` value decoding (`+` is a space, `%XX` a byte); `None` on
+/// a malformed escape.
+fn percent_decode(value: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'+' => b' ',
+            b'%' => hex_digit(bytes.next()?)? << 4 | hex_digit(bytes.next()?)?,
+            b => b,
+        });
+    }
+    Some(out)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    // Not `u8::from_str_radix`, which takes a sign: `%+1` is no escape.
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
@@ -370,5 +420,59 @@ mod tests {
         );
         assert!(!bearer_matches(&headers, "s3cret"));
         assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    }
+
+    fn request(method: Method, uri: &str, bearer: Option<&str>) -> Request {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(b) = bearer {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {b}"));
+        }
+        builder
+            .body(axum::body::Body::empty())
+            .expect("valid test request")
+    }
+
+    #[test]
+    fn the_page_takes_the_token_from_the_header_or_its_query() {
+        let ok = |method, uri, bearer| authorized(&request(method, uri, bearer), "s3cret");
+        assert!(ok(Method::GET, "/", Some("s3cret")));
+        assert!(ok(Method::GET, "/?token=s3cret", None));
+        assert!(ok(Method::HEAD, "/?token=s3cret", None));
+        assert!(ok(Method::GET, "/?refresh=1&token=s3cret", None));
+        assert!(ok(Method::GET, "/?token=s3%63ret", None), "percent-decoded");
+        assert!(!ok(Method::GET, "/", None));
+        assert!(!ok(Method::GET, "/?token=wrong", None));
+        // Either credential suffices; a stale header does not spoil a good query token.
+        assert!(ok(Method::GET, "/?token=s3cret", Some("wrong")));
+        assert!(!ok(Method::GET, "/?token=S3CRET", None));
+        assert!(!ok(Method::GET, "/?token=s3cre", None));
+        assert!(!ok(Method::GET, "/?token=", None));
+        assert!(!ok(Method::GET, "/?xtoken=s3cret", None));
+    }
+
+    #[test]
+    fn a_query_token_opens_only_the_page() {
+        let ok = |method, uri| authorized(&request(method, uri, None), "s3cret");
+        assert!(!ok(Method::GET, "/counters?token=s3cret"));
+        assert!(!ok(Method::GET, "/calls?token=s3cret"));
+        assert!(!ok(Method::DELETE, "/calls/1?token=s3cret"));
+        assert!(!ok(Method::POST, "/?token=s3cret"));
+        assert!(!ok(Method::POST, "/reload?token=s3cret"));
+        assert!(authorized(
+            &request(Method::GET, "/counters", Some("s3cret")),
+            "s3cret"
+        ));
+    }
+
+    #[test]
+    fn query_values_decode_like_forms_and_refuse_bad_escapes() {
+        assert_eq!(
+            percent_decode("a+b%2Fc%2f").as_deref(),
+            Some(&b"a b/c/"[..])
+        );
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%+1"), None);
+        assert_eq!(percent_decode("abc%4"), None);
+        assert_eq!(percent_decode("").as_deref(), Some(&b""[..]));
     }
 }

@@ -110,6 +110,12 @@ impl TrunkStates {
     }
 }
 
+impl crate::routing::plan::TrunkAvailability for TrunkStates {
+    fn is_available(&self, trunk: &str) -> bool {
+        TrunkStates::is_available(self, trunk)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,11 +156,5 @@ mod tests {
             assert_eq!(states.is_available("t"), available, "{health:?} {reg:?}");
         }
         assert!(states.is_available("other"));
-    }
-}
-
-impl crate::routing::plan::TrunkAvailability for TrunkStates {
-    fn is_available(&self, trunk: &str) -> bool {
-        TrunkStates::is_available(self, trunk)
     }
 }
