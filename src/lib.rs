@@ -31,6 +31,7 @@
 pub mod admin;
 pub mod auth;
 pub mod b2bua;
+pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod engine;

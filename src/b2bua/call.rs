@@ -119,6 +119,21 @@ pub struct Call {
     pub(super) close_probe: [bool; 2],
     /// Our 2xx to a relayed re-INVITE, retransmitted until its ACK (RFC 3261 13.3.1.4).
     pub(super) reinvite_ok: Option<Box<PendingOk>>,
+    /// What its call detail record needs beyond the call's state (`None`: no records kept).
+    pub(super) record: Option<Box<RecordDraft>>,
+}
+
+/// A call detail record in the making.
+#[derive(Debug, Default)]
+pub(super) struct RecordDraft {
+    /// The counters of the call's own permit.
+    pub(super) own: Vec<crate::cdr::CounterRef>,
+    /// The counters of the leg that answered, or else of the first leg started.
+    pub(super) leg: Vec<crate::cdr::CounterRef>,
+    /// Who ended the call and why: the first cause noted wins.
+    pub(super) ended_by: Option<(crate::cdr::Ender, &'static str)>,
+    /// The final status sent to the caller.
+    pub(super) status: Option<u16>,
 }
 
 /// A 2xx to a re-INVITE waiting for the originator's ACK.
@@ -194,6 +209,48 @@ impl Call {
         self.attempts.iter_mut().find(|a| a.no == no)
     }
 
+    /// Notes who ends the call and why, for its record (the first cause wins).
+    pub(super) fn note_end(&mut self, who: crate::cdr::Ender, reason: &'static str) {
+        if let Some(d) = self.record.as_mut() {
+            d.ended_by.get_or_insert((who, reason));
+        }
+    }
+
+    /// Notes the final status sent to the caller, for its record.
+    pub(super) fn note_status(&mut self, status: u16) {
+        if let Some(d) = self.record.as_mut() {
+            d.status.get_or_insert(status);
+        }
+    }
+
+    /// The call's record, once it ended with `outcome` (its end time is the engine's to set).
+    pub(super) fn take_record(&mut self, outcome: Outcome) -> Option<crate::cdr::CallRecord> {
+        let d = self.record.take()?;
+        let (who, reason) = d.ended_by.unwrap_or(match outcome {
+            Outcome::Cancelled => (crate::cdr::Ender::Caller, "cancel"),
+            Outcome::Failed | Outcome::Rejected => (crate::cdr::Ender::Callee, "final_response"),
+            Outcome::Answered => (crate::cdr::Ender::Callgate, "ended"),
+        });
+        let mut path = d.own;
+        path.extend(d.leg);
+        Some(crate::cdr::CallRecord {
+            call: self.id,
+            a_call_id: self.a.call_id.clone(),
+            b_call_id: self.answered.map(|_| self.b.call_id.clone()),
+            caller: self.from_uri().to_owned(),
+            callee: self.to_uri().to_owned(),
+            path,
+            started: self.started,
+            answered: self.answered,
+            ended: self.started,
+            outcome: outcome_name(outcome),
+            ended_by: who,
+            reason,
+            status: d.status,
+            refused_by: None,
+        })
+    }
+
     /// Drops every unit the call holds: its own, the answered leg's and its targets'.
     pub(super) fn release_units(&mut self) {
         self.permit = None;
@@ -217,6 +274,9 @@ impl Call {
             return None;
         }
         self.a_final_sent |= status >= 200;
+        if status >= 200 {
+            self.note_status(status);
+        }
         let bytes = sip::response_with_body(
             self.a_invite()?,
             status,
@@ -250,14 +310,37 @@ impl Call {
             .iter()
             .chain(self.b_permit.iter())
             .chain(legs)
-            .flat_map(|permit| {
-                let generation = permit.generation();
-                permit.path().ids().iter().map(move |id| {
-                    let key = generation.describe(*id);
-                    (key.0.as_str().to_owned(), key.1, key.2.as_str().to_owned())
-                })
-            })
+            .flat_map(permit_refs)
+            .map(|c| (c.level, c.name, c.counter))
             .collect()
+    }
+}
+
+/// The counters of `permit`, by name.
+pub(super) fn permit_refs(permit: &Permit) -> Vec<crate::cdr::CounterRef> {
+    let generation = permit.generation();
+    permit
+        .path()
+        .ids()
+        .iter()
+        .map(|id| {
+            let (level, name, counter) = generation.describe(*id);
+            crate::cdr::CounterRef {
+                level: level.as_str().to_owned(),
+                name,
+                counter: counter.as_str().to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The name of an outcome in records and metrics.
+pub(super) fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Answered => "answered",
+        Outcome::Rejected => "rejected",
+        Outcome::Failed => "failed",
+        Outcome::Cancelled => "cancelled",
     }
 }
 

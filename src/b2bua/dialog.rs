@@ -127,6 +127,7 @@ impl B2bua {
             });
         }
         call.a_final_sent = true;
+        call.note_status(resp.status().as_u16());
         out.push(Out::Respond {
             key: call.a_invite_key.clone(),
             status: resp.status().as_u16(),
@@ -220,6 +221,7 @@ impl B2bua {
         if !matches!(call.state, CallState::Calling | CallState::Early) {
             return;
         }
+        call.note_end(crate::cdr::Ender::Caller, "cancel");
         out.extend(call.respond_a(487, "Request Terminated", &[], None));
         self.cancel_b(now, id, reason, out);
     }

@@ -150,6 +150,9 @@ impl B2bua {
         if let Some(t) = call.targets.get_mut(usize::from(winner.target)) {
             call.b_permit = t.permit.take();
         }
+        if let (Some(d), Some(p)) = (call.record.as_mut(), call.b_permit.as_ref()) {
+            d.leg = super::call::permit_refs(p);
+        }
         for t in &mut call.targets {
             t.rest.clear();
         }
@@ -326,6 +329,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        call.note_end(crate::cdr::Ender::Callee, "final_response");
         out.extend(call.respond_a(end.status, &end.reason, &[], None));
         call.cancel_outcome = Outcome::Failed;
         let reason = format!(
@@ -353,6 +357,7 @@ impl B2bua {
                     .as_ref()
                     .and_then(|s| s.best.clone())
                     .unwrap_or((480, "Temporarily Unavailable".to_owned()));
+                call.note_end(crate::cdr::Ender::Callee, "final_response");
                 out.extend(call.respond_a(status, &reason, &[], None));
                 self.forget(id, Outcome::Failed, out);
             }

@@ -99,6 +99,8 @@ pub enum Out {
     },
     /// An INVITE was refused by the limiter (no leg created).
     Rejected(Refusal),
+    /// A call detail record: the call ended (or was refused) now; the engine sets its end time.
+    Record(Box<crate::cdr::CallRecord>),
     /// A call's leg starts (`held`) or stops using the TCP flow to `peer`: a flow that carries
     /// dialogs is not closed for being idle (a held call is silent for hours).
     Flow {
@@ -254,6 +256,8 @@ pub struct B2bua {
     location: Arc<crate::registrar::LocationStore>,
     /// Whether trunks may carry calls (health probes, registration); shared by every shard.
     trunks: Arc<dyn crate::routing::plan::TrunkAvailability>,
+    /// Call detail records are kept (`[server] cdr_file`).
+    records: bool,
     draining: bool,
 }
 
@@ -272,6 +276,7 @@ impl B2bua {
             ids,
             location: Arc::default(),
             trunks: Arc::new(crate::routing::plan::AllAvailable),
+            records: false,
             draining: false,
         }
     }
@@ -285,6 +290,12 @@ impl B2bua {
     /// The same B2BUA skipping the trunks `trunks` says are unavailable.
     pub fn with_trunks(mut self, trunks: Arc<dyn crate::routing::plan::TrunkAvailability>) -> Self {
         self.trunks = trunks;
+        self
+    }
+
+    /// The same B2BUA emitting a call detail record ([`Out::Record`]) per call when `on`.
+    pub fn with_records(mut self, on: bool) -> Self {
+        self.records = on;
         self
     }
 

@@ -99,6 +99,7 @@ impl B2bua {
         match admit(&generation, plan, id) {
             Ok(admitted) => self.start_call(now, req, key, source, admitted, id, out),
             Err(Admission::Refused(refusal)) => {
+                self.record_refusal(now, id, &req, &snapshot, &refusal, out);
                 self.refuse_admission(&req, key, &snapshot, refusal, out)
             }
             Err(Admission::Route(e)) => self.refuse_route(&req, key, &e, out),
@@ -123,6 +124,43 @@ impl B2bua {
         let tag = self.tag();
         let bytes = sip::response_to(req, status, reason, Some(&tag), &[]);
         out.push(Out::Respond { key, status, bytes });
+    }
+
+    /// The record of a call a limit refused.
+    fn record_refusal(
+        &self,
+        now: Instant,
+        id: u64,
+        req: &Request,
+        snapshot: &Snapshot,
+        refusal: &Refusal,
+        out: &mut Vec<Out>,
+    ) {
+        if !self.records {
+            return;
+        }
+        let parts = req.parts();
+        let refused_by = crate::cdr::CounterRef {
+            level: refusal.level.as_str().to_owned(),
+            name: refusal.name.to_string(),
+            counter: refusal.counter.as_str().to_owned(),
+        };
+        out.push(Out::Record(Box::new(crate::cdr::CallRecord {
+            call: id,
+            a_call_id: parts.call_id().to_owned(),
+            b_call_id: None,
+            caller: parts.from().uri.to_owned(),
+            callee: parts.to().uri.to_owned(),
+            path: Vec::new(),
+            started: now,
+            answered: None,
+            ended: now,
+            outcome: "rejected",
+            ended_by: crate::cdr::Ender::Callgate,
+            reason: "limit",
+            status: Some(snapshot.server.reject_code),
+            refused_by: Some(refused_by),
+        })));
     }
 
     fn refuse_admission(
@@ -237,6 +275,7 @@ impl B2bua {
             probing: [false; 2],
             close_probe: [false; 2],
             reinvite_ok: None,
+            record: None,
         };
         // Boxed: the table's buckets stay small (a held call's state was ~700 bytes inline in
         // a bucket, at the map's load factor ~1.1 KiB per call).
@@ -250,6 +289,15 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if self.records {
+            let own = call.permit.as_ref().map(super::call::permit_refs);
+            let leg = call.targets.iter().find_map(|t| t.permit.as_ref());
+            call.record = Some(Box::new(super::call::RecordDraft {
+                own: own.unwrap_or_default(),
+                leg: leg.map(super::call::permit_refs).unwrap_or_default(),
+                ..Default::default()
+            }));
+        }
         if call.attempts.is_empty() {
             // Only our own builder can fail here: a bug, not input.
             tracing::error!(call = id, "no callee leg could be built");

@@ -19,6 +19,10 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        match side {
+            Side::A => call.note_end(crate::cdr::Ender::Caller, "bye"),
+            Side::B => call.note_end(crate::cdr::Ender::Callee, "bye"),
+        }
         match (side, call.state) {
             // BYE from B before it answered is not legal (its leg already failed in
             // `on_in_dialog`); here only from a dialog no leg has any more.
@@ -85,6 +89,9 @@ impl B2bua {
             return false;
         };
         let outcome = outcome_of(call.state);
+        if let Some(call) = self.calls.get_mut(&id) {
+            call.note_end(crate::cdr::Ender::Callgate, "operator");
+        }
         self.end_call(now, id, outcome, out);
         true
     }
@@ -94,10 +101,13 @@ impl B2bua {
         self.draining = true;
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
-            let outcome = self
-                .calls
-                .get(&id)
-                .map_or(Outcome::Failed, |c| outcome_of(c.state));
+            let outcome = match self.calls.get_mut(&id) {
+                Some(c) => {
+                    c.note_end(crate::cdr::Ender::Callgate, "shutdown");
+                    outcome_of(c.state)
+                }
+                None => Outcome::Failed,
+            };
             self.end_call(now, id, outcome, out);
         }
     }
@@ -131,6 +141,7 @@ impl B2bua {
                 }
                 if call.state == CallState::Answered {
                     tracing::info!(call = id, "no ACK for our 2xx; ending the call");
+                    call.note_end(crate::cdr::Ender::Callgate, "no_ack");
                     // Give up waiting: BYE A now, and B unless it already hung up.
                     let b_done = call.bye_a_after_ack.is_some();
                     self.send_bye(id, Side::A, out);
@@ -143,6 +154,7 @@ impl B2bua {
             CallTimer::SessionExpiry => {
                 // Stale wake-ups (the session was refreshed since) carry an earlier deadline.
                 if call.session_deadline.is_some_and(|d| d <= now) {
+                    call.note_end(crate::cdr::Ender::Callgate, "session_expired");
                     tracing::info!(
                         call = id,
                         "session expired without refresh; ending the call"
@@ -153,12 +165,14 @@ impl B2bua {
             CallTimer::RingTimeout => {
                 if matches!(call.state, CallState::Calling | CallState::Early) {
                     tracing::info!(call = id, "no answer in time; cancelling the callee");
+                    call.note_end(crate::cdr::Ender::Callgate, "ring_timeout");
                     self.end_call(now, id, Outcome::Failed, out);
                 }
             }
             CallTimer::CancelGiveUp => self.give_up_cancelled(id, out),
             CallTimer::MaxDuration => {
                 tracing::info!(call = id, "max_call_duration reached; ending the call");
+                call.note_end(crate::cdr::Ender::Callgate, "max_call_duration");
                 let outcome = outcome_of(call.state);
                 self.end_call(now, id, outcome, out);
             }
@@ -207,6 +221,7 @@ impl B2bua {
                 "no ACK for our 2xx to a re-INVITE; ending the call"
             );
             call.reinvite_ok = None;
+            call.note_end(crate::cdr::Ender::Callgate, "no_ack");
             let outcome = outcome_of(call.state);
             return self.end_call(now, id, outcome, out);
         }
@@ -334,6 +349,9 @@ impl B2bua {
             }
             if !answered {
                 if !sides.is_empty() {
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.note_end(crate::cdr::Ender::Caller, "transport");
+                    }
                     self.end_call(now, id, Outcome::Failed, out);
                 }
                 continue;
@@ -414,7 +432,7 @@ impl B2bua {
     /// waits for A's ACK: a BYE to A must wait for it (RFC 3261 15), and the no-ACK timer ends
     /// a call whose ACK never comes.
     fn leg_gone(&mut self, now: Instant, id: u64, side: Side, why: &str, out: &mut Vec<Out>) {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if call.state == CallState::Answered {
@@ -426,6 +444,11 @@ impl B2bua {
             why,
             "leg gone; ending the call"
         );
+        let who = match side {
+            Side::A => crate::cdr::Ender::Caller,
+            Side::B => crate::cdr::Ender::Callee,
+        };
+        call.note_end(who, "unreachable");
         let outcome = outcome_of(call.state);
         self.end_call(now, id, outcome, out);
     }
@@ -569,6 +592,9 @@ impl B2bua {
                     bytes,
                 });
             }
+        }
+        if let Some(record) = call.take_record(outcome) {
+            out.push(Out::Record(Box::new(record)));
         }
         call.release_units();
         tracing::info!(call = id, call_id = %call.a.call_id, b_call_id = %call.b.call_id, outcome = ?outcome, "call ended");

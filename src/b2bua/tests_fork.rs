@@ -393,3 +393,38 @@ fn outbound_fails_over_on_5xx_but_not_on_busy() {
     assert_eq!(f.limiter.in_use(), 0);
     assert!(f.b2bua.is_empty());
 }
+
+#[test]
+fn the_record_of_a_forked_call_holds_the_call_and_the_answering_legs_counters() {
+    let mut f = fixture_with(&e3(2, 2));
+    f.b2bua = f.b2bua.with_records(true);
+    let started = start_inbound(&mut f, "e3r");
+    leg_says(&mut f, &started[1].1, 200, "OK", "w");
+    for i in [0, 2] {
+        leg_says(&mut f, &started[i].1, 487, "Request Terminated", "l");
+    }
+    f.out.clear();
+    hang_up_from_caller(&mut f, "e3r");
+    let record = f
+        .out
+        .iter()
+        .find_map(|o| match o {
+            Out::Record(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a record");
+    assert_eq!(record.outcome, "answered");
+    assert_eq!(record.ended_by, crate::cdr::Ender::Caller);
+    assert_eq!(record.reason, "bye");
+    assert_eq!(record.status, Some(200));
+    assert_eq!(
+        record.path.len(),
+        7 + 5,
+        "the incoming call's and 011's leg's"
+    );
+    assert!(record
+        .path
+        .iter()
+        .any(|c| c.level == "extension" && c.name.starts_with("011")));
+    assert!(record.b_call_id.is_some());
+}

@@ -108,6 +108,9 @@ pub struct Server {
     /// Registrar bindings are written here every 30 s and at shutdown, and read at start.
     /// Read at start only.
     pub state_file: Option<std::path::PathBuf>,
+    /// Call detail records go here, one JSON line per call; `"-"` is standard output. A reload
+    /// reopens it (logrotate), a changed path moves the records there.
+    pub cdr_file: Option<std::path::PathBuf>,
     /// RFC 4028 session interval offered/accepted on both legs.
     pub session_expires: Option<Duration>,
     /// Engine shards (threads); `None` = one per available core. Read at start only.

@@ -67,6 +67,8 @@ pub(crate) struct RawServer {
     pub(crate) dialog_probe_interval: Option<String>,
     /// Where registrar bindings are kept across restarts; absent = not kept.
     pub(crate) state_file: Option<String>,
+    /// Call detail records: a file (JSON lines), `"-"` for standard output; absent = none.
+    pub(crate) cdr_file: Option<String>,
     /// Offer SHA-256 digest challenges (before MD5) in every organization that does not say.
     #[serde(default)]
     pub(crate) digest_sha256: bool,
@@ -93,6 +95,7 @@ impl Default for RawServer {
             session_expires: None,
             dialog_probe_interval: None,
             state_file: None,
+            cdr_file: None,
             digest_sha256: false,
             workers: None,
             tcp_idle_timeout: default_tcp_idle_timeout(),

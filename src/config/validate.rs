@@ -209,6 +209,7 @@ impl<'r> Build<'r> {
             session_expires,
             dialog_probe_interval,
             state_file: raw.state_file.as_ref().map(std::path::PathBuf::from),
+            cdr_file: raw.cdr_file.as_ref().map(std::path::PathBuf::from),
             workers: raw.workers.map(|n| n.clamp(1, 256) as usize),
             tcp,
         }

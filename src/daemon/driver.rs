@@ -80,6 +80,10 @@ pub struct Driver {
     health: Arc<Health>,
     sends: Vec<crate::engine::Outgoing>,
     flows: Vec<(SocketAddr, bool)>,
+    /// Call detail records go to the CDR writer.
+    cdr: Option<std::sync::mpsc::Sender<crate::cdr::writer::Msg>>,
+    #[allow(clippy::vec_box)] // records travel on as boxes: one pointer each through the channel
+    records: Vec<Box<crate::cdr::CallRecord>>,
 }
 
 /// The queues a shard reads.
@@ -107,7 +111,18 @@ impl Driver {
             health,
             sends: Vec::new(),
             flows: Vec::new(),
+            cdr: None,
+            records: Vec::new(),
         }
+    }
+
+    /// The same driver sending call detail records to `cdr`.
+    pub fn with_cdr(
+        mut self,
+        cdr: Option<std::sync::mpsc::Sender<crate::cdr::writer::Msg>>,
+    ) -> Self {
+        self.cdr = cdr;
+        self
     }
 
     /// Runs the shard on a thread of its own until its queues close or `stop` is cancelled.
@@ -235,6 +250,12 @@ impl Driver {
     /// and waiting for Timer F would lose a healthy call 32 s later. A UDP datagram the socket
     /// refused is left to the retransmission timers, as a datagram lost on the way would be.
     fn send_all(&mut self) {
+        self.engine.take_records(&mut self.records);
+        for r in self.records.drain(..) {
+            if let Some(tx) = &self.cdr {
+                let _ = tx.send(crate::cdr::writer::Msg::Record(r));
+            }
+        }
         let mut failed = Vec::new();
         loop {
             self.engine.take_flows(&mut self.flows);

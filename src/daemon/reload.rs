@@ -30,6 +30,9 @@ pub(super) struct Reloader {
     pub(super) admin: Arc<AdminServer>,
     /// Told when a reload was applied: trunks added, removed or changed.
     pub(super) trunks: Arc<super::trunks::TrunkHandle>,
+    /// Reopened on every reload, accepted or not (logrotate's SIGHUP must not wait for a
+    /// valid file).
+    pub(super) cdr: Option<Arc<crate::cdr::writer::CdrWriter>>,
     /// Held for the whole of one reload.
     pub(super) serial: Mutex<()>,
 }
@@ -42,6 +45,12 @@ impl Reloader {
         let _serial = self.serial.lock().unwrap_or_else(PoisonError::into_inner);
         systemd::reloading();
         let result = self.reload_serialized();
+        if let Some(cdr) = &self.cdr {
+            // The file named by the configuration in force (a reload may have moved it).
+            if let Some(path) = self.limiter.current().config().server.cdr_file.clone() {
+                cdr.reopen(path);
+            }
+        }
         systemd::ready();
         result
     }

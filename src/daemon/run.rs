@@ -57,6 +57,14 @@ pub enum DaemonError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The call detail record file could not be opened.
+    #[error("cannot open the CDR file {path}: {source}")]
+    Cdr {
+        /// The file.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// A signal handler could not be installed.
     #[error("cannot install the {signal} handler: {source}")]
     Signal {
@@ -94,6 +102,8 @@ pub struct Daemon {
     state_file: Option<PathBuf>,
     /// The trunk driver (registrations, health probes).
     trunks: Arc<TrunkHandle>,
+    /// The call detail record writer, when `[server] cdr_file` is set.
+    cdr: Option<Arc<crate::cdr::writer::CdrWriter>>,
 }
 
 /// Queued messages per shard before the receive side drops datagrams (and streams wait): about
@@ -146,6 +156,15 @@ impl Daemon {
             trunk_rx,
             shutdown.clone(),
         ));
+        let cdr = match &snapshot.server.cdr_file {
+            Some(path) => Some(Arc::new(
+                crate::cdr::writer::CdrWriter::start(path).map_err(|source| DaemonError::Cdr {
+                    path: path.clone(),
+                    source,
+                })?,
+            )),
+            None => None,
+        };
         let parts = ShardParts {
             limiter: &limiter,
             metrics: &metrics,
@@ -153,6 +172,7 @@ impl Daemon {
             shared: &shared,
             stop: &shutdown,
             trunks: &trunks.states,
+            cdr: cdr.as_ref(),
         };
         let state_file = snapshot.server.state_file.clone();
         if let Some(path) = &state_file {
@@ -178,6 +198,7 @@ impl Daemon {
             transports: transports.clone(),
             admin: admin_server.clone(),
             trunks: trunks.clone(),
+            cdr: cdr.clone(),
             serial: Default::default(),
         });
         let backend = Arc::new(Backend {
@@ -205,6 +226,7 @@ impl Daemon {
             transports,
             state_file,
             trunks,
+            cdr,
         })
     }
 
@@ -296,6 +318,10 @@ impl Daemon {
             super::housekeeping::save(&self.shared, path);
         }
         self.shutdown.cancel();
+        // The drain's records were sent before the shards answered `busy`: all are written.
+        if let Some(cdr) = &self.cdr {
+            cdr.flush();
+        }
         left
     }
 }
@@ -474,6 +500,8 @@ struct ShardParts<'a> {
     stop: &'a CancellationToken,
     /// Trunks' availability (health probes, registration), read by outbound routing.
     trunks: &'a Arc<crate::trunks::TrunkStates>,
+    /// Where the shards send call detail records.
+    cdr: Option<&'a Arc<crate::cdr::writer::CdrWriter>>,
 }
 
 /// Starts one shard thread per event queue: its own identifiers (a CSPRNG seeded from the OS),
@@ -491,10 +519,12 @@ fn start_shards(
         let ids = Ids::new(shard as u8, rand::SeedableRng::from_rng(&mut rand::rng()));
         let b2bua = B2bua::new(parts.limiter.clone(), settings.clone(), ids)
             .with_location(parts.shared.location.clone())
-            .with_trunks(parts.trunks.clone());
+            .with_trunks(parts.trunks.clone())
+            .with_records(parts.cdr.is_some());
         let txn = Layer::new(TimerConfig::default());
         let engine = Engine::new(b2bua, txn, parts.metrics.clone(), parts.shared.clone());
-        let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone());
+        let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone())
+            .with_cdr(parts.cdr.map(|w| w.sender()));
         let inputs = Inputs {
             events,
             commands: cmd_rx,

@@ -111,6 +111,10 @@ pub struct Engine {
     outbox: Vec<Outgoing>,
     /// TCP flows taken (true) or given back by calls, drained by the driver for the transport.
     flows: Vec<(std::net::SocketAddr, bool)>,
+    /// Call detail records of calls that ended, drained by the driver for the CDR writer.
+    #[allow(clippy::vec_box)]
+    // records travel on as boxes: one pointer each through the channel
+    records: Vec<Box<crate::cdr::CallRecord>>,
     /// Where each transaction's transmissions go.
     dests: SplitMap<TransactionKey, Dest>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
@@ -205,6 +209,7 @@ impl Engine {
             metrics,
             outbox: Vec::new(),
             flows: Vec::new(),
+            records: Vec::new(),
             awaiting_final: SplitMap::default(),
             dests: SplitMap::default(),
             invites: SplitMap::default(),
@@ -241,6 +246,11 @@ impl Engine {
     /// sends it and reports a failed send with [`Engine::on_send_failed`].
     pub fn take_sends(&mut self, into: &mut Vec<Outgoing>) {
         into.append(&mut self.outbox);
+    }
+
+    /// Moves the call detail records of calls that ended into `into`.
+    pub fn take_records(&mut self, into: &mut Vec<Box<crate::cdr::CallRecord>>) {
+        into.append(&mut self.records);
     }
 
     /// A send for transaction `key` failed (its TCP connection could not be opened, or its queue
@@ -733,6 +743,10 @@ impl Engine {
             Out::Ended { call, outcome } => {
                 self.timers.cancel_call(call);
                 self.metrics.call_ended(metric_outcome(outcome));
+            }
+            Out::Record(mut record) => {
+                record.ended = now;
+                self.records.push(record);
             }
             Out::Rejected(refusal) => {
                 self.metrics.call_started();

@@ -35,6 +35,7 @@ impl TreeBuilder {
             session_expires: None,
             dialog_probe_interval: None,
             state_file: None,
+            cdr_file: None,
             workers: None,
             tcp: Default::default(),
         };
