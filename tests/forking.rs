@@ -5,6 +5,8 @@
 //! answer the caller gets 480 at the rule's ring_time, and when every leg fails the best final
 //! response (RFC 3261 16.7).
 //!
+//! A trunk answering 503 passes the call to the next trunk of the rule (spec 7).
+//!
 //! Each test owns the loopback network `127.<n>.0.0/24` of its `Net(n)`: n = 180..=185 here.
 
 mod support;
@@ -230,5 +232,40 @@ async fn with_every_leg_failing_the_caller_gets_the_best_response() {
     for (who, callee) in [("002", e002), ("011", e011), ("out", out)] {
         callee.finish().await.assert_ok(who);
     }
+    h.assert_all_released().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_answering_503_fails_over_to_the_next_trunk() {
+    let net = Net(185);
+    let (pbx, first, second) = (net.addr(1), net.addr(2), net.addr(3));
+    let tenancy = support::acme(pbx, "udp", first)
+        .replace(
+            "transport = \"udp\"\n\n[[did_pool]]",
+            &format!(
+                "transport = \"udp\"\n\n[[trunk]]\nname = \"backup\"\nkind = \"ip\"\naddress = \"{second}\"\n\n[[did_pool]]"
+            ),
+        )
+        .replace("trunks = [\"carrier\"]", "trunks = [\"carrier\", \"backup\"]");
+    let h = Harness::start(&config(&tenancy)).await;
+    let failing = Sipp::uas("uas-unavailable.xml", first, SippOpts::default()).await;
+    let answering = Sipp::uas("uas.xml", second, SippOpts::default()).await;
+    let caller = Sipp::uac(
+        "uac.xml",
+        pbx,
+        h.udp,
+        support::PUBLIC_NUMBER,
+        SippOpts::default(),
+    );
+    caller.finish().await.assert_ok("caller");
+    failing.finish().await.assert_ok("first trunk (503)");
+    let run = answering.finish().await;
+    run.assert_ok("second trunk");
+    let invite = run.received("INVITE ");
+    assert!(
+        invite[0].starts_with(&format!("INVITE sip:{}@", support::PUBLIC_NUMBER)),
+        "{}",
+        invite[0]
+    );
     h.assert_all_released().await;
 }
