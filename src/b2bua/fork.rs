@@ -252,6 +252,14 @@ impl B2bua {
         }
         let target = attempt.target;
         let pending = matches!(call.state, CallState::Calling | CallState::Early);
+        if pending && call.b_no == no {
+            // The leg that spoke for the call is gone: another one may now (its early media).
+            call.early_media = false;
+            if let Some(next) = call.attempts.first() {
+                call.b = next.leg.clone();
+                call.b_no = next.no;
+            }
+        }
         let target_live = call.attempts.iter().any(|a| a.target == target);
         let failover = pending && !target_live && end.fails_over();
         self.after_leg(id, target, &attempt.leg.call_id, attempt.leg.dest, out);

@@ -428,3 +428,35 @@ fn the_record_of_a_forked_call_holds_the_call_and_the_answering_legs_counters() 
         .any(|c| c.level == "extension" && c.name.starts_with("011")));
     assert!(record.b_call_id.is_some());
 }
+
+#[test]
+fn when_the_early_media_leg_fails_another_legs_media_reaches_the_caller() {
+    let mut f = fixture_with(&e3(2, 2));
+    let started = start_inbound(&mut f, "e3m");
+    let sdp = |f: &mut Fixture, inv: &Bytes, tag: &str| {
+        let req = match sip::parse_datagram(inv.clone()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let resp = response(&sip::response_with_body(
+            &req,
+            183,
+            "Session Progress",
+            Some(tag),
+            &[("Contact", "<sip:uas@127.0.0.9>")],
+            Some(("application/sdp", b"v=0\r\n")),
+        ));
+        let key = client_key(&resp).expect("branch");
+        f.b2bua.on_response(f.now, &key, resp, &mut f.out);
+    };
+    sdp(&mut f, &started[0].1, "m1");
+    leg_says(&mut f, &started[0].1, 486, "Busy Here", "m1");
+    f.out.clear();
+    sdp(&mut f, &started[1].1, "m2");
+    assert_eq!(statuses(&f.out), vec![183], "011's early media now");
+    leg_says(&mut f, &started[1].1, 200, "OK", "m2");
+    leg_says(&mut f, &started[2].1, 487, "Request Terminated", "x");
+    hang_up_from_caller(&mut f, "e3m");
+    assert_eq!(f.limiter.in_use(), 0);
+    assert_eq!(f.b2bua.index_sizes().by_call_id, 0);
+}
