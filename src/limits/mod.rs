@@ -45,3 +45,5 @@ pub use tree::{CounterId, CounterKind, Generation, Level, ReloadSummary};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rate;
