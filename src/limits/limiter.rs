@@ -35,7 +35,7 @@ pub struct CounterView {
     pub name: String,
     /// Which counter of the entity.
     pub kind: CounterKind,
-    /// Units in use.
+    /// Units in use (for `cps`: tokens spent and not yet refilled).
     pub used: u32,
     /// Its limit, `None` when unlimited.
     pub limit: Option<u32>,
