@@ -8,6 +8,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 use callgate::limits::testing::{limits, TreeBuilder};
 use callgate::limits::{CallKey, Limiter, PathSpec};
@@ -80,13 +81,15 @@ fn floor(counters: &[AtomicU64]) {
 
 fn uncontended(c: &mut Criterion) {
     let f = fixture();
+    // No `cps` in the fixture: the time only matters to rate buckets.
+    let now = Instant::now();
     let mut g = c.benchmark_group("limits_uncontended");
     for (name, len, spec) in f.paths {
         let mut n = 0u64;
         g.bench_function(BenchmarkId::new("admit_release", name), |b| {
             b.iter(|| {
                 n += 1;
-                let permit = f.limiter.try_admit(CallKey(n), black_box(spec));
+                let permit = f.limiter.try_admit(CallKey(n), black_box(spec), now);
                 drop(black_box(permit));
             })
         });
@@ -115,12 +118,13 @@ fn with_rival<F: Fn() + Send + 'static>(work: F, measure: impl FnOnce()) {
 
 fn contended(c: &mut Criterion) {
     let f = fixture();
+    let now = Instant::now();
     let mut g = c.benchmark_group("limits_two_threads_one_org");
     for ((name, len, spec), other) in f.paths.into_iter().zip(f.other) {
         let limiter = Arc::clone(&f.limiter);
         let rival = move || {
             for i in 0..64 {
-                drop(limiter.try_admit(CallKey(u64::MAX - i), other));
+                drop(limiter.try_admit(CallKey(u64::MAX - i), other, now));
             }
         };
         with_rival(rival, || {
@@ -128,7 +132,11 @@ fn contended(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("admit_release", name), |b| {
                 b.iter(|| {
                     n += 1;
-                    drop(black_box(f.limiter.try_admit(CallKey(n), black_box(spec))));
+                    drop(black_box(f.limiter.try_admit(
+                        CallKey(n),
+                        black_box(spec),
+                        now,
+                    )));
                 })
             });
         });

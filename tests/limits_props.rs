@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 use callgate::config::model::{ExtId, Limit, OrgId, Snapshot, TrunkId, UserId};
 use callgate::limits::testing::{limits, TreeBuilder};
@@ -372,7 +373,7 @@ fn run_sequential(u: Universe, first: Config, ops: Vec<Op>) -> Result<(), TestCa
                 let Some((spec, path)) = admission(&u, &built, kind, a, b) else {
                     continue;
                 };
-                let got = limiter.try_admit(CallKey(n as u64), spec);
+                let got = limiter.try_admit(CallKey(n as u64), spec, Instant::now());
                 match (got, model.admit(&path)) {
                     (Ok(p), Ok(cells)) => {
                         prop_assert_eq!(p.path().ids().len(), path.len());
@@ -464,9 +465,11 @@ fn run_concurrent(
                                 ..build_ids(&u)
                             };
                             if let Some((spec, _)) = admission(&u, &b0, kind, a, b) {
-                                if let Ok(p) =
-                                    g.try_admit(CallKey((t as u64) << 32 | n as u64), spec)
-                                {
+                                if let Ok(p) = g.try_admit(
+                                    CallKey((t as u64) << 32 | n as u64),
+                                    spec,
+                                    Instant::now(),
+                                ) {
                                     held.push(p);
                                 }
                             }

@@ -57,7 +57,8 @@ fn racing_admissions_never_exceed_the_organization_limit_and_leave_zero() {
                                 callee: caller,
                             }
                         };
-                        match limiter.try_admit(CallKey((t as u64) << 48 | n), spec) {
+                        match limiter.try_admit(CallKey((t as u64) << 48 | n), spec, Instant::now())
+                        {
                             Ok(permit) => {
                                 // Counted after admission, uncounted before release: a lower
                                 // bound of the organization's units at every instant.

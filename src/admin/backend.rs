@@ -99,9 +99,10 @@ pub struct CounterView {
     pub level: String,
     /// The entity's name in the configuration (`[server] name` for `server`).
     pub name: String,
-    /// The counter kind: `public`, `internal`, `max_calls`, `max_outgoing`, ...
+    /// The counter kind: `public`, `internal`, `max_calls`, `max_outgoing`, ..., `cps`.
     pub counter: String,
-    /// Units held now.
+    /// Units held now; for `cps`, the tokens spent and not yet refilled (`used = limit`: the next
+    /// new call is refused; it falls by one every `1 s / limit`).
     pub used: u32,
     /// The limit; `None` is unlimited.
     pub limit: Option<u32>,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::call::{AttemptState, CallState, Outcome};
 use super::leg::{Dest, InDialog};
 use super::{B2bua, CallTimer, ClientRole, Out};
+use crate::limits::Charge;
 use crate::sip::{self, Method, Response};
 use crate::transaction::sip_keys::client_key_for;
 
@@ -264,7 +265,7 @@ impl B2bua {
         let failover = pending && !target_live && end.fails_over();
         self.after_leg(id, target, &attempt.leg.call_id, attempt.leg.dest, out);
         if failover {
-            self.fail_over(id, target, out);
+            self.fail_over(now, id, target, out);
         }
         if end.status >= 600 && pending {
             // RFC 3261 16.7: a 6xx ends the search at once.
@@ -297,7 +298,7 @@ impl B2bua {
 
     /// The next way to reach `target` (a trunk after the one that failed), admitted on its own
     /// units; ways whose units are full are skipped.
-    fn fail_over(&mut self, id: u64, target: u8, out: &mut Vec<Out>) {
+    fn fail_over(&mut self, now: Instant, id: u64, target: u8, out: &mut Vec<Out>) {
         let generation = self.limiter.current();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -310,7 +311,7 @@ impl B2bua {
             return;
         }
         let key = super::setup::target_key(id, target);
-        match super::setup::admit_target(&generation, key, rest) {
+        match super::setup::admit_target(&generation, key, rest, Charge::FailOver, now) {
             Ok((choice, permit, rest)) => {
                 let trunk = choice
                     .trunk

@@ -8,7 +8,7 @@ use super::call::{Attempt, AttemptState, Call, CallState, Outcome, TargetState};
 use super::leg::{via_transport, Dest, Leg, Side};
 use super::{B2bua, ClientRole, Out};
 use crate::config::model::{Snapshot, Transport};
-use crate::limits::{CallKey, Generation, Permit, Refusal};
+use crate::limits::{CallKey, Charge, Generation, Permit, Refusal};
 use crate::routing::plan::{Choice, Identity, LegPlan, Plan, Reach};
 use crate::routing::{self, RouteError};
 use crate::sip::uri::Uri;
@@ -96,7 +96,7 @@ impl B2bua {
             Ok(p) => p,
             Err(e) => return self.refuse_route(&req, key, &e, out),
         };
-        match admit(&generation, plan, id) {
+        match admit(&generation, plan, id, now) {
             Ok(admitted) => self.start_call(now, req, key, source, admitted, id, out),
             Err(Admission::Refused(refusal)) => {
                 self.record_refusal(now, id, &req, &snapshot, &refusal, out);
@@ -502,15 +502,29 @@ pub(super) fn target_key(id: u64, t: u8) -> CallKey {
 /// Admits the call's own units, then each target on the first of its ways with room (spec 4: a
 /// target whose path is full is skipped and the others still ring; spec 7: a full trunk passes
 /// to the next). Refused when the call's own units are full or no target has room.
-fn admit(g: &std::sync::Arc<Generation>, plan: Plan, id: u64) -> Result<Admitted, Admission> {
+fn admit(
+    g: &std::sync::Arc<Generation>,
+    plan: Plan,
+    id: u64,
+    now: Instant,
+) -> Result<Admitted, Admission> {
     let incoming = match plan.incoming {
-        Some(spec) => Some(g.try_admit(CallKey(id), spec).map_err(Admission::Refused)?),
+        Some(spec) => Some(
+            g.try_admit(CallKey(id), spec, now)
+                .map_err(Admission::Refused)?,
+        ),
         None => None,
     };
     let mut targets = Vec::with_capacity(plan.targets.len());
     let mut last = None;
     for (t, target) in plan.targets.into_iter().enumerate() {
-        match admit_target(g, target_key(id, t as u8), target.choices) {
+        match admit_target(
+            g,
+            target_key(id, t as u8),
+            target.choices,
+            Charge::NewCall,
+            now,
+        ) {
             Ok(admitted) => targets.push(admitted),
             Err(r) => last = r.or(last),
         }
@@ -530,17 +544,20 @@ fn admit(g: &std::sync::Arc<Generation>, plan: Plan, id: u64) -> Result<Admitted
 }
 
 /// The first of `choices` whose units are free, its permit, and the choices after it.
+/// `charge`: a fail-over charges only the next trunk's calls-per-second bucket.
 pub(super) fn admit_target(
     g: &std::sync::Arc<Generation>,
     key: CallKey,
     choices: Vec<Choice>,
+    charge: Charge,
+    now: Instant,
 ) -> Result<(Choice, Option<Permit>, Vec<Choice>), Option<Refusal>> {
     let mut last = None;
     let mut choices = choices.into_iter();
     while let Some(choice) = choices.next() {
         let permit = match choice.spec {
             None => None,
-            Some(spec) => match g.try_admit(key, spec) {
+            Some(spec) => match g.try_admit_charging(key, spec, charge, now) {
                 Ok(p) => Some(p),
                 Err(r) => {
                     last = Some(r);

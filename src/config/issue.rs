@@ -241,6 +241,8 @@ pub enum Problem {
     RejectCodeOutOfRange(u16),
     /// `workers` outside 1..=256.
     WorkersOutOfRange(u32),
+    /// `cps` above [`MAX_CPS`](super::validate::MAX_CPS).
+    CpsOutOfRange(u32),
     /// A count that must be at least 1 is 0.
     Zero,
     /// No `[[listen]]` entry.
@@ -404,6 +406,11 @@ impl fmt::Display for Problem {
             ),
             RejectCodeOutOfRange(c) => write!(f, "reject code {c} is not in 400..=699"),
             WorkersOutOfRange(n) => write!(f, "{n} workers: between 1 and 256 engine shards"),
+            CpsOutOfRange(n) => write!(
+                f,
+                "{n} calls per second: at most {} (0 = no new calls, absent = unlimited)",
+                super::validate::MAX_CPS
+            ),
             Zero => f.write_str("must be at least 1"),
             NoListener => f.write_str("at least one [[listen]] entry is required"),
             TlsRequires => f.write_str("required for a listener with transport = \"tls\""),

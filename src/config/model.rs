@@ -98,6 +98,8 @@ pub struct Server {
     pub name: String,
     /// Server-wide limits.
     pub limits: Limits,
+    /// New calls per second, all calls together (`None` = unlimited).
+    pub cps: Limit,
     /// Final response code when a counter is full (default 486).
     pub reject_code: u16,
     /// A call past this is ended with BYE on both legs (default 4 h; `"none"` = never).
@@ -211,6 +213,8 @@ pub struct ServiceProvider {
     pub name: String,
     /// Its limits.
     pub limits: Limits,
+    /// New calls per second of its organizations together (`None` = unlimited).
+    pub cps: Limit,
 }
 
 /// `[[organization]]`.
@@ -224,6 +228,8 @@ pub struct Organization {
     pub domain: String,
     /// Its limits.
     pub limits: Limits,
+    /// New calls per second to or from its extensions (`None` = unlimited).
+    pub cps: Limit,
     /// Digest challenges offer SHA-256 first, then MD5 (RFC 8760); else MD5 alone (what older
     /// phone stacks and SIPp read: they take the first challenge).
     pub digest_sha256: bool,
@@ -352,6 +358,8 @@ pub struct Trunk {
     pub max_inbound: Limit,
     /// Concurrent outbound calls.
     pub max_outbound: Limit,
+    /// New calls per second through it, both directions together (`None` = unlimited).
+    pub cps: Limit,
     /// P-Asserted-Identity and Privacy from this trunk cross to the callee (RFC 3325 trust
     /// domain); from an untrusted trunk they are dropped.
     pub trusted: bool,

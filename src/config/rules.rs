@@ -72,6 +72,7 @@ pub(crate) fn trunks(b: &mut Build<'_>) -> Vec<Trunk> {
             max_calls: t.max_calls,
             max_inbound: t.max_inbound,
             max_outbound: t.max_outbound,
+            cps: b.cps(ent, t.cps),
             trusted: t.trusted,
         });
     }

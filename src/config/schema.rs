@@ -58,6 +58,8 @@ pub(crate) struct RawServer {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) limits: RawLimits,
+    /// New calls per second; absent = unlimited, 0 = no new calls.
+    pub(crate) cps: Option<u32>,
     #[serde(default = "default_reject_code")]
     pub(crate) reject_code: u16,
     /// A duration, or `"none"`; absent = [`DEFAULT_MAX_CALL_DURATION`].
@@ -90,6 +92,7 @@ impl Default for RawServer {
         RawServer {
             name: default_server_name(),
             limits: RawLimits::default(),
+            cps: None,
             reject_code: default_reject_code(),
             max_call_duration: None,
             session_expires: None,
@@ -217,6 +220,8 @@ pub(crate) struct RawServiceProvider {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) limits: RawLimits,
+    /// New calls per second; absent = unlimited, 0 = no new calls.
+    pub(crate) cps: Option<u32>,
 }
 
 /// `[[organization]]`.
@@ -228,6 +233,8 @@ pub(crate) struct RawOrganization {
     pub(crate) domain: String,
     #[serde(default)]
     pub(crate) limits: RawLimits,
+    /// New calls per second; absent = unlimited, 0 = no new calls.
+    pub(crate) cps: Option<u32>,
     /// Offer SHA-256 challenges before MD5; absent = `[server] digest_sha256`.
     pub(crate) digest_sha256: Option<bool>,
 }
@@ -303,6 +310,8 @@ pub(crate) struct RawTrunk {
     pub(crate) max_calls: Option<u32>,
     pub(crate) max_inbound: Option<u32>,
     pub(crate) max_outbound: Option<u32>,
+    /// New calls per second; absent = unlimited, 0 = no new calls.
+    pub(crate) cps: Option<u32>,
     /// Whether the provider's P-Asserted-Identity and Privacy are believed (RFC 3325 trust).
     #[serde(default)]
     pub(crate) trusted: bool,

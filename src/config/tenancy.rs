@@ -33,6 +33,7 @@ pub(crate) fn service_providers(b: &mut Build<'_>) -> Vec<ServiceProvider> {
         .map(|s| ServiceProvider {
             name: s.name.clone(),
             limits: limits(s.limits),
+            cps: b.cps(|| Entity::ServiceProvider(s.name.clone()), s.cps),
         })
         .collect()
 }
@@ -72,6 +73,7 @@ pub(crate) fn organizations(b: &mut Build<'_>) -> Vec<Organization> {
             service_provider: sp.unwrap_or(SpId(0)),
             domain,
             limits: limits(o.limits),
+            cps: b.cps(entity, o.cps),
             digest_sha256: o.digest_sha256.unwrap_or(b.raw.server.digest_sha256),
         });
     }

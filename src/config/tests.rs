@@ -1041,3 +1041,77 @@ fn trunk_probe_keys_are_checked() {
     );
     assert_eq!(p, Problem::RegisterRetryWithoutRegister);
 }
+
+/// BASE with `cps` on its provider, organization and trunk, and a `[server]` table.
+fn with_cps(sp: &str, org: &str, trunk: &str, server: &str) -> String {
+    BASE.replace(
+        "limits = { public = 200 }",
+        &format!("limits = {{ public = 200 }}\ncps = {sp}"),
+    )
+    .replace(
+        "domain = \"acme.example\"",
+        &format!("domain = \"acme.example\"\ncps = {org}"),
+    )
+    .replace(
+        "address = \"127.0.0.1:5080\"",
+        &format!("address = \"127.0.0.1:5080\"\ncps = {trunk}"),
+    ) + &format!("\n[server]\ncps = {server}\n")
+}
+
+#[test]
+fn cps_is_read_on_server_provider_organization_and_trunk() {
+    let loaded = load(&with_cps("30", "10", "5", "100")).expect("valid");
+    let s = &loaded.snapshot;
+    assert_eq!(s.server.cps, Some(100));
+    assert_eq!(s.service_providers[0].cps, Some(30));
+    assert_eq!(s.organizations[0].cps, Some(10));
+    assert_eq!(s.trunks[0].cps, Some(5));
+    assert!(loaded.warnings.is_empty());
+    let base = load(BASE).expect("valid").snapshot;
+    assert_eq!(base.server.cps, None, "absent is unlimited");
+    assert_eq!(base.trunks[0].cps, None);
+    assert_eq!(base.organizations[0].cps, None);
+}
+
+#[test]
+fn cps_zero_is_accepted_and_means_no_new_calls() {
+    let s = load(&with_cps("0", "0", "0", "0"))
+        .expect("0 like a limit of 0")
+        .snapshot;
+    assert_eq!(s.trunks[0].cps, Some(0));
+    assert_eq!(s.server.cps, Some(0));
+}
+
+#[test]
+fn cps_above_a_million_is_refused_naming_each_entity() {
+    let errs = match load(&with_cps("1000001", "2000000", "1000001", "4294967295")) {
+        Ok(_) => panic!("accepted"),
+        Err(issues) => issues,
+    };
+    let named: Vec<String> = errs.iter().map(|e| e.entity.to_string()).collect();
+    assert_eq!(
+        named,
+        [
+            "server",
+            "service_provider sp1",
+            "organization acme",
+            "trunk carrier-a"
+        ]
+    );
+    assert!(errs.iter().all(|e| e.field == "cps"));
+    assert_eq!(errs[3].problem, Problem::CpsOutOfRange(1_000_001));
+    assert_eq!(
+        errs[3].to_string(),
+        "trunk carrier-a: cps: 1000001 calls per second: at most 1000000 (0 = no new calls, \
+         absent = unlimited)"
+    );
+    assert!(load(&with_cps("1000000", "1", "1", "1")).is_ok());
+}
+
+#[test]
+fn cps_must_be_a_whole_number_and_is_not_a_user_key() {
+    assert!(load(&with_cps("-1", "1", "1", "1")).is_err());
+    assert!(load(&with_cps("2.5", "1", "1", "1")).is_err());
+    let errs = errors("[[user]]\nname = \"bob\"\norganization = \"acme\"\ncps = 3\n");
+    assert!(errs[0].to_string().contains("cps"), "{}", errs[0]);
+}

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::did::merge;
 use super::issue::{ConfigIssue, Entity, Problem};
 use super::model::{
-    Admin, CounterBackend, DidRange, ExtId, License, Limits, Listen, OrgId, RingRuleId, Server,
-    Snapshot, SpId, TcpLimits, TlsFiles, Transport, TrunkId, UserId,
+    Admin, CounterBackend, DidRange, ExtId, License, Limit, Limits, Listen, OrgId, RingRuleId,
+    Server, Snapshot, SpId, TcpLimits, TlsFiles, Transport, TrunkId, UserId,
 };
 use super::schema::{parse_duration, RawBackend, RawConfig, RawLimits, RawListen, RawTransport};
 use super::{index, rules, tenancy};
@@ -162,6 +162,14 @@ impl<'r> Build<'r> {
     }
 
     /// A `[server]` duration that has a default and can be switched off with `"none"`.
+    /// A `cps` value: absent is unlimited, 0 admits no new call, above [`MAX_CPS`] is refused.
+    pub(crate) fn cps(&mut self, entity: impl FnOnce() -> Entity, raw: Option<u32>) -> Limit {
+        if let Some(n) = raw.filter(|n| *n > MAX_CPS) {
+            self.error(entity(), "cps", Problem::CpsOutOfRange(n));
+        }
+        raw
+    }
+
     fn optional_duration(
         &mut self,
         field: &'static str,
@@ -201,9 +209,11 @@ impl<'r> Build<'r> {
             self.error(Entity::Server, "workers", Problem::WorkersOutOfRange(n));
         }
         let tcp = self.tcp_limits();
+        let cps = self.cps(|| Entity::Server, raw.cps);
         Server {
             name: raw.name.clone(),
             limits: limits(raw.limits),
+            cps,
             reject_code: raw.reject_code,
             max_call_duration,
             session_expires,
@@ -378,6 +388,10 @@ impl<'r> Build<'r> {
 }
 
 /// Entity ids are `u32`; more than 4 billion entities is not a configuration anyone loads.
+/// The highest `cps`: the bucket refills one token per `1 s / cps` in whole nanoseconds, exact up
+/// to here; a million new calls a second is far past what one node sets up.
+pub(crate) const MAX_CPS: u32 = 1_000_000;
+
 pub(crate) fn to_u32(i: usize) -> u32 {
     u32::try_from(i).expect("invariant: fewer than 2^32 entities of one kind")
 }

@@ -403,7 +403,7 @@ impl AdminBackend for Backend {
 
     fn counters(&self) -> Vec<CounterView> {
         self.limiter
-            .snapshot()
+            .snapshot_at(std::time::Instant::now())
             .into_iter()
             .map(|c| CounterView {
                 level: c.level.as_str().into(),

@@ -17,8 +17,10 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::path::{Path, PathSpec};
+use super::rate::Charge;
 use super::refusal::Refusal;
 use super::tree::Generation;
 
@@ -115,13 +117,40 @@ impl Drop for Permit {
 }
 
 impl Generation {
-    /// Admits `spec` for `call` on this generation: all of its counters or none.
+    /// Admits `spec` for `call` at `now` as a new call: a token from every calls-per-second bucket
+    /// of its path and a unit on every counter, or nothing at all.
     ///
     /// # Panics
     /// If an id in `spec` is out of range: ids must come from [`Generation::config`].
-    pub fn try_admit(self: &Arc<Self>, call: CallKey, spec: PathSpec) -> Result<Permit, Refusal> {
+    pub fn try_admit(
+        self: &Arc<Self>,
+        call: CallKey,
+        spec: PathSpec,
+        now: Instant,
+    ) -> Result<Permit, Refusal> {
+        self.try_admit_charging(call, spec, Charge::NewCall, now)
+    }
+
+    /// [`Generation::try_admit`], charging the buckets `charge` says (a fail-over charges only
+    /// its trunk's). Buckets are tried first: they are local and cheap, so a flood refused by a
+    /// rate never reaches a shared counter backend; a counter's refusal gives the tokens back.
+    ///
+    /// # Panics
+    /// If an id in `spec` is out of range: ids must come from [`Generation::config`].
+    pub fn try_admit_charging(
+        self: &Arc<Self>,
+        call: CallKey,
+        spec: PathSpec,
+        charge: Charge,
+        now: Instant,
+    ) -> Result<Permit, Refusal> {
         let path = self.path(spec);
-        self.backend.try_acquire(self, call, &path)?;
+        let rates = self.rates.path(self.config(), spec, charge);
+        let taken = self.rates.try_take(&rates, now)?;
+        if let Err(refusal) = self.backend.try_acquire(self, call, &path) {
+            self.rates.give_back(&rates, &taken);
+            return Err(refusal);
+        }
         Ok(Permit {
             generation: Arc::clone(self),
             call,

@@ -2,6 +2,7 @@
 //! read access for the admin API and metrics.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
@@ -34,7 +35,7 @@ pub struct CounterView {
     pub name: String,
     /// Which counter of the entity.
     pub kind: CounterKind,
-    /// Units in use.
+    /// Units in use (for `cps`: tokens spent and not yet refilled).
     pub used: u32,
     /// Its limit, `None` when unlimited.
     pub limit: Option<u32>,
@@ -62,11 +63,16 @@ impl Limiter {
         self.current.load_full()
     }
 
-    /// Admits `spec` on the current generation. `spec`'s ids must come from the current
+    /// Admits `spec` at `now` on the current generation. `spec`'s ids must come from the current
     /// configuration; a caller that routed on an older `Snapshot` uses that snapshot's
     /// generation (`Limiter::current` taken before routing) instead.
-    pub fn try_admit(&self, call: CallKey, spec: PathSpec) -> Result<Permit, Refusal> {
-        self.current().try_admit(call, spec)
+    pub fn try_admit(
+        &self,
+        call: CallKey,
+        spec: PathSpec,
+        now: Instant,
+    ) -> Result<Permit, Refusal> {
+        self.current().try_admit(call, spec, now)
     }
 
     /// Switches to `config` for new admissions (spec call-control 8). Counters of entities that
@@ -84,7 +90,8 @@ impl Limiter {
         summary
     }
 
-    /// Every counter of the current configuration with its use and limit (lock-free reads).
+    /// Every concurrent counter of the current configuration with its use and limit (lock-free
+    /// reads). Calls-per-second buckets need the time: [`Limiter::snapshot_at`].
     pub fn snapshot(&self) -> Vec<CounterView> {
         self.current()
             .cells()
@@ -96,6 +103,22 @@ impl Limiter {
                 limit: c.limit(),
             })
             .collect()
+    }
+
+    /// [`Limiter::snapshot`], then every limited calls-per-second bucket (kind `cps`) with the
+    /// tokens spent and not yet refilled at `now` as `used` (it falls by one every `1 s / limit`;
+    /// `used = limit` means the next new call is refused).
+    pub fn snapshot_at(&self, now: Instant) -> Vec<CounterView> {
+        let generation = self.current();
+        let mut out = self.snapshot();
+        out.extend(generation.rates.limited(now).map(|(b, used)| CounterView {
+            level: b.level(),
+            name: b.name().to_owned(),
+            kind: CounterKind::Cps,
+            used,
+            limit: b.limit(),
+        }));
+        out
     }
 
     /// Units in use over all counters of the current configuration.

@@ -30,6 +30,7 @@ impl TreeBuilder {
         let server = Server {
             name: "node1".to_owned(),
             limits: Limits::default(),
+            cps: None,
             reject_code: 486,
             max_call_duration: None,
             session_expires: None,
@@ -73,6 +74,7 @@ impl TreeBuilder {
         s.service_providers.push(ServiceProvider {
             name: name.to_owned(),
             limits,
+            cps: None,
         });
         s.index.sp_by_name.insert(name.to_owned(), id);
         id
@@ -88,6 +90,7 @@ impl TreeBuilder {
             service_provider: sp,
             domain: domain.clone(),
             limits,
+            cps: None,
             digest_sha256: false,
         });
         s.index.org_by_name.insert(name.to_owned(), id);
@@ -161,10 +164,35 @@ impl TreeBuilder {
             max_calls,
             max_inbound,
             max_outbound,
+            cps: None,
             trusted: false,
         });
         s.index.trunk_by_name.insert(name.to_owned(), id);
         id
+    }
+
+    /// Sets the server's calls per second.
+    pub fn server_cps(&mut self, cps: Limit) -> &mut Self {
+        self.snapshot.server.cps = cps;
+        self
+    }
+
+    /// Sets the calls per second of service provider `id`.
+    pub fn service_provider_cps(&mut self, id: SpId, cps: Limit) -> &mut Self {
+        self.snapshot.service_providers[id.index()].cps = cps;
+        self
+    }
+
+    /// Sets the calls per second of organization `id`.
+    pub fn organization_cps(&mut self, id: OrgId, cps: Limit) -> &mut Self {
+        self.snapshot.organizations[id.index()].cps = cps;
+        self
+    }
+
+    /// Sets the calls per second of trunk `id`.
+    pub fn trunk_cps(&mut self, id: TrunkId, cps: Limit) -> &mut Self {
+        self.snapshot.trunks[id.index()].cps = cps;
+        self
     }
 
     /// The configuration built so far.

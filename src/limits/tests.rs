@@ -4,6 +4,17 @@ use super::testing::{limits, TreeBuilder};
 use super::*;
 use crate::config::model::{ExtId, Snapshot, TrunkId, UserId};
 
+/// Admission where time does not matter (no `cps` in these trees).
+trait AdmitNow {
+    fn admit(&self, call: CallKey, spec: PathSpec) -> Result<Permit, Refusal>;
+}
+
+impl AdmitNow for Limiter {
+    fn admit(&self, call: CallKey, spec: PathSpec) -> Result<Permit, Refusal> {
+        self.try_admit(call, spec, crate::test_clock::origin())
+    }
+}
+
 fn limiter(b: &TreeBuilder) -> Limiter {
     Limiter::new(Arc::new(b.build()))
 }
@@ -235,7 +246,7 @@ fn shared_ancestor_counts_once_per_end() {
     t.b.server(limits(None, Some(1)));
     let l = limiter(&t.b);
     let r = l
-        .try_admit(
+        .admit(
             CallKey(1),
             PathSpec::LocalToLocal {
                 caller: t.e100,
@@ -249,7 +260,7 @@ fn shared_ancestor_counts_once_per_end() {
     t.b.server(limits(None, Some(2)));
     l.reload(Arc::new(t.b.build()));
     let p = l
-        .try_admit(
+        .admit(
             CallKey(2),
             PathSpec::LocalToLocal {
                 caller: t.e100,
@@ -269,7 +280,7 @@ fn unlimited_counters_count_but_never_refuse() {
     let l = limiter(&t.b);
     let permits: Vec<_> = (0..1000)
         .map(|i| {
-            l.try_admit(
+            l.admit(
                 CallKey(i),
                 PathSpec::PublicToLocal {
                     trunk: t.pstn,
@@ -302,10 +313,10 @@ fn refusal_rolls_back_units_already_taken_and_names_the_counter() {
         trunk: t,
     };
     let held: Vec<_> = (0..50)
-        .map(|i| l.try_admit(CallKey(i), spec).expect("below 50"))
+        .map(|i| l.admit(CallKey(i), spec).expect("below 50"))
         .collect();
     let before = l.snapshot();
-    let r = l.try_admit(CallKey(50), spec).expect_err("acme is full");
+    let r = l.admit(CallKey(50), spec).expect_err("acme is full");
     assert_eq!(r.to_string(), "organization acme: public 50/50");
     assert_eq!(
         (r.level, r.counter, r.used, r.limit),
@@ -340,13 +351,13 @@ fn e1_provider_caps_the_sum_of_oversold_users() {
         for _ in 0..count {
             let key = CallKey(held.len() as u64);
             let spec = PathSpec::LocalToPublic { caller: ext, trunk };
-            held.push(l.try_admit(key, spec).expect("within both limits"));
+            held.push(l.admit(key, spec).expect("within both limits"));
         }
     }
     assert_eq!(used(&l, User, "u2", Public), 20);
     for ext in &exts {
         let r = l
-            .try_admit(
+            .admit(
                 CallKey(999),
                 PathSpec::LocalToPublic {
                     caller: *ext,
@@ -363,7 +374,7 @@ fn e1_provider_caps_the_sum_of_oversold_users() {
         assert_eq!(r.to_string(), want);
     }
     let r = l
-        .try_admit(
+        .admit(
             CallKey(1000),
             PathSpec::PublicToLocal {
                 trunk,
@@ -383,7 +394,7 @@ fn e2_trunk_inbound_closed_outbound_capped_at_ten() {
     let trunk = t.b.trunk("out-only", None, Some(0), Some(10));
     let l = limiter(&t.b);
     let r = l
-        .try_admit(
+        .admit(
             CallKey(0),
             PathSpec::PublicToLocal {
                 trunk,
@@ -394,7 +405,7 @@ fn e2_trunk_inbound_closed_outbound_capped_at_ten() {
     assert_eq!(r.to_string(), "trunk out-only: max_inbound 0/0");
     let held: Vec<_> = (1..=10)
         .map(|i| {
-            l.try_admit(
+            l.admit(
                 CallKey(i),
                 PathSpec::LocalToPublic {
                     caller: t.e200,
@@ -405,7 +416,7 @@ fn e2_trunk_inbound_closed_outbound_capped_at_ten() {
         })
         .collect();
     let r = l
-        .try_admit(
+        .admit(
             CallKey(11),
             PathSpec::LocalToPublic {
                 caller: t.e300,
@@ -444,7 +455,7 @@ fn e2b_extension_with_zero_max_calls_neither_calls_nor_is_called() {
         PathSpec::ForkLocalLeg { target: dead },
     ];
     for spec in specs {
-        let r = l.try_admit(CallKey(0), spec).expect_err("max_calls = 0");
+        let r = l.admit(CallKey(0), spec).expect_err("max_calls = 0");
         assert_eq!(r.to_string(), "extension 999@acme: max_calls 0/0");
     }
     assert_eq!(l.in_use(), 0);
@@ -474,7 +485,7 @@ fn start_legs(l: &Limiter, user: UserId, e002: ExtId, e011: ExtId, trunk: TrunkI
     ];
     legs.iter()
         .enumerate()
-        .filter_map(|(i, leg)| l.try_admit(CallKey(10 + i as u64), *leg).ok())
+        .filter_map(|(i, leg)| l.admit(CallKey(10 + i as u64), *leg).ok())
         .collect()
 }
 
@@ -482,7 +493,7 @@ fn start_legs(l: &Limiter, user: UserId, e002: ExtId, e011: ExtId, trunk: TrunkI
 fn e3_one_public_one_internal_unit_rings_only_the_first_listed_target() {
     let (l, user, e002, e011, trunk) = e3(1, 1);
     let call = l
-        .try_admit(
+        .admit(
             CallKey(1),
             PathSpec::PublicToLocal {
                 trunk,
@@ -508,7 +519,7 @@ fn e3_one_public_one_internal_unit_rings_only_the_first_listed_target() {
 fn e3_two_units_each_ring_all_targets_and_release_at_the_end() {
     let (l, user, e002, e011, trunk) = e3(2, 2);
     let call = l
-        .try_admit(
+        .admit(
             CallKey(1),
             PathSpec::PublicToLocal {
                 trunk,
@@ -564,9 +575,9 @@ fn reload_moves_units_with_surviving_entities_and_releases_removed_ones_harmless
         callee: ext(&first, "globex", "300"),
     };
     let acme_calls: Vec<_> = (0..4)
-        .map(|i| l.try_admit(CallKey(i), in_acme).expect("<5"))
+        .map(|i| l.admit(CallKey(i), in_acme).expect("<5"))
         .collect();
-    let globex_call = l.try_admit(CallKey(9), in_globex).expect("unlimited");
+    let globex_call = l.admit(CallKey(9), in_globex).expect("unlimited");
 
     // Acme lowered to 2 while it carries 4; globex removed.
     let second = Arc::new(reload_tree(2, false));
@@ -591,7 +602,7 @@ fn reload_moves_units_with_surviving_entities_and_releases_removed_ones_harmless
         callee: ext(&second, "acme", "100"),
     };
     let r = l
-        .try_admit(CallKey(20), in_acme_now)
+        .admit(CallKey(20), in_acme_now)
         .expect_err("lowered limit applies to new calls");
     assert_eq!(r.to_string(), "organization acme: public 4/2");
 
@@ -615,7 +626,7 @@ fn reload_moves_units_with_surviving_entities_and_releases_removed_ones_harmless
 
     let mut acme_calls = acme_calls;
     acme_calls.truncate(1);
-    let again = l.try_admit(CallKey(21), in_acme_now);
+    let again = l.admit(CallKey(21), in_acme_now);
     assert!(again.is_ok(), "acme back below its new limit admits again");
     drop(again);
     drop(acme_calls);
@@ -637,14 +648,14 @@ fn reload_gives_a_new_entity_a_fresh_counter() {
 fn permit_releases_exactly_its_own_units_once() {
     let t = tree();
     let l = limiter(&t.b);
-    let a = l.try_admit(
+    let a = l.admit(
         CallKey(1),
         PathSpec::LocalToPublic {
             caller: t.e100,
             trunk: t.pstn,
         },
     );
-    let b = l.try_admit(
+    let b = l.admit(
         CallKey(2),
         PathSpec::LocalToLocal {
             caller: t.e100,

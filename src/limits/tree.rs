@@ -15,6 +15,7 @@ use crate::config::model::ExtId;
 use crate::config::model::{Limit, OrgId, Snapshot, SpId, TrunkId, UserId};
 
 use super::admit::CounterBackend;
+use super::rate::Rates;
 use super::refusal::Refusal;
 
 /// Encoded limit meaning "unlimited": such a counter still counts but never refuses.
@@ -72,6 +73,8 @@ pub enum CounterKind {
     MaxInbound,
     /// Outbound calls of a trunk.
     MaxOutbound,
+    /// New calls per second (a rate, not units held: see `rate.rs`).
+    Cps,
 }
 
 impl CounterKind {
@@ -84,6 +87,7 @@ impl CounterKind {
             CounterKind::MaxOutgoing => "max_outgoing",
             CounterKind::MaxInbound => "max_inbound",
             CounterKind::MaxOutbound => "max_outbound",
+            CounterKind::Cps => "cps",
         }
     }
 }
@@ -297,6 +301,8 @@ pub struct Generation {
     config: Arc<Snapshot>,
     layout: Layout,
     cells: Vec<Arc<Cell>>,
+    /// Calls-per-second buckets, beside the counters (node-local whatever the backend).
+    pub(crate) rates: Rates,
     pub(crate) backend: Arc<dyn CounterBackend>,
 }
 
@@ -341,10 +347,12 @@ impl Generation {
         summary.counters = cells.len();
         summary.removed = old.len();
         summary.removed_units_in_use = old.values().map(|c| u64::from(c.used())).sum();
+        let rates = Rates::build(&config, previous.map(|p| &p.rates));
         let generation = Generation {
             config,
             layout,
             cells,
+            rates,
             backend,
         };
         (generation, summary)
