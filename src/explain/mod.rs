@@ -75,6 +75,9 @@ pub struct Explanation {
     pub route: Option<RouteView>,
     /// Each set of counters the call would acquire, in the b2bua's order.
     pub path: Vec<Step>,
+    /// Ring-rule targets left out of the plan, and why (a phone without a registration, a
+    /// number no outbound rule matches).
+    pub skipped: Vec<String>,
     /// Admitted or refused, with the SIP response.
     pub verdict: Verdict,
 }
@@ -135,6 +138,7 @@ pub fn explain(ctx: &Context<'_>, question: &Question, used: &UsedLookup<'_>) ->
         },
         route: None,
         path: Vec::new(),
+        skipped: Vec::new(),
         verdict: Verdict::refused(403, String::new()),
     };
     let caller = match identify_with(s, ctx.location, question.source, ctx.now) {
@@ -159,6 +163,7 @@ pub fn explain(ctx: &Context<'_>, question: &Question, used: &UsedLookup<'_>) ->
         now: ctx.now,
         trunks: &AllAvailable,
     };
+    e.skipped = route_view::skipped_targets(s, &route, ctx.location, ctx.now);
     let invite = synthetic_invite(&question.number);
     match plan::plan(s, &route, &reach, &invite) {
         Ok(p) => (e.path, e.verdict) = admission::decide(ctx.generation, &p, used),

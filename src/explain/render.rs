@@ -11,9 +11,9 @@ const LABEL: usize = 9;
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let counts = if self.counts_from == "file" {
-            "used counts: none (file alone)".to_owned()
+            "used 0: from the file alone".to_owned()
         } else {
-            format!("used counts: live from {}", self.counts_from)
+            format!("used: live from {}", self.counts_from)
         };
         line(
             f,
@@ -25,6 +25,10 @@ impl fmt::Display for Explanation {
             line(f, "route", &route(r))?;
         }
         self.fmt_path(f)?;
+        for (i, why) in self.skipped.iter().enumerate() {
+            let label = if i == 0 { "skipped" } else { "" };
+            line(f, label, &format!("ring target {why}"))?;
+        }
         self.fmt_verdict(f)
     }
 }

@@ -295,3 +295,51 @@ fn did_range(r: &crate::config::model::DidRange) -> String {
         format!("{}-{}", r.start, r.end)
     }
 }
+
+/// The targets of the ring rule `route` leads to that its plan leaves out: phones with no live
+/// binding, public numbers no outbound rule of the organization matches.
+pub(super) fn skipped_targets(
+    s: &Snapshot,
+    route: &Route,
+    location: &LocationStore,
+    now: Instant,
+) -> Vec<String> {
+    let rule = match route {
+        Route::Inbound {
+            target: InboundTarget::RingRule(r),
+            ..
+        } => Some(*r),
+        Route::Inbound {
+            target: InboundTarget::Extension(e),
+            ..
+        }
+        | Route::Internal { callee: e, .. } => s.index.ring_rule_by_extension.get(e).copied(),
+        Route::Outbound { .. } => None,
+    };
+    let Some(rule) = rule.map(|r| &s.ring_rules[r.index()]) else {
+        return Vec::new();
+    };
+    let outbound = s.index.outbound_rules_by_org.get(&rule.organization);
+    rule.targets
+        .iter()
+        .filter_map(|t| match t {
+            RingTarget::Extension(e) => {
+                let ext = &s.extensions[e.index()];
+                let domain = &s.organizations[ext.organization.index()].domain;
+                let bound = ext.pbx.is_some()
+                    || !location
+                        .lookup(&Aor::new(domain, &ext.number), now)
+                        .is_empty();
+                (!bound).then(|| format!("{}: not registered", extension_name(s, *e)))
+            }
+            RingTarget::Public(n) => {
+                let number = n.trim_start_matches('+');
+                let matched = outbound
+                    .into_iter()
+                    .flatten()
+                    .any(|&i| s.outbound_rules[i].pattern.is_match(number));
+                (!matched).then(|| format!("{n}: no outbound rule matches"))
+            }
+        })
+        .collect()
+}

@@ -419,6 +419,20 @@ fn a_ring_rule_rings_its_targets_each_on_its_own_units() {
     };
     assert_eq!((org_internal(1), org_internal(2)), (Some(0), Some(1)));
     assert!(e.to_string().contains("ring rule sales"), "{e}");
+    assert!(e.skipped.is_empty(), "{e}");
+}
+
+#[test]
+fn a_ring_target_phone_without_a_registration_is_listed_as_skipped() {
+    let f = Fixture::new();
+    let e = f.explain("127.0.0.1:5080", "2125550300", &none);
+    assert!(e.verdict.admitted, "{e}");
+    assert_eq!(e.verdict.rings.len(), 2, "{e}");
+    assert_eq!(e.skipped, ["101@acme: not registered"]);
+    assert!(
+        e.to_string().contains("skipped  ring target 101@acme"),
+        "{e}"
+    );
 }
 
 #[test]
