@@ -346,6 +346,9 @@ fn explain(
         counts_from,
     };
     let explanation = explaining::explain(&ctx, question, &|l, n, k| live.used(l, n, k));
+    for m in live.mismatches(&explanation) {
+        eprintln!("warning: {m} (is this the file the daemon runs? a reload pending?)");
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&explanation)?);
     } else {

@@ -2,7 +2,8 @@
 //! a running daemon holding a call (`--admin`: used counts live), exit 0 admitted, 3 refused,
 //! 1 for an invalid file or an admin API that cannot be read.
 //!
-//! The live test owns the loopback network `127.210.0.0/24` (`Net(210)`).
+//! The live tests own the loopback networks `127.210.0.0/24` and `127.211.0.0/24` (`Net(210)`,
+//! `Net(211)`).
 
 mod support;
 
@@ -199,4 +200,36 @@ async fn with_admin_used_is_live_and_a_held_call_makes_the_next_one_refused() {
     uas.finish().await.assert_ok("trunk");
     h.assert_all_released().await;
     assert_exit(&explain(&path, &args).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admin_the_token_is_sent_and_a_file_the_daemon_does_not_run_is_warned_about() {
+    let net = Net(211);
+    let tenancy = acme(net.addr(1), "udp", net.addr(2));
+    let toml = config(&tenancy).replace(
+        "address = \"127.0.0.1:0\"\n\n[[service_provider]]",
+        "address = \"127.0.0.1:0\"\ntoken = \"s3cret\"\n\n[[service_provider]]",
+    );
+    assert!(toml.contains("s3cret"), "{toml}");
+    let h = Harness::start(&toml).await;
+    let admin = format!("http://{}", h.daemon.admin.expect("admin API"));
+    let from = net.addr(1).to_string();
+    let args = ["--from", &from, "--to", PUBLIC_NUMBER, "--admin", &admin];
+    // The file explained from has no token and another limit on the provider.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("callgate.toml");
+    let other = config(&tenancy).replace("limits = { public = 10 }", "limits = { public = 11 }");
+    std::fs::write(&path, other).expect("write");
+
+    let refused = explain(&path, &args).await;
+    assert_exit(&refused, 1);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the token"));
+
+    let ok = explain(&path, &[&args[..], &["--token", "s3cret"]].concat()).await;
+    assert_exit(&ok, 0);
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(
+        stderr.contains("service_provider sp public: the daemon's limit is 10, the file's 11"),
+        "{stderr}"
+    );
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::Explanation;
 use crate::admin::client::{self, AdminUrl};
 use crate::admin::{CounterView, RegistrationView, StatusError};
 use crate::config::model::Transport;
@@ -15,7 +16,8 @@ use crate::registrar::{Aor, Binding, Flow, LocationStore};
 /// A running daemon's counters and registrations at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
-    used: HashMap<(String, String, String), u32>,
+    /// `(level, name, counter)` -> (used, limit).
+    counters: HashMap<(String, String, String), (u32, Option<u32>)>,
     registrations: Vec<RegistrationView>,
 }
 
@@ -30,12 +32,12 @@ pub async fn read(url: &str, token: Option<&str>) -> Result<Live, StatusError> {
 impl Live {
     /// From the admin API's views.
     pub fn new(counters: Vec<CounterView>, registrations: Vec<RegistrationView>) -> Live {
-        let used = counters
+        let counters = counters
             .into_iter()
-            .map(|c| ((c.level, c.name, c.counter), c.used))
+            .map(|c| ((c.level, c.name, c.counter), (c.used, c.limit)))
             .collect();
         Live {
-            used,
+            counters,
             registrations,
         }
     }
@@ -47,7 +49,37 @@ impl Live {
             name.to_owned(),
             kind.as_str().to_owned(),
         );
-        self.used.get(&key).copied().unwrap_or(0)
+        self.counters.get(&key).map_or(0, |(used, _)| *used)
+    }
+
+    /// Where the daemon's counters disagree with the file the explanation was made from (a
+    /// counter it does not have, another limit): the file is not the one it runs, or a reload
+    /// is pending. Empty for a file alone.
+    pub fn mismatches(&self, e: &Explanation) -> Vec<String> {
+        if self.counters.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for c in e.path.iter().flat_map(|s| &s.counters) {
+            let key = (c.level.clone(), c.name.clone(), c.counter.clone());
+            let what = format!("{} {} {}", c.level, c.name, c.counter);
+            let note = match self.counters.get(&key) {
+                None => format!("the daemon has no counter {what}"),
+                Some((_, limit)) if *limit != c.limit => {
+                    let show = |l: Option<u32>| l.map_or("unlimited".to_owned(), |l| l.to_string());
+                    format!(
+                        "{what}: the daemon's limit is {}, the file's {}",
+                        show(*limit),
+                        show(c.limit)
+                    )
+                }
+                Some(_) => continue,
+            };
+            if !out.contains(&note) {
+                out.push(note);
+            }
+        }
+        out
     }
 
     /// The registrations as a location store judged at `now`, so routing sees the phones and
