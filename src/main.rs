@@ -81,6 +81,10 @@ enum Command {
         /// Request-URI user: the dialled number or DID.
         #[arg(long)]
         to: String,
+        /// Take the INVITE as authenticated as this extension, `NUMBER@DOMAIN` (a phone, or a
+        /// PBX that must authenticate); credentials are not checked.
+        #[arg(long = "as", value_name = "NUMBER@DOMAIN")]
+        authenticated_as: Option<String>,
         /// Read the units in use (and the registrations) from a running daemon's admin API;
         /// without it every counter is at 0 and no phone is registered.
         #[arg(long)]
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Command::Explain {
             from,
             to,
+            authenticated_as,
             admin,
             token,
             json,
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
             let question = Question {
                 source: from,
                 number: to,
+                authenticated_as,
             };
             let admin = admin.map(|url| (url, token));
             explain(&cli.config, &question, admin, json)
@@ -343,6 +349,7 @@ fn explain(
         generation: &generation,
         location: &location,
         now,
+        trunks: &live,
         counts_from,
     };
     let explanation = explaining::explain(&ctx, question, &|l, n, k| live.used(l, n, k));

@@ -137,6 +137,14 @@ async fn routing_refusals_exit_3_and_bad_inputs_exit_1() {
     .await;
     assert_exit(&unreachable, 1);
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot connect"));
+    // A phone is known by its credentials: `--as` takes them as given.
+    let phone = ["--from", "127.0.0.5", "--as", "101@acme.example"];
+    let to_pbx = explain(&example(), &[&phone[..], &["--to", "200"]].concat()).await;
+    assert_exit(&to_pbx, 0);
+    assert!(stdout(&to_pbx).contains("internal to extension 200@acme"));
+    let to_phone = explain(&example(), &[&phone[..], &["--to", "102"]].concat()).await;
+    assert_exit(&to_phone, 3);
+    assert!(stdout(&to_phone).contains("refused: 480 Temporarily Unavailable"));
     let usage = explain(&example(), &["--from", "pbx.example", "--to", "1"]).await;
     assert_exit(&usage, 2);
 }

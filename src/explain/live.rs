@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::Explanation;
 use crate::admin::client::{self, AdminUrl};
-use crate::admin::{CounterView, RegistrationView, StatusError};
+use crate::admin::{CounterView, RegistrationView, StatusError, TrunkView};
 use crate::config::model::Transport;
 use crate::limits::{CounterKind, Level};
 use crate::registrar::{Aor, Binding, Flow, LocationStore};
+use crate::routing::plan::TrunkAvailability;
 
 /// A running daemon's counters and registrations at one moment.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +20,8 @@ pub struct Live {
     /// `(level, name, counter)` -> (used, limit).
     counters: HashMap<(String, String, String), (u32, Option<u32>)>,
     registrations: Vec<RegistrationView>,
+    /// Trunks outbound routing may not use now (`available: false` in `GET /trunks`).
+    unavailable: Vec<String>,
 }
 
 /// Reads the daemon at `url` (`http://host:port`), with the bearer `token` when it needs one.
@@ -26,7 +29,14 @@ pub async fn read(url: &str, token: Option<&str>) -> Result<Live, StatusError> {
     let url = AdminUrl::parse(url)?;
     let counters: Vec<CounterView> = client::get_json(&url, "/counters", token).await?;
     let registrations = client::get_json(&url, "/registrations", token).await?;
-    Ok(Live::new(counters, registrations))
+    let trunks: Vec<TrunkView> = client::get_json(&url, "/trunks", token).await?;
+    let mut live = Live::new(counters, registrations);
+    live.unavailable = trunks
+        .into_iter()
+        .filter(|t| !t.available)
+        .map(|t| t.name)
+        .collect();
+    Ok(live)
 }
 
 impl Live {
@@ -39,6 +49,7 @@ impl Live {
         Live {
             counters,
             registrations,
+            unavailable: Vec::new(),
         }
     }
 
@@ -94,6 +105,13 @@ impl Live {
             let _ = store.upsert(aor, binding, usize::MAX, now);
         }
         store
+    }
+}
+
+/// As the daemon's trunks table says; a trunk it does not list is available (a file alone).
+impl TrunkAvailability for Live {
+    fn is_available(&self, trunk: &str) -> bool {
+        !self.unavailable.iter().any(|t| t == trunk)
     }
 }
 

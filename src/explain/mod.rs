@@ -20,8 +20,8 @@ use serde::Serialize;
 use crate::config::model::{ExtId, Snapshot, TrunkId};
 use crate::limits::{CounterKind, Generation, Level};
 use crate::registrar::LocationStore;
-use crate::routing::plan::{self, AllAvailable, Reach};
-use crate::routing::{self, identify_with, RouteError};
+use crate::routing::plan::{self, Reach, TrunkAvailability};
+use crate::routing::{self, identify_with, Caller, RouteError};
 
 mod admission;
 pub mod live;
@@ -47,6 +47,8 @@ pub struct Context<'a> {
     pub location: &'a LocationStore,
     /// The time bindings are judged at.
     pub now: Instant,
+    /// Trunks' availability (health probes, registration): every trunk offline.
+    pub trunks: &'a dyn TrunkAvailability,
     /// Where the used counts come from, said in the output (`file` or the admin URL).
     pub counts_from: String,
 }
@@ -58,6 +60,9 @@ pub struct Question {
     pub source: SocketAddr,
     /// Request-URI user: the dialled number or DID.
     pub number: String,
+    /// `number@domain` the INVITE is taken to authenticate as (`--as`): a phone, or one of the
+    /// PBX extensions sharing an address that must authenticate. Credentials are not checked.
+    pub authenticated_as: Option<String>,
 }
 
 /// What would happen to the call: each step of its set-up and the verdict.
@@ -141,14 +146,16 @@ pub fn explain(ctx: &Context<'_>, question: &Question, used: &UsedLookup<'_>) ->
         skipped: Vec::new(),
         verdict: Verdict::refused(403, String::new()),
     };
-    let caller = match identify_with(s, ctx.location, question.source, ctx.now) {
-        Ok(c) => c,
-        Err(err) => {
-            (e.caller, e.verdict) = route_view::unidentified(s, question.source, &err);
+    let caller = match identify_caller(ctx, question) {
+        Ok((caller, id)) => {
+            e.caller = id;
+            caller
+        }
+        Err(refused) => {
+            (e.caller, e.verdict) = *refused;
             return e;
         }
     };
-    e.caller = route_view::identified(s, ctx.location, question.source, &caller, ctx.now);
     let route = match routing::route(s, &caller, &question.number) {
         Ok(r) => r,
         Err(err) => {
@@ -161,15 +168,35 @@ pub fn explain(ctx: &Context<'_>, question: &Question, used: &UsedLookup<'_>) ->
     let reach = Reach {
         location: ctx.location,
         now: ctx.now,
-        trunks: &AllAvailable,
+        trunks: ctx.trunks,
     };
-    e.skipped = route_view::skipped_targets(s, &route, ctx.location, ctx.now);
+    e.skipped = route_view::skipped_targets(s, &route, &reach);
     let invite = synthetic_invite(&question.number);
     match plan::plan(s, &route, &reach, &invite) {
         Ok(p) => (e.path, e.verdict) = admission::decide(ctx.generation, &p, used),
         Err(err) => e.verdict = route_refusal(&err, unreachable_why(&err, ctx)),
     }
     e
+}
+
+/// Who the source is: by its address, else (`--as`) the extension it authenticates as.
+fn identify_caller(
+    ctx: &Context<'_>,
+    question: &Question,
+) -> Result<(Caller, Identification), route_view::Unidentified> {
+    let s: &Snapshot = ctx.generation.config();
+    let source = question.source;
+    let err = match identify_with(s, ctx.location, source, ctx.now) {
+        Ok(c) => {
+            let id = route_view::identified(s, ctx.location, source, &c, ctx.now);
+            return Ok((c, id));
+        }
+        Err(err) => err,
+    };
+    match &question.authenticated_as {
+        Some(who) => route_view::authenticated(s, source, who, &err),
+        None => Err(Box::new(route_view::unidentified(s, source, &err))),
+    }
 }
 
 /// The verdict of a routing refusal, with the b2bua's mapping to a status (`refuse_route`).

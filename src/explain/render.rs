@@ -27,7 +27,7 @@ impl fmt::Display for Explanation {
         self.fmt_path(f)?;
         for (i, why) in self.skipped.iter().enumerate() {
             let label = if i == 0 { "skipped" } else { "" };
-            line(f, label, &format!("ring target {why}"))?;
+            line(f, label, why)?;
         }
         self.fmt_verdict(f)
     }
@@ -94,6 +94,9 @@ fn caller(id: &Identification) -> String {
         } => format!("extension {extension} (PBX at {pbx}, matched by {matched})"),
         Identification::Trunk { trunk, matched } => {
             format!("trunk {trunk} (matched by {matched})")
+        }
+        Identification::Authenticated { extension } => {
+            format!("extension {extension} (taken as authenticated: --as)")
         }
         Identification::MustAuthenticate { extensions } => {
             format!("must authenticate as one of {}", extensions.join(", "))

@@ -6,8 +6,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{extension_name, trunk_name, Verdict};
-use crate::config::model::{RingTarget, Snapshot, TrunkKind};
+use crate::config::model::{RingTarget, Snapshot, TrunkId, TrunkKind};
 use crate::registrar::{Aor, LocationStore};
+use crate::routing::plan::Reach;
 use crate::routing::{Caller, InboundTarget, Route, RouteError};
 
 /// Who the source of the call is (spec config "Routing in one paragraph").
@@ -29,6 +30,12 @@ pub enum Identification {
         trunk: String,
         /// How the source matched: `gateway address`, `associated ip` or `registration`.
         matched: String,
+    },
+    /// Taken to have authenticated as this extension (`--as`; credentials are not checked): a
+    /// phone, or a PBX extension sharing its address with others.
+    Authenticated {
+        /// `number@organization`.
+        extension: String,
     },
     /// PBX extensions at this address that must authenticate: the INVITE is challenged.
     MustAuthenticate {
@@ -138,6 +145,59 @@ pub(super) fn identified(
             }
         }
     }
+}
+
+/// A source that is not let in: who it is taken for and the verdict (boxed: it is large and rare).
+pub(super) type Unidentified = Box<(Identification, Verdict)>;
+
+/// The caller a source that routing does not know by address is when it authenticates as
+/// `who` (`number@domain`), with the engine's rules (`engine::access`): one of the PBX extensions
+/// at that address, else a phone with credentials; either used from inside its
+/// `allowed_networks`. Refused with 403 otherwise.
+pub(super) fn authenticated(
+    s: &Snapshot,
+    source: SocketAddr,
+    who: &str,
+    err: &RouteError,
+) -> Result<(Caller, Identification), Unidentified> {
+    let refuse = |reason: String| {
+        let id = Identification::Unknown {
+            reason: reason.clone(),
+        };
+        Box::new((id, Verdict::refused(403, reason)))
+    };
+    let (number, domain) = who.rsplit_once('@').unwrap_or((who, ""));
+    let Some(ext) = s.extension_at(domain, number) else {
+        return Err(refuse(format!("--as {who}: no such extension")));
+    };
+    let e = &s.extensions[ext.index()];
+    let name = extension_name(s, ext);
+    let allowed = match err {
+        RouteError::AuthenticationRequired(_) => {
+            let ix = &s.index;
+            let at = ix
+                .pbx_by_address
+                .get(&source)
+                .or_else(|| ix.pbx_by_ip.get(&source.ip()));
+            at.is_some_and(|exts| exts.contains(&ext))
+        }
+        _ => e.pbx.is_none() && e.credentials.is_some(),
+    };
+    if !allowed {
+        return Err(refuse(format!(
+            "{name} cannot authenticate from {source}: only a phone with credentials, or a \
+             PBX extension at this address that must authenticate, can"
+        )));
+    }
+    let nets = &e.allowed_networks;
+    if !nets.is_empty() && !nets.iter().any(|n| n.contains(&source.ip())) {
+        return Err(refuse(format!(
+            "{name} may not be used from {} (allowed_networks)",
+            source.ip()
+        )));
+    }
+    let id = Identification::Authenticated { extension: name };
+    Ok((Caller::Extension(ext), id))
 }
 
 /// The identification and verdict of a source routing does not accept.
@@ -296,14 +356,30 @@ fn did_range(r: &crate::config::model::DidRange) -> String {
     }
 }
 
-/// The targets of the ring rule `route` leads to that its plan leaves out: phones with no live
-/// binding, public numbers no outbound rule of the organization matches.
-pub(super) fn skipped_targets(
-    s: &Snapshot,
-    route: &Route,
-    location: &LocationStore,
-    now: Instant,
-) -> Vec<String> {
+/// The trunks outbound routing passes over: unavailable (health probes, registration), or an
+/// `accept-register` trunk whose gateway has no live binding.
+fn skipped_trunks(s: &Snapshot, trunks: &[TrunkId], reach: &Reach<'_>) -> Vec<String> {
+    trunks
+        .iter()
+        .filter_map(|&t| {
+            let name = trunk_name(s, t);
+            if !reach.trunks.is_available(&name) {
+                return Some(format!(
+                    "trunk {name}: unavailable (probes down or not registered)"
+                ));
+            }
+            let dest = crate::routing::trunk_dest(s, reach.location, t, reach.now);
+            dest.is_none()
+                .then(|| format!("trunk {name}: its gateway is not registered"))
+        })
+        .collect()
+}
+
+/// What the plan of `route` leaves out: for a ring rule, phones with no live binding and public
+/// numbers no outbound rule of the organization matches; for an outbound call, the trunks passed
+/// over ([`skipped_trunks`]).
+pub(super) fn skipped_targets(s: &Snapshot, route: &Route, reach: &Reach<'_>) -> Vec<String> {
+    let (location, now) = (reach.location, reach.now);
     let rule = match route {
         Route::Inbound {
             target: InboundTarget::RingRule(r),
@@ -314,7 +390,7 @@ pub(super) fn skipped_targets(
             ..
         }
         | Route::Internal { callee: e, .. } => s.index.ring_rule_by_extension.get(e).copied(),
-        Route::Outbound { .. } => None,
+        Route::Outbound { trunks, .. } => return skipped_trunks(s, trunks, reach),
     };
     let Some(rule) = rule.map(|r| &s.ring_rules[r.index()]) else {
         return Vec::new();
@@ -330,7 +406,7 @@ pub(super) fn skipped_targets(
                     || !location
                         .lookup(&Aor::new(domain, &ext.number), now)
                         .is_empty();
-                (!bound).then(|| format!("{}: not registered", extension_name(s, *e)))
+                (!bound).then(|| format!("ring target {}: not registered", extension_name(s, *e)))
             }
             RingTarget::Public(n) => {
                 let number = n.trim_start_matches('+');
@@ -338,7 +414,7 @@ pub(super) fn skipped_targets(
                     .into_iter()
                     .flatten()
                     .any(|&i| s.outbound_rules[i].pattern.is_match(number));
-                (!matched).then(|| format!("{n}: no outbound rule matches"))
+                (!matched).then(|| format!("ring target {n}: no outbound rule matches"))
             }
         })
         .collect()

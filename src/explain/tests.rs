@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::limits::Limiter;
 use crate::registrar::{Aor, Binding, Flow};
+use crate::routing::plan::AllAvailable;
 
 const CONFIG: &str = r#"
 [server]
@@ -66,6 +67,7 @@ pbx = { address = "127.0.0.12:5090", transport = "udp", authenticate = true }
 number = "101"
 user = "alice"
 password = "pw101"
+allowed_networks = ["198.51.100.0/24"]
 
 [[trunk]]
 name = "carrier-a"
@@ -114,6 +116,17 @@ struct Fixture {
     limiter: Limiter,
     location: LocationStore,
     now: Instant,
+    trunks: &'static dyn TrunkAvailability,
+    authenticated_as: Option<String>,
+}
+
+/// carrier-a is down.
+struct CarrierADown;
+
+impl TrunkAvailability for CarrierADown {
+    fn is_available(&self, trunk: &str) -> bool {
+        trunk != "carrier-a"
+    }
 }
 
 impl Fixture {
@@ -126,6 +139,8 @@ impl Fixture {
             limiter: Limiter::new(Arc::new(snapshot)),
             location: LocationStore::new(),
             now: Instant::now(),
+            trunks: &AllAvailable,
+            authenticated_as: None,
         }
     }
 
@@ -156,11 +171,13 @@ impl Fixture {
             generation: &generation,
             location: &self.location,
             now: self.now,
+            trunks: self.trunks,
             counts_from: "file".to_owned(),
         };
         let question = Question {
             source: parse_source(from).expect("source"),
             number: to.to_owned(),
+            authenticated_as: self.authenticated_as.clone(),
         };
         explain(&ctx, &question, used)
     }
@@ -428,7 +445,7 @@ fn a_ring_target_phone_without_a_registration_is_listed_as_skipped() {
     let e = f.explain("127.0.0.1:5080", "2125550300", &none);
     assert!(e.verdict.admitted, "{e}");
     assert_eq!(e.verdict.rings.len(), 2, "{e}");
-    assert_eq!(e.skipped, ["101@acme: not registered"]);
+    assert_eq!(e.skipped, ["ring target 101@acme: not registered"]);
     assert!(
         e.to_string().contains("skipped  ring target 101@acme"),
         "{e}"
@@ -504,4 +521,58 @@ fn a_source_without_a_port_takes_5060() {
         Ok("[::1]:5070".parse().expect("address"))
     );
     assert!(parse_source("pbx.example").is_err());
+}
+
+#[test]
+fn a_phone_taken_as_authenticated_calls_from_inside_its_networks_only() {
+    let mut f = Fixture::new();
+    f.authenticated_as = Some("101@acme.example".into());
+    let e = f.explain("198.51.100.7:5060", "201", &none);
+    assert_eq!(
+        e.caller,
+        Identification::Authenticated {
+            extension: "101@acme".into()
+        }
+    );
+    assert!(e.verdict.admitted, "{e}");
+    let outside = f.explain("192.0.2.7:5060", "201", &none);
+    assert_eq!(outside.verdict.status, Some(403));
+    assert!(
+        outside.verdict.reason.contains("allowed_networks"),
+        "{outside}"
+    );
+    f.authenticated_as = Some("999@acme.example".into());
+    let unknown = f.explain("198.51.100.7:5060", "201", &none);
+    assert!(
+        unknown.verdict.reason.contains("no such extension"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn a_pbx_sharing_its_address_is_taken_as_the_extension_it_authenticates_as() {
+    let mut f = Fixture::new();
+    f.authenticated_as = Some("301@acme.example".into());
+    let e = f.explain("127.0.0.12:5090", "201", &none);
+    assert!(e.verdict.admitted, "{e}");
+    // A phone cannot claim to be at a PBX's address.
+    f.authenticated_as = Some("101@acme.example".into());
+    let e = f.explain("127.0.0.12:5090", "201", &none);
+    assert_eq!(e.verdict.status, Some(403), "{e}");
+}
+
+#[test]
+fn an_unavailable_trunk_is_passed_over_and_said() {
+    let mut f = Fixture::new();
+    f.trunks = &CarrierADown;
+    let e = f.explain("127.0.0.10:5090", "2125559999", &none);
+    assert!(e.verdict.admitted, "{e}");
+    assert_eq!(
+        e.verdict.rings,
+        ["target 1: +1125559999 via trunk carrier-b"]
+    );
+    assert_eq!(
+        e.skipped,
+        ["trunk carrier-a: unavailable (probes down or not registered)"]
+    );
 }
