@@ -47,7 +47,7 @@ pub struct Context<'a> {
     pub location: &'a LocationStore,
     /// The time bindings are judged at.
     pub now: Instant,
-    /// Trunks' availability (health probes, registration): every trunk offline.
+    /// Trunks' availability (health probes, registration); `AllAvailable` from a file alone.
     pub trunks: &'a dyn TrunkAvailability,
     /// Where the used counts come from, said in the output (`file` or the admin URL).
     pub counts_from: String,
