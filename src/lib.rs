@@ -25,6 +25,8 @@
 //! - [`daemon`]: the tokio shell around the cores: the receive side's dispatcher, one driver
 //!   thread per shard, signals, reload, shutdown, systemd notification.
 //! - [`admin`]: the admin HTTP API, the metrics and the `callgate status` client.
+//! - [`explain`]: `callgate explain`, what would happen to one call (identification, route,
+//!   the counters of its path, the verdict), decided over numbers without acquiring anything.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -35,6 +37,7 @@ pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod explain;
 pub mod limits;
 pub mod registrar;
 pub mod routing;

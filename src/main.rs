@@ -1,6 +1,7 @@
 //! The `callgate` command line (spec/operations.md): parses arguments, sets up logging and hands
 //! over to the library. No logic of its own beyond choosing exit codes.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use callgate::admin::reload::{self as reload_client, ReloadError, Target};
 use callgate::config::{self, ConfigError, ConfigIssue, Loaded};
+use callgate::explain::{self as explaining, live::Live, Question};
 use callgate::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -15,6 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 const EXIT_INVALID: u8 = 1;
 /// Exit code of `license-report` when the billed total exceeds the licence.
 const EXIT_OVER_LICENCE: u8 = 3;
+/// Exit code of `explain` when the call would be refused (by a limit or by routing).
+const EXIT_REFUSED: u8 = 3;
 
 /// SIP B2BUA call-control daemon with hierarchical concurrent-call limits.
 #[derive(Debug, Parser)]
@@ -68,6 +72,30 @@ enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// What would happen to a call from a source to a number: who the source is, the route,
+    /// every counter of its path with used/limit, the verdict (exit 0 admitted, 3 refused).
+    Explain {
+        /// Source of the INVITE: `IP[:PORT]` (port 5060 when absent).
+        #[arg(long, value_parser = callgate::explain::parse_source)]
+        from: SocketAddr,
+        /// Request-URI user: the dialled number or DID.
+        #[arg(long)]
+        to: String,
+        /// Take the INVITE as authenticated as this extension, `NUMBER@DOMAIN` (a phone, or a
+        /// PBX that must authenticate); credentials are not checked.
+        #[arg(long = "as", value_name = "NUMBER@DOMAIN")]
+        authenticated_as: Option<String>,
+        /// Read the units in use (and the registrations) from a running daemon's admin API;
+        /// without it every counter is at 0 and no phone is registered.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Admin bearer token; default: $CALLGATE_ADMIN_TOKEN, else `[admin] token` of the file.
+        #[arg(long, requires = "admin")]
+        token: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Active calls, counters near their limit and registrations, from the admin API.
     Status {
         /// Admin API base URL; the token, when one is configured, comes from
@@ -102,6 +130,22 @@ fn main() -> ExitCode {
         Command::Run { drain, workers } => run(&cli.config, drain, workers.map(usize::from)),
         Command::Status { admin } => status(&admin),
         Command::Reload { admin } => reload(&cli.config, admin),
+        Command::Explain {
+            from,
+            to,
+            authenticated_as,
+            admin,
+            token,
+            json,
+        } => {
+            let question = Question {
+                source: from,
+                number: to,
+                authenticated_as,
+            };
+            let admin = admin.map(|url| (url, token));
+            explain(&cli.config, &question, admin, json)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -269,4 +313,68 @@ fn reload_failed(e: &ReloadError) -> ExitCode {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(EXIT_INVALID)
+}
+
+/// `callgate explain`: exit 0 when the call would be admitted, 3 when refused, 1 on an invalid
+/// file or an admin API that cannot be read.
+fn explain(
+    path: &Path,
+    question: &Question,
+    admin: Option<(String, Option<String>)>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_or_report(path) else {
+        return Ok(ExitCode::from(EXIT_INVALID));
+    };
+    let file_token = loaded.snapshot.admin.as_ref().and_then(|a| a.token.clone());
+    let (live, counts_from) = match admin {
+        None => (Live::default(), "file".to_owned()),
+        Some((url, token)) => {
+            let env_token = std::env::var(callgate::admin::status::TOKEN_ENV).ok();
+            let token = token.or(env_token).or(file_token);
+            match read_live(&url, token.as_deref())? {
+                Ok(live) => (live, url),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            }
+        }
+    };
+    let limiter = callgate::limits::Limiter::new(std::sync::Arc::new(loaded.snapshot));
+    let generation = limiter.current();
+    let now = std::time::Instant::now();
+    let location = live.location(now);
+    let ctx = explaining::Context {
+        generation: &generation,
+        location: &location,
+        now,
+        trunks: &live,
+        counts_from,
+    };
+    let explanation = explaining::explain(&ctx, question, &|l, n, k| live.used(l, n, k));
+    for m in live.mismatches(&explanation) {
+        eprintln!("warning: {m} (is this the file the daemon runs? a reload pending?)");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{explanation}");
+    }
+    Ok(if explanation.verdict.admitted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REFUSED)
+    })
+}
+
+fn read_live(
+    url: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Result<Live, callgate::admin::StatusError>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(callgate::explain::live::read(url, token)))
 }

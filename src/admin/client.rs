@@ -125,6 +125,27 @@ pub async fn request_with_body(
         })?
 }
 
+/// `GET path` decoded as JSON: 401 is [`StatusError::Unauthorized`], any other non-200 status
+/// [`StatusError::Http`] (`callgate explain` reading `/counters` and `/registrations`).
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    url: &AdminUrl,
+    path: &str,
+    token: Option<&str>,
+) -> Result<T, StatusError> {
+    let response = request(url, "GET", path, token).await?;
+    match response.status {
+        200 => serde_json::from_slice(&response.body).map_err(|source| StatusError::Json {
+            path: path.to_owned(),
+            source,
+        }),
+        401 => Err(StatusError::Unauthorized),
+        status => Err(StatusError::Http {
+            path: path.to_owned(),
+            status,
+        }),
+    }
+}
+
 async fn exchange(
     url: &AdminUrl,
     method: &str,
