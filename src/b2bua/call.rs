@@ -176,6 +176,10 @@ pub(super) struct Attempt {
     pub(super) key: TransactionKey,
     /// Where it is.
     pub(super) state: AttemptState,
+    /// A CANCEL (with this `Reason`, if any) waiting for the leg's first provisional response:
+    /// RFC 3261 9.1 forbids sending it before one, since it could overtake the INVITE and leave
+    /// the callee ringing.
+    pub(super) pending_cancel: Option<Option<String>>,
 }
 
 /// Where a callee leg is before the call is answered.

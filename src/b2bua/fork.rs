@@ -74,6 +74,10 @@ impl B2bua {
                 .remote_tag
                 .get_or_insert_with(|| tag.as_str().to_owned());
         }
+        if let (100..=199, Some(reason)) = (status, attempt.pending_cancel.take()) {
+            // The first provisional: the CANCEL that waited for it can go now.
+            return self.send_cancel(id, no, reason.as_deref(), out);
+        }
         match status {
             100 => {}
             101..=199 => self.on_leg_provisional(id, no, &resp, out),
@@ -392,22 +396,22 @@ impl B2bua {
             return;
         };
         let mut any = false;
+        let mut send = Vec::new();
         for attempt in &mut call.attempts {
             if attempt.state == AttemptState::Cancelling {
                 continue;
             }
-            attempt.state = AttemptState::Cancelling;
             any = true;
-            let extra: Vec<(&str, &str)> = reason.map(|r| ("Reason", r)).into_iter().collect();
-            let cancel = sip::cancel_with(&attempt.invite, &extra);
-            let branch = attempt.invite.parts().branch().map_or("", |b| b.as_str());
-            let key = client_key_for(branch, &Method::Cancel);
-            out.push(Out::StartNonInvite {
-                key: key.clone(),
-                dest: attempt.leg.dest,
-                bytes: cancel,
-            });
-            self.by_client.insert(key, (id, ClientRole::Teardown));
+            if attempt.state == AttemptState::Calling {
+                // No provisional yet: the CANCEL waits for one (or Timer B ends the leg).
+                attempt.pending_cancel = Some(reason.map(str::to_owned));
+            } else {
+                send.push(attempt.no);
+            }
+            attempt.state = AttemptState::Cancelling;
+        }
+        for no in send {
+            self.send_cancel(id, no, reason, out);
         }
         if any {
             out.push(Out::Arm {
@@ -416,6 +420,23 @@ impl B2bua {
                 timer: CallTimer::CancelGiveUp,
             });
         }
+    }
+
+    /// Sends the CANCEL of leg `no`'s INVITE.
+    fn send_cancel(&mut self, id: u64, no: u8, reason: Option<&str>, out: &mut Vec<Out>) {
+        let Some(attempt) = self.calls.get_mut(&id).and_then(|c| c.attempt_mut(no)) else {
+            return;
+        };
+        let extra: Vec<(&str, &str)> = reason.map(|r| ("Reason", r)).into_iter().collect();
+        let cancel = sip::cancel_with(&attempt.invite, &extra);
+        let branch = attempt.invite.parts().branch().map_or("", |b| b.as_str());
+        let key = client_key_for(branch, &Method::Cancel);
+        out.push(Out::StartNonInvite {
+            key: key.clone(),
+            dest: attempt.leg.dest,
+            bytes: cancel,
+        });
+        self.by_client.insert(key, (id, ClientRole::Teardown));
     }
 
     /// 64*T1 after a CANCEL: legs that never sent their final are dropped with their units.

@@ -356,6 +356,7 @@ impl B2bua {
             invite,
             key,
             state: AttemptState::Calling,
+            pending_cancel: None,
         });
         self.hold_flows(id, &[dest], out);
     }

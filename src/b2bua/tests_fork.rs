@@ -137,6 +137,14 @@ fn start_inbound(f: &mut Fixture, call_id: &str) -> Vec<(String, Bytes)> {
     started
 }
 
+/// Every leg rings (a CANCEL may only follow a provisional, RFC 3261 9.1).
+fn ring_all(f: &mut Fixture, started: &[(String, Bytes)]) {
+    for (i, (_, inv)) in started.iter().enumerate() {
+        leg_says(f, inv, 180, "Ringing", &format!("r{i}"));
+    }
+    f.out.clear();
+}
+
 fn hang_up_from_caller(f: &mut Fixture, call_id: &str) {
     let tag = f.a_tag(call_id);
     let bye = request(&format!("BYE sip:callgate@127.0.0.1:5070 SIP/2.0\nVia: SIP/2.0/UDP {TRUNK};branch=z9hG4bKbye{call_id}\nFrom: <sip:3125559999@{TRUNK}>;tag=p1\nTo: <sip:2125550100@127.0.0.1>;tag={tag}\nCall-ID: {call_id}\nCSeq: 2 BYE\nContent-Length: 0\n\n"));
@@ -169,6 +177,7 @@ fn e3_two_units_each_rings_all_three_and_any_answer_releases_everything() {
     for winner in 0..3 {
         let mut f = fixture_with(&e3(2, 2));
         let started = start_inbound(&mut f, "e3b");
+        ring_all(&mut f, &started);
         let dests: Vec<&str> = started.iter().map(|(d, _)| d.as_str()).collect();
         assert_eq!(dests, vec![EXT_002, EXT_011, TRUNK], "in the rule's order");
         let public_leg = String::from_utf8_lossy(&started[2].1).into_owned();
@@ -289,6 +298,7 @@ fn with_no_answer_the_caller_gets_the_best_response() {
 fn a_6xx_ends_the_search_at_once() {
     let mut f = fixture_with(&e3(2, 2));
     let started = start_inbound(&mut f, "e3f");
+    ring_all(&mut f, &started);
     leg_says(&mut f, &started[1].1, 603, "Decline", "a");
     assert_eq!(statuses(&f.out), vec![603]);
     let cancelled = cancels(&f.out);
@@ -305,6 +315,7 @@ fn a_6xx_ends_the_search_at_once() {
 fn the_callers_cancel_reason_is_passed_on() {
     let mut f = fixture_with(&e3(2, 2));
     let started = start_inbound(&mut f, "e3g");
+    ring_all(&mut f, &started);
     let key = server_key(&inbound_invite("e3g"));
     let reason = "Q.850;cause=16;text=\"Normal call clearing\"";
     f.b2bua
@@ -459,4 +470,37 @@ fn when_the_early_media_leg_fails_another_legs_media_reaches_the_caller() {
     hang_up_from_caller(&mut f, "e3m");
     assert_eq!(f.limiter.in_use(), 0);
     assert_eq!(f.b2bua.index_sizes().by_call_id, 0);
+}
+
+#[test]
+fn a_cancel_waits_for_the_legs_first_provisional_rfc3261_9_1() {
+    let mut f = fixture_with(&e3(2, 2));
+    let started = start_inbound(&mut f, "e3p");
+    leg_says(&mut f, &started[0].1, 180, "Ringing", "r0");
+    f.out.clear();
+    leg_says(&mut f, &started[0].1, 200, "OK", "r0");
+    assert!(
+        cancels(&f.out).is_empty(),
+        "the silent legs get no CANCEL yet"
+    );
+    f.out.clear();
+    leg_says(&mut f, &started[1].1, 100, "Trying", "x");
+    let sent = cancels(&f.out);
+    assert_eq!(sent.len(), 1, "011's CANCEL on its 100");
+    assert!(
+        sent[0].1.contains("Call completed elsewhere"),
+        "{}",
+        sent[0].1
+    );
+    f.out.clear();
+    leg_says(&mut f, &started[2].1, 180, "Ringing", "y");
+    assert_eq!(cancels(&f.out).len(), 1, "the public leg's on its 180");
+    assert!(
+        statuses(&f.out).is_empty(),
+        "no provisional reaches the caller now"
+    );
+    leg_says(&mut f, &started[1].1, 487, "Request Terminated", "x");
+    leg_says(&mut f, &started[2].1, 487, "Request Terminated", "y");
+    hang_up_from_caller(&mut f, "e3p");
+    assert_eq!(f.limiter.in_use(), 0);
 }
