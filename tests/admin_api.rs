@@ -51,6 +51,7 @@ fn leg(leg: &str, call_id: &str, from: &str, to: &str, state: &str) -> LegView {
 fn counter(level: &str, name: &str, kind: &str, used: u32, limit: Option<u32>) -> CounterView {
     CounterView {
         level: level.into(),
+        parent: None,
         name: name.into(),
         counter: kind.into(),
         used,

@@ -294,6 +294,7 @@ async fn page_shows_held_calls_counters_and_registrations_of_the_running_daemon(
     );
     assert_eq!(text_of(&dom, "status"), "live");
     assert_trunks_shown(&admin, &dom).await;
+    assert_tree(&dom);
     let shot = screenshot(&url, "admin-page.png").await;
     eprintln!("admin page screenshot: {}", shot.display());
 
@@ -318,6 +319,29 @@ async fn page_shows_held_calls_counters_and_registrations_of_the_running_daemon(
     assert_eq!(counter_cells(&dom, "user", "alice", "public").0, "0");
 }
 
+/// The counters are nested as the tenancy: server, provider, organization, user, extension,
+/// each one level deeper and right after its parent's counters.
+fn assert_tree(dom: &str) {
+    let at = |level: &str, name: &str, depth: u8| {
+        let row = format!(
+            r#"<tr data-level="{level}" data-name="{name}" class="entity" data-depth="{depth}">"#
+        );
+        dom.find(&row)
+            .unwrap_or_else(|| panic!("no {level} {name} at depth {depth} in the tree"))
+    };
+    let chain = [
+        at("server", "e2e", 0),
+        at("service_provider", "sp", 1),
+        at("organization", "acme", 2),
+        at("user", "alice", 3),
+        at("extension", "200@acme", 4),
+    ];
+    assert!(
+        chain.windows(2).all(|w| w[0] < w[1]),
+        "tree order: {chain:?}"
+    );
+}
+
 /// The trunks section lists the daemon's trunk from `GET /trunks`.
 async fn assert_trunks_shown(admin: &AdminUrl, dom: &str) {
     assert_eq!(get(admin, "/trunks").await.status, 200);
@@ -340,6 +364,7 @@ struct Fake {
 fn counter(level: &str, name: &str, kind: &str, used: u32, limit: Option<u32>) -> CounterView {
     CounterView {
         level: level.into(),
+        parent: None,
         name: name.into(),
         counter: kind.into(),
         used,

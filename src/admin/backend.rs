@@ -106,6 +106,11 @@ pub struct CounterView {
     pub used: u32,
     /// The limit; `None` is unlimited.
     pub limit: Option<u32>,
+    /// The entity one level up the tenancy tree (a service provider's server, an organization's
+    /// provider, a user's organization, an extension's user, an owned trunk's organization);
+    /// absent for the server and for trunks the server owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// One registration binding.

@@ -261,6 +261,7 @@ mod tests {
     #[test]
     fn counters_below_eighty_percent_unlimited_or_zero_are_not_listed() {
         let counter = |used, limit| CounterView {
+            parent: None,
             level: "organization".into(),
             name: "acme".into(),
             counter: "public".into(),

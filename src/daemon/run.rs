@@ -373,6 +373,38 @@ pub async fn run(snapshot: Snapshot, path: PathBuf, drain: Duration) -> Result<(
     Ok(())
 }
 
+/// The entity above `name` at `level` in the tenancy tree (see [`CounterView::parent`]).
+fn parent_of(s: &Snapshot, level: crate::limits::Level, name: &str) -> Option<String> {
+    use crate::limits::Level;
+    let org_name = |o: crate::config::model::OrgId| s.organizations[o.index()].name.clone();
+    match level {
+        Level::Server => None,
+        Level::ServiceProvider => Some(s.server.name.clone()),
+        Level::Organization => {
+            let org = &s.organizations[s.index.org_by_name.get(name)?.index()];
+            Some(
+                s.service_providers[org.service_provider.index()]
+                    .name
+                    .clone(),
+            )
+        }
+        Level::User => {
+            let user = &s.users[s.index.user_by_name.get(name)?.index()];
+            Some(org_name(user.organization))
+        }
+        Level::Extension => {
+            let (number, org) = name.split_once('@')?;
+            let org = *s.index.org_by_name.get(org)?;
+            let ext = s.index.extension_by_number.get(&(org, number.to_owned()))?;
+            Some(s.users[s.extensions[ext.index()].user.index()].name.clone())
+        }
+        Level::Trunk => {
+            let trunk = &s.trunks[s.index.trunk_by_name.get(name)?.index()];
+            trunk.organization.map(org_name)
+        }
+    }
+}
+
 /// The admin API's view of the running daemon.
 struct Backend {
     limiter: Arc<Limiter>,
@@ -402,11 +434,14 @@ impl AdminBackend for Backend {
     }
 
     fn counters(&self) -> Vec<CounterView> {
+        let generation = self.limiter.current();
+        let snapshot = generation.config();
         self.limiter
             .snapshot_at(std::time::Instant::now())
             .into_iter()
             .map(|c| CounterView {
                 level: c.level.as_str().into(),
+                parent: parent_of(snapshot, c.level, &c.name),
                 name: c.name,
                 counter: c.kind.as_str().into(),
                 used: c.used,
