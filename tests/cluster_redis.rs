@@ -413,3 +413,109 @@ fn bench_path(e: u64) -> Alternative {
         c(Level::Trunk, "t1".into(), CounterKind::MaxOutbound),
     ]
 }
+
+#[tokio::test]
+async fn a_large_dead_node_is_freed_a_bounded_part_per_script_run() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(1_000_000);
+    let lease = Duration::from_secs(3);
+    let a = node(node_config(&server, "big", "a", lease, Some(&clock))).await;
+    let mut cfg = node_config(&server, "big", "b", lease, Some(&clock));
+    cfg.reap_budget = 16;
+    let b = node(cfg).await;
+    // 700 extensions: past the small-hash (listpack, 512 fields) encoding that HSCAN returns
+    // whole, so the reap really walks it in steps.
+    for i in 0..700 {
+        a.admit(CallKey(i as u64), &call_path(i, 1_000))
+            .await
+            .unwrap();
+    }
+    drop(a);
+    clock.advance(Duration::from_millis(2_000));
+    b.heartbeat().await.unwrap();
+    clock.advance(Duration::from_millis(1_001)); // a's lease is over, b's is not
+    b.heartbeat().await.unwrap();
+    let after_one = used(&server, "big").len();
+    assert!(
+        after_one > 0 && after_one < 701,
+        "one run freed {} of 701 counters",
+        701 - after_one
+    );
+    let mut runs = 1;
+    while !used(&server, "big").is_empty() {
+        b.heartbeat().await.unwrap();
+        runs += 1;
+        assert!(
+            runs < 200,
+            "still {:?} counters left",
+            used(&server, "big").len()
+        );
+    }
+    println!("701 counters of a dead node freed in {runs} runs of budget 16");
+    let nodes: Vec<String> = redis::cmd("ZRANGE")
+        .arg("{big}:nodes")
+        .arg(0)
+        .arg(-1)
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(nodes, ["b#1"]);
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_renew_for_half_a_lease_stops_admitting() {
+    let mut server = RedisServer::start();
+    let a = node(node_config(
+        &server,
+        "half",
+        "a",
+        Duration::from_millis(600),
+        None,
+    ))
+    .await;
+    assert!(a.can_admit(tokio::time::Instant::now()));
+    assert!(a.is_healthy());
+    server.kill();
+    assert!(a.heartbeat().await.is_err());
+    let renewed = a.last_renewal().expect("renewed when it joined");
+    assert!(a.can_admit(renewed + Duration::from_millis(299)));
+    assert!(!a.can_admit(renewed + Duration::from_millis(300)));
+    assert!(!a.is_healthy());
+}
+
+#[tokio::test]
+async fn nodes_disagreeing_on_a_limit_each_enforce_their_own_against_the_shared_count() {
+    let server = RedisServer::start();
+    let lease = Duration::from_secs(30);
+    let a = node(node_config(&server, "disagree", "a", lease, None)).await;
+    let b = node(node_config(&server, "disagree", "b", lease, None)).await;
+    for i in 0..2 {
+        assert!(matches!(
+            a.admit(CallKey(i), &call_path(1, 2)).await.unwrap(),
+            Admission::Admitted { .. }
+        ));
+    }
+    let Admission::Refused(r) = a.admit(CallKey(2), &call_path(1, 2)).await.unwrap() else {
+        panic!("a's limit is 2");
+    };
+    assert_eq!((r.used, r.limit), (2, 2));
+    // b's TOML says 3: it admits one more against the same count (and logs the disagreement).
+    assert!(matches!(
+        b.admit(CallKey(0), &call_path(2, 3)).await.unwrap(),
+        Admission::Admitted { .. }
+    ));
+    assert!(matches!(
+        b.admit(CallKey(1), &call_path(2, 3)).await.unwrap(),
+        Admission::Refused(_)
+    ));
+    let recorded: Option<String> = redis::cmd("HGET")
+        .arg("{disagree}:limit")
+        .arg("organization:acme:public")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(
+        recorded.as_deref(),
+        Some("3"),
+        "the last admitting node's limit is recorded"
+    );
+    assert_eq!(org_used(&server, "disagree"), 3);
+}

@@ -78,6 +78,8 @@ pub struct RedisCounters {
     pub(super) scripts: Scripts,
     /// `{cluster}:`, the prefix of every key.
     pub(super) prefix: String,
+    /// `{cluster}:nodes`, the key every script declares.
+    nodes_key: String,
     pub(super) node: String,
     pub(super) lease: Duration,
     pub(super) timeout: Duration,
@@ -124,6 +126,7 @@ impl RedisCounters {
             conn,
             scripts: Scripts::new(),
             prefix: format!("{{{}}}:", cfg.cluster),
+            nodes_key: format!("{{{}}}:nodes", cfg.cluster),
             node: cfg.node,
             lease: cfg.lease,
             timeout: cfg.command_timeout,
@@ -333,7 +336,10 @@ impl RedisCounters {
         who: &str,
     ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        inv.arg(&self.prefix)
+        // Declared so a cluster-aware client routes the script to the slot's master; the scripts
+        // derive every key from the prefix (all in that slot) rather than reading KEYS.
+        inv.key(&self.nodes_key)
+            .arg(&self.prefix)
             .arg(who)
             .arg(self.clock.arg_ms())
             .arg(self.budget);
