@@ -519,3 +519,24 @@ async fn nodes_disagreeing_on_a_limit_each_enforce_their_own_against_the_shared_
     );
     assert_eq!(org_used(&server, "disagree"), 3);
 }
+
+#[tokio::test]
+async fn the_spawned_heartbeat_keeps_a_short_lease_alive_until_stopped() {
+    let server = RedisServer::start();
+    let lease = Duration::from_millis(600);
+    let a = node(node_config(&server, "beat", "a", lease, None)).await;
+    let epoch = a.epoch().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let beat = a.clone().spawn_heartbeat(stop.clone());
+    a.admit(CallKey(1), &call_path(1, 5)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await; // two and a half leases
+    assert!(a.can_admit(tokio::time::Instant::now()));
+    assert_eq!(
+        a.epoch().await,
+        epoch,
+        "renewed in time: never lost the lease"
+    );
+    assert_eq!(org_used(&server, "beat"), 1);
+    stop.cancel();
+    beat.await.unwrap();
+}

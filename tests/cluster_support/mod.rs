@@ -25,13 +25,23 @@ pub fn free_port() -> u16 {
 }
 
 impl RedisServer {
-    /// Starts redis-server on a free port and waits until it answers PING.
+    /// Starts redis-server on a free port and waits until it answers PING; tries another port
+    /// when the server exits at once (someone took the port between our probe and its bind).
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(free_port()) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
     }
 
     /// Starts redis-server on `port` (a restart reuses the port the nodes know).
     pub fn start_on(port: u16) -> Self {
+        Self::try_start(port).unwrap_or_else(|| panic!("redis-server did not start on port {port}"))
+    }
+
+    fn try_start(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -39,23 +49,29 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test installs it)");
-        let server = RedisServer {
+        let mut server = RedisServer {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        server.wait_ready();
-        server
+        server.wait_ready().then_some(server)
     }
 
-    fn wait_ready(&self) {
+    /// Whether our server answers PING within 10 s (false at once if it exited).
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            let exited = self.child.as_mut().map(|c| c.try_wait());
+            if !matches!(exited, Some(Ok(None))) {
+                self.child = None;
+                return false;
+            }
             if self.ping() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on {} did not answer PING", self.addr);
+        self.kill();
+        false
     }
 
     fn ping(&self) -> bool {
