@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::model::CounterBackend;
+
 /// Settings of one node's [`RedisCounters`](super::RedisCounters).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -37,6 +39,19 @@ impl ClusterConfig {
             command_timeout: Duration::from_millis(200),
             reap_budget: 256,
             clock: ClusterClock::Redis,
+        }
+    }
+
+    /// The settings `[counters]` gives node `node` (`redis_url`, `lease`); `None` for the memory
+    /// backend. The node name is not in the TOML yet: the daemon passes it (e.g. the host name).
+    pub fn from_backend(backend: &CounterBackend, node: impl Into<String>) -> Option<Self> {
+        match backend {
+            CounterBackend::Memory => None,
+            CounterBackend::Redis { url, lease } => {
+                let mut cfg = ClusterConfig::new(url.clone(), node);
+                cfg.lease = *lease;
+                Some(cfg)
+            }
         }
     }
 }

@@ -57,3 +57,19 @@ fn manual_clock_is_never_zero_and_advances() {
     c.advance(std::time::Duration::from_millis(1500));
     assert_eq!(c.now_ms(), 1501);
 }
+
+#[test]
+fn config_comes_from_the_counters_section() {
+    use crate::config::model::CounterBackend;
+    let backend = CounterBackend::Redis {
+        url: "redis://10.0.0.5:6379/".to_owned(),
+        lease: std::time::Duration::from_secs(9),
+    };
+    let cfg = ClusterConfig::from_backend(&backend, "edge-1").expect("redis backend");
+    assert_eq!(
+        (cfg.redis_url.as_str(), cfg.node.as_str()),
+        ("redis://10.0.0.5:6379/", "edge-1")
+    );
+    assert_eq!(cfg.lease, std::time::Duration::from_secs(9));
+    assert!(ClusterConfig::from_backend(&CounterBackend::Memory, "edge-1").is_none());
+}
