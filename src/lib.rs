@@ -10,6 +10,8 @@
 //! - [`transaction`]: RFC 3261 section 17 client and server transactions, sans-IO.
 //! - [`b2bua`]: a call as two dialogs, what crosses between them, every way a call ends.
 //! - [`limits`]: the hierarchical concurrent-call counters and their permits.
+//! - [`cluster`]: the same counters shared exactly by several nodes through Redis (leases,
+//!   epochs, scripts).
 //! - [`config`]: the TOML schema, its validation and the resolved `Snapshot`.
 //! - [`routing`]: caller identification and the route decision.
 //! - [`registrar`]: the location store every shard reads (REGISTER handling is next).
@@ -34,6 +36,7 @@ pub mod admin;
 pub mod auth;
 pub mod b2bua;
 pub mod cdr;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -1,0 +1,381 @@
+//! [`RedisCounters`]: one node's handle on the shared counters: admission, release, usage.
+//! Leases (join, heartbeat, republish) are in `lease.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ScriptInvocation, Value};
+use tokio::sync::RwLock;
+use tokio::time::Instant;
+
+use crate::limits::{CallKey, Refusal};
+
+use super::config::{ClusterClock, ClusterConfig};
+use super::error::ClusterError;
+use super::key::{Alternative, CounterKey};
+use super::scripts::{int, tagged, text, Scripts};
+
+/// The answer to an admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Every counter of alternative `index` (0-based) was acquired for the call.
+    Admitted {
+        /// Which alternative.
+        index: usize,
+    },
+    /// No alternative fitted: the first full counter of the last alternative, with the cluster's
+    /// usage and this node's limit.
+    Refused(Refusal),
+}
+
+/// One counter's usage as `/counters` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterUsage {
+    /// The counter.
+    pub key: CounterKey,
+    /// Units held by every node together (dead nodes not yet freed included).
+    pub cluster: u64,
+    /// Units held by this node's current epoch.
+    pub node: u64,
+}
+
+/// This node's current registration: member `node#epoch` of the live set.
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) epoch: u64,
+    pub(super) name: String,
+    /// Set by a join until every held call has been republished under this epoch.
+    pub(super) republish_due: bool,
+}
+
+/// What this node holds, kept in memory so it can be republished.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    pub(super) index: usize,
+    pub(super) counters: Arc<[CounterKey]>,
+}
+
+/// Exact concurrent-call counters shared by every node through one Redis (or one Redis Cluster
+/// slot). Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// Each node registers as `node#epoch` in a sorted set scored by lease expiry, and records each
+/// call's counters under that member, so a node's units are attributable to it. A node that stops
+/// renewing has its units freed by the other nodes' own script runs after the lease (no reaper
+/// process); a restarted node joins under a new epoch and ends its old epochs at once. After Redis
+/// loses its data, the next renewal finds the member gone, joins again and republishes the calls
+/// held in memory.
+///
+/// **Limits**: each admission carries the admitting node's limits and the script enforces those
+/// against the cluster-wide count; the cluster records the last limit seen per counter and a node
+/// logs a warning (once per counter and value) when it differs from its own, so a TOML rolled out
+/// to half the nodes is visible without refusing service.
+#[derive(Debug)]
+pub struct RedisCounters {
+    pub(super) conn: ConnectionManager,
+    pub(super) scripts: Scripts,
+    /// `{cluster}:`, the prefix of every key.
+    pub(super) prefix: String,
+    /// `{cluster}:nodes`, the key every script declares.
+    nodes_key: String,
+    pub(super) node: String,
+    pub(super) lease: Duration,
+    pub(super) timeout: Duration,
+    pub(super) budget: u32,
+    pub(super) clock: ClusterClock,
+    /// Admissions and releases read it; a join writes it, so a republish sees every call admitted
+    /// under the previous epoch (no admission is in flight while it runs).
+    pub(super) member: RwLock<Option<Member>>,
+    pub(super) held: Mutex<HashMap<CallKey, Held>>,
+    /// Releases Redis has not acknowledged; the heartbeat retries them.
+    pub(super) pending: Mutex<HashSet<CallKey>>,
+    pub(super) last_renewal: Mutex<Option<Instant>>,
+    pub(super) healthy: AtomicBool,
+    /// (counter, limit recorded by the cluster) pairs already logged.
+    warned: Mutex<HashSet<(CounterKey, String)>>,
+}
+
+/// Locks a std mutex, going on after a panic elsewhere: every guarded value stays consistent
+/// between statements (inserts and removes only).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl RedisCounters {
+    /// A handle that connects lazily (the daemon may start while Redis is down); it joins the
+    /// cluster on its first admission or heartbeat. Does no I/O.
+    pub fn new(cfg: ClusterConfig) -> Result<Self, ClusterError> {
+        if cfg.node.is_empty() || cfg.node.contains('#') {
+            return Err(ClusterError::NodeName(cfg.node));
+        }
+        let client = redis::Client::open(cfg.redis_url.as_str())
+            .map_err(|source| ClusterError::Url { source })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(cfg.command_timeout))
+            .set_connection_timeout(Some(cfg.command_timeout))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager).map_err(|source| {
+            ClusterError::Redis {
+                op: "connect",
+                source,
+            }
+        })?;
+        Ok(RedisCounters {
+            conn,
+            scripts: Scripts::new(),
+            prefix: format!("{{{}}}:", cfg.cluster),
+            nodes_key: format!("{{{}}}:nodes", cfg.cluster),
+            node: cfg.node,
+            lease: cfg.lease,
+            timeout: cfg.command_timeout,
+            budget: cfg.reap_budget.max(1),
+            clock: cfg.clock,
+            member: RwLock::new(None),
+            held: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
+            last_renewal: Mutex::new(None),
+            healthy: AtomicBool::new(false),
+            warned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// [`new`](Self::new), then joins the cluster (one round trip), so a wrong URL or a Redis that
+    /// is down shows at start.
+    pub async fn connect(cfg: ClusterConfig) -> Result<Self, ClusterError> {
+        let counters = Self::new(cfg)?;
+        counters.rejoin(None).await?;
+        Ok(counters)
+    }
+
+    /// Acquires for `call` every counter of the first alternative that fits, all or nothing, in
+    /// one round trip; or refuses. Idempotent by `call`: a retry (e.g. after a timeout) answers the
+    /// first outcome again without counting twice. Joins again and retries once when this node's
+    /// lease was lost.
+    pub async fn admit(
+        &self,
+        call: CallKey,
+        alternatives: &[Alternative],
+    ) -> Result<Admission, ClusterError> {
+        if alternatives.is_empty() {
+            return Err(ClusterError::NoAlternative);
+        }
+        let mut seen = None;
+        for _ in 0..2 {
+            let member = self.member_or_join(seen).await?;
+            let Some(m) = member.as_ref() else { continue };
+            match self.run_admit(m, call, alternatives).await? {
+                Some(admission) => return Ok(admission),
+                None => seen = Some(m.epoch),
+            }
+        }
+        Err(ClusterError::LeaseLost)
+    }
+
+    /// One admission script run; `None` when the member's lease is lost.
+    async fn run_admit(
+        &self,
+        m: &Member,
+        call: CallKey,
+        alternatives: &[Alternative],
+    ) -> Result<Option<Admission>, ClusterError> {
+        let mut inv = self.invocation(&self.scripts.admit, &m.name);
+        inv.arg(call.0).arg(alternatives.len());
+        for alt in alternatives {
+            inv.arg(alt.len());
+            for c in alt {
+                inv.arg(c.key.as_str()).arg(c.limit.map_or(-1, i64::from));
+            }
+        }
+        let reply = self.eval("admit", &inv).await?;
+        let bad = || reply_error("admit", &reply);
+        let (tag, rest) = tagged(&reply).ok_or_else(bad)?;
+        match (tag, rest) {
+            ("lost", _) => Ok(None),
+            ("ok", [index, diff]) => {
+                let index = int(index)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .ok_or_else(bad)?;
+                let alt = alternatives.get(index).ok_or_else(bad)?;
+                self.remember(call, index, alt);
+                self.warn_limits(alt, diff);
+                Ok(Some(Admission::Admitted { index }))
+            }
+            ("full", [counter, used, limit]) => {
+                let key = text(counter).and_then(CounterKey::parse).ok_or_else(bad)?;
+                let used = int(used)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(bad)?;
+                let limit = int(limit)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(bad)?;
+                Ok(Some(Admission::Refused(Refusal {
+                    level: key.level(),
+                    name: key.name().to_owned(),
+                    counter: key.kind(),
+                    used,
+                    limit,
+                })))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn remember(&self, call: CallKey, index: usize, alt: &Alternative) {
+        let counters = alt.iter().map(|c| c.key.clone()).collect();
+        lock(&self.held).insert(call, Held { index, counters });
+    }
+
+    /// Logs, once per counter and value, a limit the cluster recorded that differs from ours.
+    fn warn_limits(&self, alt: &Alternative, diff: &Value) {
+        let Value::Array(pairs) = diff else { return };
+        for pair in pairs.chunks_exact(2) {
+            let (Some(wire), Some(theirs)) = (text(&pair[0]), text(&pair[1])) else {
+                continue;
+            };
+            let Some(ours) = alt.iter().find(|c| c.key.as_str() == wire) else {
+                continue;
+            };
+            let mut warned = lock(&self.warned);
+            if warned.len() < 10_000 && warned.insert((ours.key.clone(), theirs.to_owned())) {
+                tracing::warn!(
+                    counter = %ours.key,
+                    limit.ours = ?ours.limit,
+                    limit.cluster = theirs,
+                    "cluster nodes disagree on a counter limit (-1 = unlimited); each node enforces its own"
+                );
+            }
+        }
+    }
+
+    /// Gives back `call`'s units; idempotent (a double release decrements nothing). Call it also
+    /// after an `admit` that failed with an error and will not be retried. On an error the release
+    /// stays queued and each heartbeat retries it: the caller may drop the error.
+    pub async fn release(&self, call: CallKey) -> Result<(), ClusterError> {
+        lock(&self.held).remove(&call);
+        let result = self.run_release(call).await;
+        if result.is_err() {
+            lock(&self.pending).insert(call);
+        }
+        result
+    }
+
+    pub(super) async fn run_release(&self, call: CallKey) -> Result<(), ClusterError> {
+        let member = self.member.read().await;
+        // Never joined: nothing of this epoch can hold the call.
+        let Some(m) = member.as_ref() else {
+            return Ok(());
+        };
+        let mut inv = self.invocation(&self.scripts.release, &m.name);
+        inv.arg(call.0);
+        let reply = self.eval("release", &inv).await?;
+        // `lost`: the member's units are the reap's now, this call's included.
+        match tagged(&reply) {
+            Some(("ok" | "lost", _)) => Ok(()),
+            _ => Err(reply_error("release", &reply)),
+        }
+    }
+
+    /// Every counter in use in the cluster, with this node's share (one round trip).
+    pub async fn usage(&self) -> Result<Vec<CounterUsage>, ClusterError> {
+        let name = self.member.read().await.as_ref().map(|m| m.name.clone());
+        let node_key = format!("{}usage:{}", self.prefix, name.unwrap_or_default());
+        let mut pipe = redis::pipe();
+        pipe.hgetall(format!("{}used", self.prefix))
+            .hgetall(node_key);
+        let mut conn = self.conn.clone();
+        let (cluster, node): (HashMap<String, u64>, HashMap<String, u64>) =
+            self.bounded("usage", pipe.query_async(&mut conn)).await?;
+        let mut out: Vec<CounterUsage> = cluster
+            .keys()
+            .chain(node.keys().filter(|k| !cluster.contains_key(*k)))
+            .filter_map(|wire| {
+                Some(CounterUsage {
+                    key: CounterKey::parse(wire)?,
+                    cluster: cluster.get(wire).copied().unwrap_or(0),
+                    node: node.get(wire).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Whether the last Redis command succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// When this node's lease was last renewed (join or heartbeat), on tokio's clock.
+    pub fn last_renewal(&self) -> Option<Instant> {
+        *lock(&self.last_renewal)
+    }
+
+    /// Whether this node may admit at `now`: renewed within half a lease. Past that the other
+    /// nodes may soon free its units, so admitting would count calls the cluster will forget.
+    pub fn can_admit(&self, now: Instant) -> bool {
+        self.last_renewal()
+            .is_some_and(|at| now.saturating_duration_since(at) < self.lease / 2)
+    }
+
+    /// This node's current epoch, once joined.
+    pub async fn epoch(&self) -> Option<u64> {
+        self.member.read().await.as_ref().map(|m| m.epoch)
+    }
+
+    /// Calls this node holds in memory (what it would republish).
+    pub fn held_calls(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    /// A script invocation with the prelude's arguments (prefix, member or node, now, budget).
+    pub(super) fn invocation<'a>(
+        &self,
+        script: &'a redis::Script,
+        who: &str,
+    ) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        // Declared so a cluster-aware client routes the script to the slot's master; the scripts
+        // derive every key from the prefix (all in that slot) rather than reading KEYS.
+        inv.key(&self.nodes_key)
+            .arg(&self.prefix)
+            .arg(who)
+            .arg(self.clock.arg_ms())
+            .arg(self.budget);
+        inv
+    }
+
+    pub(super) async fn eval(
+        &self,
+        op: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value, ClusterError> {
+        let mut conn = self.conn.clone();
+        self.bounded(op, inv.invoke_async(&mut conn)).await
+    }
+
+    /// Runs a Redis future within the command timeout, recording health.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ClusterError> {
+        let result = match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(ClusterError::Timeout {
+                op,
+                after: self.timeout,
+            }),
+            Ok(r) => r.map_err(|source| ClusterError::Redis { op, source }),
+        };
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+}
+
+pub(super) fn reply_error(op: &'static str, reply: &Value) -> ClusterError {
+    ClusterError::Reply {
+        op,
+        reply: format!("{reply:?}"),
+    }
+}
