@@ -69,7 +69,7 @@ pub enum ClusterClock {
 
 impl ClusterClock {
     /// The `now` argument of the scripts: 0 tells them to read Redis `TIME`.
-    pub(super) fn arg_ms(&self) -> u64 {
+    pub(crate) fn arg_ms(&self) -> u64 {
         match self {
             ClusterClock::Redis => 0,
             ClusterClock::Manual(c) => c.now_ms(),

@@ -32,18 +32,17 @@
 //! Leases are measured on Redis's clock by default (`TIME` inside the scripts), so node clocks
 //! need not agree; tests use a [`ManualClock`].
 
-mod config;
-mod error;
-mod key;
-mod lease;
-mod scripts;
-mod store;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod key;
+pub(crate) mod scripts;
 
 pub use config::{ClusterClock, ClusterConfig, ManualClock};
 pub use error::ClusterError;
 pub use key::{Alternative, CounterKey, CounterKeys, CounterLimit};
-pub use lease::Renewal;
-pub use store::{Admission, CounterUsage, RedisCounters};
+// The Redis client does I/O, so it lives with the daemon's tasks (the layer rule); its API is
+// the cluster's.
+pub use crate::daemon::cluster::{Admission, CounterUsage, RedisCounters, Renewal};
 
 #[cfg(test)]
 mod tests;

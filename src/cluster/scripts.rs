@@ -9,16 +9,16 @@ const PRELUDE: &str = include_str!("prelude.lua");
 
 /// The scripts, hashed once per [`RedisCounters`](super::RedisCounters).
 #[derive(Debug)]
-pub(super) struct Scripts {
-    pub(super) admit: Script,
-    pub(super) release: Script,
-    pub(super) heartbeat: Script,
-    pub(super) join: Script,
-    pub(super) republish: Script,
+pub(crate) struct Scripts {
+    pub(crate) admit: Script,
+    pub(crate) release: Script,
+    pub(crate) heartbeat: Script,
+    pub(crate) join: Script,
+    pub(crate) republish: Script,
 }
 
 impl Scripts {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let with = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Scripts {
             admit: with(include_str!("admit.lua")),
@@ -31,7 +31,7 @@ impl Scripts {
 }
 
 /// A script's reply: its tag (`ok`, `lost`, `full`) and the values after it.
-pub(super) fn tagged(reply: &Value) -> Option<(&str, &[Value])> {
+pub(crate) fn tagged(reply: &Value) -> Option<(&str, &[Value])> {
     match reply {
         Value::Array(items) => {
             let (tag, rest) = items.split_first()?;
@@ -42,7 +42,7 @@ pub(super) fn tagged(reply: &Value) -> Option<(&str, &[Value])> {
 }
 
 /// A string reply (Lua strings arrive as bulk strings).
-pub(super) fn text(v: &Value) -> Option<&str> {
+pub(crate) fn text(v: &Value) -> Option<&str> {
     match v {
         Value::BulkString(b) => std::str::from_utf8(b).ok(),
         Value::SimpleString(s) => Some(s),
@@ -51,7 +51,7 @@ pub(super) fn text(v: &Value) -> Option<&str> {
 }
 
 /// An integer reply (Lua numbers are truncated to integers by Redis; strings are parsed).
-pub(super) fn int(v: &Value) -> Option<i64> {
+pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
         other => text(other)?.parse().ok(),

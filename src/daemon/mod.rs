@@ -3,6 +3,7 @@
 //! decisions live in the cores (the engine included).
 
 mod admin_server;
+pub mod cluster;
 pub mod dispatch;
 pub mod driver;
 pub mod fuzzing;

@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::CallKey;
 
-use super::error::ClusterError;
-use super::key::CounterKey;
-use super::scripts::{int, tagged};
 use super::store::{lock, reply_error, Held, Member, RedisCounters};
+use crate::cluster::error::ClusterError;
+use crate::cluster::key::CounterKey;
+use crate::cluster::scripts::{int, tagged};
 
 /// Calls per republish script run: bounds each run's time inside Redis.
 const REPUBLISH_CHUNK: usize = 256;

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 
 use crate::limits::{CallKey, Refusal};
 
-use super::config::{ClusterClock, ClusterConfig};
-use super::error::ClusterError;
-use super::key::{Alternative, CounterKey};
-use super::scripts::{int, tagged, text, Scripts};
+use crate::cluster::config::{ClusterClock, ClusterConfig};
+use crate::cluster::error::ClusterError;
+use crate::cluster::key::{Alternative, CounterKey};
+use crate::cluster::scripts::{int, tagged, text, Scripts};
 
 /// The answer to an admission.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,9 @@
+//! The Redis client of [`crate::cluster`]: the connection, the scripts' invocations and the node
+//! lease's heartbeat task. Kept with the daemon's other tasks, since it does I/O; the keys, the
+//! scripts and the configuration it runs are in `src/cluster`.
+
+mod lease;
+mod store;
+
+pub use lease::Renewal;
+pub use store::{Admission, CounterUsage, RedisCounters};
