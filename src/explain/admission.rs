@@ -62,6 +62,8 @@ struct Tally<'a> {
     g: &'a Generation,
     used: &'a UsedLookup<'a>,
     taken: HashMap<CounterId, u32>,
+    /// Tokens this call's earlier steps took, per `cps` bucket (level, entity).
+    tokens: HashMap<(crate::limits::Level, String), u32>,
 }
 
 impl Tally<'_> {
@@ -100,9 +102,41 @@ impl Tally<'_> {
                 full,
             });
         }
+        // The calls-per-second buckets the admission charges with the units (all or nothing).
+        let rates = self.g.rates.describe_path(self.g.config(), spec);
+        for (level, name, limit) in &rates {
+            let kind = crate::limits::CounterKind::Cps;
+            let earlier = self
+                .tokens
+                .get(&(*level, name.clone()))
+                .copied()
+                .unwrap_or(0);
+            let used = (self.used)(*level, name, kind).saturating_add(earlier);
+            let full = limit.is_some_and(|l| used >= l);
+            if let (true, None, Some(limit)) = (full, &refusal, *limit) {
+                refusal = Some(Refusal {
+                    level: *level,
+                    name: name.clone(),
+                    counter: kind,
+                    used,
+                    limit,
+                });
+            }
+            lines.push(CounterLine {
+                level: level.as_str().to_owned(),
+                name: name.clone(),
+                counter: kind.as_str().to_owned(),
+                used,
+                limit: *limit,
+                full,
+            });
+        }
         if commit && refusal.is_none() {
             for (id, n) in pending {
                 *self.taken.entry(id).or_insert(0) += n;
+            }
+            for (level, name, _) in rates {
+                *self.tokens.entry((level, name)).or_insert(0) += 1;
             }
         }
         (lines, refusal)
@@ -116,6 +150,7 @@ pub(super) fn decide(g: &Generation, plan: &Plan, used: &UsedLookup<'_>) -> (Vec
         g,
         used,
         taken: HashMap::new(),
+        tokens: HashMap::new(),
     };
     let mut steps = Vec::new();
     if let Some(spec) = plan.incoming {

@@ -576,3 +576,37 @@ fn an_unavailable_trunk_is_passed_over_and_said() {
         ["trunk carrier-a: unavailable (probes down or not registered)"]
     );
 }
+
+#[test]
+fn a_spent_cps_bucket_refuses_like_a_full_counter() {
+    let mut f = Fixture::new();
+    let config = CONFIG.replace("name = \"carrier-a\"\n", "name = \"carrier-a\"\ncps = 5\n");
+    let snapshot = crate::config::load(&config)
+        .unwrap_or_else(|e| panic!("{e:#?}"))
+        .snapshot;
+    f.limiter = Limiter::new(Arc::new(snapshot));
+    let spent = |level: Level, name: &str, kind: CounterKind| {
+        if level == Level::Trunk && name == "carrier-a" && kind == CounterKind::Cps {
+            5
+        } else {
+            0
+        }
+    };
+    let e = f.explain("127.0.0.10", "12125559999", &spent);
+    assert!(
+        e.verdict.admitted,
+        "the second trunk has no rate limit: {e}"
+    );
+    assert_eq!(
+        e.path[0].outcome,
+        StepOutcome::Refused {
+            by: "trunk carrier-a: cps 5/5".into()
+        }
+    );
+    let free = f.explain("127.0.0.10", "12125559999", &none);
+    assert!(free.path[0]
+        .counters
+        .iter()
+        .any(|c| c.counter == "cps" && !c.full));
+    assert_eq!(free.path[0].outcome, StepOutcome::Admitted);
+}

@@ -279,6 +279,23 @@ impl Rates {
         p.push(self, BucketId(1 + sp.0));
     }
 
+    /// Level, entity name and limit of every limited bucket a new call on `spec` charges
+    /// (`callgate explain`, which decides over numbers without taking tokens).
+    pub(crate) fn describe_path(
+        &self,
+        config: &Snapshot,
+        spec: PathSpec,
+    ) -> Vec<(Level, String, Limit)> {
+        self.path(config, spec, Charge::NewCall)
+            .ids()
+            .iter()
+            .map(|id| {
+                let b = self.bucket(*id);
+                (b.level(), b.name().to_owned(), b.limit())
+            })
+            .collect()
+    }
+
     /// The buckets `spec` charges (see the module doc for the decisions).
     pub(crate) fn path(&self, config: &Snapshot, spec: PathSpec, charge: Charge) -> RatePath {
         let mut p = RatePath::new();
