@@ -239,14 +239,7 @@ async fn with_every_leg_failing_the_caller_gets_the_best_response() {
 async fn a_trunk_answering_503_fails_over_to_the_next_trunk() {
     let net = Net(185);
     let (pbx, first, second) = (net.addr(1), net.addr(2), net.addr(3));
-    let tenancy = support::acme(pbx, "udp", first)
-        .replace(
-            "transport = \"udp\"\n\n[[did_pool]]",
-            &format!(
-                "transport = \"udp\"\n\n[[trunk]]\nname = \"backup\"\nkind = \"ip\"\naddress = \"{second}\"\n\n[[did_pool]]"
-            ),
-        )
-        .replace("trunks = [\"carrier\"]", "trunks = [\"carrier\", \"backup\"]");
+    let tenancy = support::acme_with_backup(pbx, first, second, "");
     let h = Harness::start(&config(&tenancy)).await;
     let failing = Sipp::uas("uas-unavailable.xml", first, SippOpts::default()).await;
     let answering = Sipp::uas("uas.xml", second, SippOpts::default()).await;

@@ -177,25 +177,13 @@ async fn a_gateway_answering_503_counts_as_down() {
     wait_health(&h, "up").await;
 }
 
-/// A PBX extension whose outbound rule tries `carrier` (probed at `gateway`) then `backup`.
-fn failover_config(gateway: SocketAddr, pbx: SocketAddr, backup: SocketAddr) -> String {
-    let tenancy = support::acme(pbx, "udp", gateway)
-        .replace(
-            "transport = \"udp\"\n\n[[did_pool]]",
-            &format!(
-                "transport = \"udp\"\nprobe_interval = \"200ms\"\nprobe_misses = 2\n\n\
-                 [[trunk]]\nname = \"backup\"\nkind = \"ip\"\naddress = \"{backup}\"\n\n[[did_pool]]"
-            ),
-        )
-        .replace("trunks = [\"carrier\"]", "trunks = [\"carrier\", \"backup\"]");
-    support::config(&tenancy)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_skip_a_trunk_that_is_down_and_it_comes_back_by_itself() {
     let gw = Gateway::start(NET.ip(12)).await;
     let (pbx, backup) = (NET.addr(13), NET.addr(14));
-    let h = Harness::start(&failover_config(gw.addr, pbx, backup)).await;
+    let probe = "probe_interval = \"200ms\"\nprobe_misses = 2\n";
+    let tenancy = support::acme_with_backup(pbx, gw.addr, backup, probe);
+    let h = Harness::start(&support::config(&tenancy)).await;
     wait_health(&h, "up").await;
     gw.answer_with(0);
     wait_health(&h, "down").await;

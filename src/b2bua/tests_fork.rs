@@ -127,6 +127,24 @@ fn leg_says(f: &mut Fixture, inv: &Bytes, status: u16, reason: &str, tag: &str) 
     f.b2bua.on_response(f.now, &key, resp, &mut f.out);
 }
 
+/// A 183 with SDP (early media) from the callee of the leg whose INVITE is `inv`.
+fn early_media(f: &mut Fixture, inv: &Bytes, tag: &str) {
+    let req = match sip::parse_datagram(inv.clone()) {
+        Ok(Message::Request(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    let resp = response(&sip::response_with_body(
+        &req,
+        183,
+        "Session Progress",
+        Some(tag),
+        &[("Contact", "<sip:uas@127.0.0.9>")],
+        Some(("application/sdp", b"v=0\r\n")),
+    ));
+    let key = client_key(&resp).expect("branch");
+    f.b2bua.on_response(f.now, &key, resp, &mut f.out);
+}
+
 fn start_inbound(f: &mut Fixture, call_id: &str) -> Vec<(String, Bytes)> {
     let inv = inbound_invite(call_id);
     let key = server_key(&inv);
@@ -338,26 +356,10 @@ fn the_callers_cancel_reason_is_passed_on() {
 fn early_media_comes_from_one_leg_only() {
     let mut f = fixture_with(&e3(2, 2));
     let started = start_inbound(&mut f, "e3h");
-    let with_sdp = |f: &mut Fixture, inv: &Bytes, tag: &str| {
-        let req = match sip::parse_datagram(inv.clone()) {
-            Ok(Message::Request(r)) => r,
-            other => panic!("{other:?}"),
-        };
-        let resp = response(&sip::response_with_body(
-            &req,
-            183,
-            "Session Progress",
-            Some(tag),
-            &[("Contact", "<sip:uas@127.0.0.9>")],
-            Some(("application/sdp", b"v=0\r\n")),
-        ));
-        let key = client_key(&resp).expect("branch");
-        f.b2bua.on_response(f.now, &key, resp, &mut f.out);
-    };
-    with_sdp(&mut f, &started[1].1, "m1");
+    early_media(&mut f, &started[1].1, "m1");
     assert_eq!(statuses(&f.out), vec![183]);
     f.out.clear();
-    with_sdp(&mut f, &started[0].1, "m2");
+    early_media(&mut f, &started[0].1, "m2");
     leg_says(&mut f, &started[2].1, 180, "Ringing", "m3");
     assert!(
         statuses(&f.out).is_empty(),
@@ -444,26 +446,10 @@ fn the_record_of_a_forked_call_holds_the_call_and_the_answering_legs_counters() 
 fn when_the_early_media_leg_fails_another_legs_media_reaches_the_caller() {
     let mut f = fixture_with(&e3(2, 2));
     let started = start_inbound(&mut f, "e3m");
-    let sdp = |f: &mut Fixture, inv: &Bytes, tag: &str| {
-        let req = match sip::parse_datagram(inv.clone()) {
-            Ok(Message::Request(r)) => r,
-            other => panic!("{other:?}"),
-        };
-        let resp = response(&sip::response_with_body(
-            &req,
-            183,
-            "Session Progress",
-            Some(tag),
-            &[("Contact", "<sip:uas@127.0.0.9>")],
-            Some(("application/sdp", b"v=0\r\n")),
-        ));
-        let key = client_key(&resp).expect("branch");
-        f.b2bua.on_response(f.now, &key, resp, &mut f.out);
-    };
-    sdp(&mut f, &started[0].1, "m1");
+    early_media(&mut f, &started[0].1, "m1");
     leg_says(&mut f, &started[0].1, 486, "Busy Here", "m1");
     f.out.clear();
-    sdp(&mut f, &started[1].1, "m2");
+    early_media(&mut f, &started[1].1, "m2");
     assert_eq!(statuses(&f.out), vec![183], "011's early media now");
     leg_says(&mut f, &started[1].1, 200, "OK", "m2");
     leg_says(&mut f, &started[2].1, 487, "Request Terminated", "x");

@@ -136,6 +136,24 @@ trunks = ["carrier"]
     )
 }
 
+/// [`acme`] with a second `ip` trunk `backup` at `backup` after `carrier` in the outbound rule;
+/// `carrier_keys` are added to carrier's table (e.g. its health probe).
+pub fn acme_with_backup(
+    pbx: SocketAddr,
+    trunk: SocketAddr,
+    backup: SocketAddr,
+    carrier_keys: &str,
+) -> String {
+    acme(pbx, "udp", trunk)
+        .replace(
+            "transport = \"udp\"\n\n[[did_pool]]",
+            &format!(
+                "transport = \"udp\"\n{carrier_keys}\n[[trunk]]\nname = \"backup\"\nkind = \"ip\"\naddress = \"{backup}\"\n\n[[did_pool]]"
+            ),
+        )
+        .replace("trunks = [\"carrier\"]", "trunks = [\"carrier\", \"backup\"]")
+}
+
 /// [`acme`] plus two phones of user alice, each with a digest password: 101 (password
 /// "pw101") and 102 ("pw102").
 pub fn acme_phones(pbx: SocketAddr, trunk: SocketAddr) -> String {
