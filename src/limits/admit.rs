@@ -8,19 +8,23 @@
 //! - a call's units can be released by call id after a crash: admission carries the [`CallKey`], so
 //!   the backend can record `call -> counters` under a lease next to the counts.
 //!
-//! The trait is synchronous because the only backend today is a few lock-free atomics, in line on
-//! the admission path; making every caller `await` for it would cost every call a future. A network
-//! backend will not block inside these methods: it will be driven by the daemon's driver, which
-//! sends the same `(CallKey, Path)` request, awaits the reply, and then builds the permit; `release`
-//! then only enqueues the release (Drop cannot await), and the lease by call id covers a release
-//! lost in a crash. The arguments stay the same, so b2bua code does not change.
+//! **Two steps for a shared backend.** The in-memory backend answers in line: [`Generation::
+//! try_admit`] is one call. A backend across the network ([`CounterBackend::is_shared`], the
+//! Redis counters) must not block a shard for a round trip, so admission there is split:
+//! [`Generation::reserve`] takes the call's calls-per-second tokens (local, so a flood a rate
+//! refuses never reaches the network) and names the counters; the daemon asks the backend; the
+//! answer turns the [`Reservation`] into a [`Permit`] ([`Reservation::granted`], or
+//! [`Reservation::admit_locally`] when the backend failed and the policy says "local"), or drops
+//! it, which gives the tokens back. In a shared backend the generation's own cells count this
+//! node's share of the units; releasing a permit gives those back and tells the backend, which
+//! cannot await in Drop and so only enqueues the release (idempotent by call id).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::path::{Path, PathSpec};
-use super::rate::Charge;
+use super::rate::{Charge, RatePath, Taken};
 use super::refusal::Refusal;
 use super::tree::Generation;
 
@@ -41,8 +45,15 @@ pub trait CounterBackend: Send + Sync + fmt::Debug {
         path: &Path,
     ) -> Result<(), Refusal>;
 
-    /// Gives back the units `call` took on `path` with a successful `try_acquire`.
+    /// Gives back the units `call` took on `path` with a successful `try_acquire` (or, in a
+    /// shared backend, that a granted [`Reservation`] counted).
     fn release(&self, generation: &Generation, call: CallKey, path: &Path);
+
+    /// Whether the units live across the network, so admission is two-step: reserve, ask the
+    /// backend, then grant (see the module doc). `try_acquire` is then the local fallback.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Counters in process memory: each counter one atomic, acquired by a compare-and-swap that only
@@ -116,6 +127,70 @@ impl Drop for Permit {
     }
 }
 
+/// The local half of a two-step admission: the calls-per-second tokens are taken, the counters
+/// are named but not acquired. Dropping it gives the tokens back.
+#[derive(Debug)]
+#[must_use = "dropping a Reservation gives its tokens back"]
+pub struct Reservation {
+    generation: Arc<Generation>,
+    call: CallKey,
+    path: Path,
+    rates: RatePath,
+    taken: Option<Taken>,
+}
+
+impl Reservation {
+    /// The call asking.
+    pub fn call(&self) -> CallKey {
+        self.call
+    }
+
+    /// The counters it needs, one unit each.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The generation it was reserved on (its counters' names and limits).
+    pub fn generation(&self) -> &Arc<Generation> {
+        &self.generation
+    }
+
+    /// The shared backend acquired every counter: counts them as this node's share (whatever the
+    /// local limit: the backend checked the cluster's) and keeps the tokens.
+    pub fn granted(mut self) -> Permit {
+        self.taken = None;
+        for id in self.path.ids() {
+            self.generation.cell(*id).force_acquire();
+        }
+        self.into_permit()
+    }
+
+    /// The shared backend could not answer and the policy is to admit on this node's counters
+    /// alone: acquires them against the local limits, all or nothing.
+    pub fn admit_locally(mut self) -> Result<Permit, Refusal> {
+        MemoryBackend.try_acquire(&self.generation, self.call, &self.path)?;
+        self.taken = None;
+        Ok(self.into_permit())
+    }
+
+    /// The permit for the same units; `self` then drops with no tokens left to give back.
+    fn into_permit(self) -> Permit {
+        Permit {
+            generation: Arc::clone(&self.generation),
+            call: self.call,
+            path: self.path,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.generation.rates.give_back(&self.rates, &taken);
+        }
+    }
+}
+
 impl Generation {
     /// Admits `spec` for `call` at `now` as a new call: a token from every calls-per-second bucket
     /// of its path and a unit on every counter, or nothing at all.
@@ -156,5 +231,35 @@ impl Generation {
             call,
             path,
         })
+    }
+
+    /// The first step of a shared backend's admission: takes the tokens `charge` says from the
+    /// buckets of `spec`, or refuses naming the spent bucket; the counters are left to the
+    /// backend.
+    ///
+    /// # Panics
+    /// If an id in `spec` is out of range: ids must come from [`Generation::config`].
+    pub fn reserve(
+        self: &Arc<Self>,
+        call: CallKey,
+        spec: PathSpec,
+        charge: Charge,
+        now: Instant,
+    ) -> Result<Reservation, Refusal> {
+        let path = self.path(spec);
+        let rates = self.rates.path(self.config(), spec, charge);
+        let taken = self.rates.try_take(&rates, now)?;
+        Ok(Reservation {
+            generation: Arc::clone(self),
+            call,
+            path,
+            rates,
+            taken: Some(taken),
+        })
+    }
+
+    /// Whether admission on this generation is two-step ([`CounterBackend::is_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.backend.is_shared()
     }
 }

@@ -36,7 +36,7 @@ mod refusal;
 pub mod testing;
 mod tree;
 
-pub use admit::{CallKey, CounterBackend, MemoryBackend, Permit};
+pub use admit::{CallKey, CounterBackend, MemoryBackend, Permit, Reservation};
 pub use limiter::{CounterView, Limiter};
 pub use path::{Path, PathSpec, RuleOwner};
 pub use rate::Charge;

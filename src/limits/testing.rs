@@ -189,6 +189,12 @@ impl TreeBuilder {
         self
     }
 
+    /// Sets the concurrent-call limits of organization `id`.
+    pub fn organization_limits(&mut self, id: OrgId, limits: Limits) -> &mut Self {
+        self.snapshot.organizations[id.index()].limits = limits;
+        self
+    }
+
     /// Sets the calls per second of trunk `id`.
     pub fn trunk_cps(&mut self, id: TrunkId, cps: Limit) -> &mut Self {
         self.snapshot.trunks[id.index()].cps = cps;
@@ -203,4 +209,44 @@ impl TreeBuilder {
 
 fn next(len: usize) -> u32 {
     u32::try_from(len).expect("invariant: test trees have fewer than 2^32 entities")
+}
+
+/// A shared backend for tests of two-step admission: the generation's cells count the node's
+/// share (as with Redis), `try_acquire` is the local fallback, and every release is recorded.
+#[derive(Debug, Default)]
+pub struct SharedBackend {
+    released: std::sync::Mutex<Vec<super::CallKey>>,
+}
+
+impl SharedBackend {
+    /// The calls released so far, in order.
+    pub fn released(&self) -> Vec<super::CallKey> {
+        self.released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl super::CounterBackend for SharedBackend {
+    fn try_acquire(
+        &self,
+        generation: &super::Generation,
+        call: super::CallKey,
+        path: &super::Path,
+    ) -> Result<(), super::Refusal> {
+        super::MemoryBackend.try_acquire(generation, call, path)
+    }
+
+    fn release(&self, generation: &super::Generation, call: super::CallKey, path: &super::Path) {
+        super::MemoryBackend.release(generation, call, path);
+        self.released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
 }

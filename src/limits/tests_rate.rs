@@ -383,3 +383,97 @@ fn reload_keeps_a_surviving_bucket_and_its_refill_time() {
     l.reload(Arc::new(s.clone()));
     assert_eq!(burst(&l, t.out(), 20, 9, t0 + 500 * MS), 5);
 }
+
+// Two-step admission (a shared backend): tokens at reservation, counters at the answer.
+
+fn shared(t: &Tree) -> (Limiter, Arc<testing::SharedBackend>) {
+    let backend = Arc::new(testing::SharedBackend::default());
+    let l = Limiter::with_backend(Arc::new(t.b.build()), backend.clone());
+    (l, backend)
+}
+
+#[test]
+fn a_reservation_takes_tokens_only_and_gives_them_back_when_dropped() {
+    let t = tree().with_trunk_cps(Some(2));
+    let (l, backend) = shared(&t);
+    let g = l.current();
+    assert!(g.is_shared());
+    let t0 = crate::test_clock::origin();
+    let r = g
+        .reserve(CallKey(1), t.out(), Charge::NewCall, t0)
+        .expect("a token is free");
+    assert_eq!(r.path().ids().len(), g.path(t.out()).ids().len());
+    assert_eq!(l.in_use(), 0, "no counter is taken before the answer");
+    assert_eq!(cps_used(&l, Level::Trunk, "pstn", t0), Some((1, Some(2))));
+    drop(r);
+    assert_eq!(cps_used(&l, Level::Trunk, "pstn", t0), Some((0, Some(2))));
+    assert!(backend.released().is_empty(), "nothing was acquired");
+}
+
+#[test]
+fn a_spent_bucket_refuses_the_reservation_before_the_backend_is_asked() {
+    let t = tree().with_trunk_cps(Some(1));
+    let (l, _) = shared(&t);
+    let g = l.current();
+    let t0 = crate::test_clock::origin();
+    let _first = g
+        .reserve(CallKey(1), t.out(), Charge::NewCall, t0)
+        .expect("free");
+    let refusal = g
+        .reserve(CallKey(2), t.out(), Charge::NewCall, t0)
+        .expect_err("spent");
+    assert_eq!(refusal.to_string(), "trunk pstn: cps 1/1");
+}
+
+#[test]
+fn a_granted_reservation_counts_the_node_share_and_releases_through_the_backend() {
+    // The local limit is 1, but the backend checked the cluster's: granting never refuses.
+    let mut t = tree();
+    t.b.organization_limits(t.acme, limits(Some(1), None));
+    let (l, backend) = shared(&t);
+    let g = l.current();
+    let t0 = crate::test_clock::origin();
+    let a = g
+        .reserve(CallKey(1), t.out(), Charge::NewCall, t0)
+        .expect("no cps");
+    let b = g
+        .reserve(CallKey(2), t.out(), Charge::NewCall, t0)
+        .expect("no cps");
+    let (pa, pb) = (a.granted(), b.granted());
+    let used = |l: &Limiter| {
+        l.snapshot()
+            .into_iter()
+            .find(|v| v.level == Level::Organization && v.name == "acme")
+            .map(|v| v.used)
+    };
+    assert_eq!(used(&l), Some(2));
+    drop(pa);
+    drop(pb);
+    assert_eq!(l.in_use(), 0);
+    assert_eq!(backend.released(), vec![CallKey(1), CallKey(2)]);
+}
+
+#[test]
+fn admitting_locally_applies_the_local_limits_all_or_nothing() {
+    let mut t = tree().with_trunk_cps(Some(5));
+    t.b.organization_limits(t.acme, limits(Some(1), None));
+    let (l, _) = shared(&t);
+    let g = l.current();
+    let t0 = crate::test_clock::origin();
+    let first = g
+        .reserve(CallKey(1), t.out(), Charge::NewCall, t0)
+        .and_then(Reservation::admit_locally)
+        .expect("room");
+    let refusal = g
+        .reserve(CallKey(2), t.out(), Charge::NewCall, t0)
+        .and_then(Reservation::admit_locally)
+        .expect_err("acme is full here");
+    assert_eq!(refusal.level, Level::Organization);
+    assert_eq!(
+        cps_used(&l, Level::Trunk, "pstn", t0),
+        Some((1, Some(5))),
+        "the refused call's token went back"
+    );
+    drop(first);
+    assert_eq!(l.in_use(), 0);
+}

@@ -160,6 +160,12 @@ impl Cell {
         }
     }
 
+    /// Takes one unit whatever the limit: a shared backend already checked it against every
+    /// node's units, and this cell only counts this node's share.
+    pub(crate) fn force_acquire(&self) {
+        self.used.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Gives back one unit taken by [`Cell::try_acquire`].
     pub(crate) fn release(&self) {
         let before = self.used.fetch_sub(1, Ordering::Relaxed);
