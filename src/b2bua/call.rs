@@ -121,6 +121,9 @@ pub struct Call {
     pub(super) reinvite_ok: Option<Box<PendingOk>>,
     /// What its call detail record needs beyond the call's state (`None`: no records kept).
     pub(super) record: Option<Box<RecordDraft>>,
+    /// Failover admissions the shared backend has not answered yet: the call is not over
+    /// while one may still start a leg.
+    pub(super) admitting: u8,
 }
 
 /// A call detail record in the making.
@@ -200,6 +203,8 @@ pub(super) struct TargetState {
     pub(super) permit: Option<Permit>,
     /// Ways not tried yet, in order (outbound failover).
     pub(super) rest: Vec<crate::routing::plan::Choice>,
+    /// Failovers so far (part of the limiter's key: [`super::setup::target_key`]).
+    pub(super) round: u8,
 }
 
 impl Call {

@@ -213,6 +213,7 @@ impl B2bua {
         out: &mut Vec<Out>,
     ) {
         let Some(&id) = self.by_a_invite.get(invite_key) else {
+            self.cancel_waiting(invite_key, out);
             return;
         };
         let Some(call) = self.calls.get_mut(&id) else {

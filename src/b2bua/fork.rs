@@ -314,7 +314,11 @@ impl B2bua {
         if rest.is_empty() {
             return;
         }
-        let key = super::setup::target_key(id, target);
+        if generation.is_shared() {
+            return self.ask_fail_over(now, id, target, rest, out);
+        }
+        t.round = t.round.wrapping_add(1);
+        let key = super::setup::target_key(id, target, t.round);
         match super::setup::admit_target(&generation, key, rest, Charge::FailOver, now) {
             Ok((choice, permit, rest)) => {
                 let trunk = choice
@@ -356,11 +360,11 @@ impl B2bua {
 
     /// A call with no leg left: before an answer the caller gets the best final response;
     /// while cancelling it is over.
-    fn maybe_finish(&mut self, id: u64, out: &mut Vec<Out>) {
+    pub(super) fn maybe_finish(&mut self, id: u64, out: &mut Vec<Out>) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if !call.attempts.is_empty() {
+        if !call.attempts.is_empty() || call.admitting > 0 {
             return;
         }
         match call.state {

@@ -11,6 +11,7 @@
 //! driver executes in order (respond on a server transaction, start a client transaction, send
 //! an ACK, arm a call timer, account a finished call).
 
+mod admission;
 mod call;
 mod dialog;
 mod fork;
@@ -19,6 +20,8 @@ mod setup;
 mod teardown;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admission;
 #[cfg(test)]
 mod tests_edge;
 #[cfg(test)]
@@ -35,6 +38,7 @@ use crate::sip::ids::Ids;
 use crate::split_map::SplitMap;
 use crate::transaction::TransactionKey;
 
+pub use admission::{AdmitPart, AdmitRequest, PartAnswer};
 pub use call::{Call, CallState, Outcome};
 pub use leg::{Dest, Leg, Side};
 
@@ -99,6 +103,8 @@ pub enum Out {
     },
     /// An INVITE was refused by the limiter (no leg created).
     Rejected(Refusal),
+    /// Ask the shared counter backend; answer with [`B2bua::on_admitted`].
+    Admit(AdmitRequest),
     /// A call detail record: the call ended (or was refused) now; the engine sets its end time.
     Record(Box<crate::cdr::CallRecord>),
     /// A call's leg starts (`held`) or stops using the TCP flow to `peer`: a flow that carries
@@ -259,6 +265,14 @@ pub struct B2bua {
     /// Call detail records are kept (`[server] cdr_file`).
     records: bool,
     draining: bool,
+    /// Admissions the shared counter backend has not answered (see `admission.rs`).
+    waiting: std::collections::HashMap<u64, admission::Waiting, foldhash::fast::RandomState>,
+    /// The caller's INVITE transaction of each call waiting for its admission (its CANCEL).
+    waiting_by_invite: std::collections::HashMap<TransactionKey, u64, foldhash::fast::RandomState>,
+    /// The caller's Call-ID of each call waiting for its admission.
+    waiting_call_ids: std::collections::HashMap<String, u64, foldhash::fast::RandomState>,
+    /// Failover requests numbered so far.
+    next_wait: u64,
 }
 
 impl B2bua {
@@ -278,6 +292,10 @@ impl B2bua {
             trunks: Arc::new(crate::routing::plan::AllAvailable),
             records: false,
             draining: false,
+            waiting: Default::default(),
+            waiting_by_invite: Default::default(),
+            waiting_call_ids: Default::default(),
+            next_wait: 0,
         }
     }
 
@@ -370,6 +388,9 @@ impl B2bua {
             by_client: self.by_client.len(),
             by_a_invite: self.by_a_invite.len(),
             by_peer: self.by_peer.len(),
+            waiting: self.waiting.len()
+                + self.waiting_by_invite.len()
+                + self.waiting_call_ids.len(),
         }
     }
 
@@ -463,6 +484,8 @@ pub struct IndexSizes {
     pub by_a_invite: usize,
     /// TCP peers with calls.
     pub by_peer: usize,
+    /// Admissions waiting for the shared backend, with their indexes.
+    pub waiting: usize,
 }
 
 /// The stream peers of a call's legs, each once (both legs may face one PBX).

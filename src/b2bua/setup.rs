@@ -61,7 +61,9 @@ impl B2bua {
             });
             return;
         }
-        if self.by_call_id.contains_key(req.parts().call_id()) {
+        if self.by_call_id.contains_key(req.parts().call_id())
+            || self.is_waiting_call_id(req.parts().call_id())
+        {
             // A new INVITE with the Call-ID of a call in progress (a loop, a merged request or
             // a confused PBX): RFC 3261 8.2.2.2. Admitting it would index two calls under one
             // Call-ID, and ending one would unhook the other.
@@ -96,17 +98,27 @@ impl B2bua {
             Ok(p) => p,
             Err(e) => return self.refuse_route(&req, key, &e, out),
         };
+        if generation.is_shared() {
+            return self.ask_admission(now, req, key, source, &generation, plan, id, out);
+        }
         match admit(&generation, plan, id, now) {
-            Ok(admitted) => self.start_call(now, req, key, source, admitted, id, out),
+            Ok(admitted) => {
+                let trying = sip::response_to(&req, 100, "Trying", None, &[]);
+                out.push(Out::Respond {
+                    key: key.clone(),
+                    status: 100,
+                    bytes: trying,
+                });
+                self.start_call(now, req, key, source, admitted, id, out)
+            }
             Err(Admission::Refused(refusal)) => {
-                self.record_refusal(now, id, &req, &snapshot, &refusal, out);
-                self.refuse_admission(&req, key, &snapshot, refusal, out)
+                self.refuse_limit(now, id, &req, key, &generation, refusal, out)
             }
             Err(Admission::Route(e)) => self.refuse_route(&req, key, &e, out),
         }
     }
 
-    fn refuse_route(
+    pub(super) fn refuse_route(
         &mut self,
         req: &Request,
         key: TransactionKey,
@@ -127,7 +139,7 @@ impl B2bua {
     }
 
     /// The record of a call a limit refused.
-    fn record_refusal(
+    pub(super) fn record_refusal(
         &self,
         now: Instant,
         id: u64,
@@ -163,7 +175,7 @@ impl B2bua {
         })));
     }
 
-    fn refuse_admission(
+    pub(super) fn refuse_admission(
         &mut self,
         req: &Request,
         key: TransactionKey,
@@ -191,8 +203,10 @@ impl B2bua {
         out.push(Out::Rejected(refusal));
     }
 
-    #[allow(clippy::too_many_arguments)] // one call site; the values are the call's parts
-    fn start_call(
+    /// Starts admitted call `id`: leg A, its timers, and the callee legs (the caller already has
+    /// its 100 Trying).
+    #[allow(clippy::too_many_arguments)] // the values are the call's parts
+    pub(super) fn start_call(
         &mut self,
         now: Instant,
         req: Request,
@@ -204,12 +218,6 @@ impl B2bua {
     ) {
         tracing::info!(call = id, call_id = %req.parts().call_id(), targets = admitted.targets.len(), "call admitted");
         let a = a_leg(&req, source, self.tag());
-        let trying = sip::response_to(&req, 100, "Trying", None, &[]);
-        out.push(Out::Respond {
-            key: key.clone(),
-            status: 100,
-            bytes: trying,
-        });
         let config = self.limiter.current().config().clone();
         let ring = admitted.ring_time.unwrap_or(self.settings.ring_timeout);
         out.push(Out::Started { call: id });
@@ -276,13 +284,18 @@ impl B2bua {
             close_probe: [false; 2],
             reinvite_ok: None,
             record: None,
+            admitting: 0,
         };
         // Boxed: the table's buckets stay small (a held call's state was ~700 bytes inline in
         // a bucket, at the map's load factor ~1.1 KiB per call).
         self.calls.insert(id, Box::new(call));
         for (t, (choice, permit, rest)) in admitted.targets.into_iter().enumerate() {
             if let Some(call) = self.calls.get_mut(&id) {
-                call.targets.push(TargetState { permit, rest });
+                call.targets.push(TargetState {
+                    permit,
+                    rest,
+                    round: 0,
+                });
             }
             self.start_choice(id, t as u8, &choice, out);
         }
@@ -489,15 +502,17 @@ enum Admission {
 
 /// A plan whose units are held: the call's own, and per target that could start, the way
 /// admitted with its units and the ways left for failover.
-struct Admitted {
-    incoming: Option<Permit>,
-    targets: Vec<(Choice, Option<Permit>, Vec<Choice>)>,
-    ring_time: Option<std::time::Duration>,
+pub(super) struct Admitted {
+    pub(super) incoming: Option<Permit>,
+    pub(super) targets: Vec<(Choice, Option<Permit>, Vec<Choice>)>,
+    pub(super) ring_time: Option<std::time::Duration>,
 }
 
-/// The limiter's key for target `t` of call `id` (each leg's units are its own lease).
-pub(super) fn target_key(id: u64, t: u8) -> CallKey {
-    CallKey(id ^ ((u64::from(t) + 1) << 56))
+/// The limiter's key for target `t` of call `id` at failover `round` (each target's units are
+/// their own lease, and each failover's a new one: a shared backend must never confuse a new
+/// admission with the released one's retry). Call numbers stay below bit 48.
+pub(super) fn target_key(id: u64, t: u8, round: u8) -> CallKey {
+    CallKey(id ^ ((u64::from(t) + 1) << 56) ^ (u64::from(round) << 48))
 }
 
 /// Admits the call's own units, then each target on the first of its ways with room (spec 4: a
@@ -521,7 +536,7 @@ fn admit(
     for (t, target) in plan.targets.into_iter().enumerate() {
         match admit_target(
             g,
-            target_key(id, t as u8),
+            target_key(id, t as u8, 0),
             target.choices,
             Charge::NewCall,
             now,

@@ -99,6 +99,7 @@ impl B2bua {
     /// Drain for shutdown: refuse new calls from now on and end every call in progress.
     pub fn drain(&mut self, now: Instant, out: &mut Vec<Out>) {
         self.draining = true;
+        self.drain_waiting(out);
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
             let outcome = match self.calls.get_mut(&id) {

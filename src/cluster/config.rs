@@ -47,9 +47,15 @@ impl ClusterConfig {
     pub fn from_backend(backend: &CounterBackend, node: impl Into<String>) -> Option<Self> {
         match backend {
             CounterBackend::Memory => None,
-            CounterBackend::Redis { url, lease } => {
+            CounterBackend::Redis {
+                url,
+                lease,
+                cluster,
+                ..
+            } => {
                 let mut cfg = ClusterConfig::new(url.clone(), node);
                 cfg.lease = *lease;
+                cfg.cluster = cluster.clone();
                 Some(cfg)
             }
         }

@@ -64,6 +64,8 @@ fn config_comes_from_the_counters_section() {
     let backend = CounterBackend::Redis {
         url: "redis://10.0.0.5:6379/".to_owned(),
         lease: std::time::Duration::from_secs(9),
+        on_error: crate::config::model::BackendErrorPolicy::Reject,
+        cluster: "east".to_owned(),
     };
     let cfg = ClusterConfig::from_backend(&backend, "edge-1").expect("redis backend");
     assert_eq!(
@@ -71,5 +73,6 @@ fn config_comes_from_the_counters_section() {
         ("redis://10.0.0.5:6379/", "edge-1")
     );
     assert_eq!(cfg.lease, std::time::Duration::from_secs(9));
+    assert_eq!(cfg.cluster, "east");
     assert!(ClusterConfig::from_backend(&CounterBackend::Memory, "edge-1").is_none());
 }

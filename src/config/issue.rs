@@ -291,6 +291,8 @@ pub enum Problem {
     },
     /// `counters.backend = "redis"` without `redis_url`.
     RedisWithoutUrl,
+    /// `counters.cluster` empty, not ASCII, or with a brace (it is a Redis hash tag).
+    BadClusterName(String),
     /// `[admin] address` is not a loopback address and no `token` is set.
     PublicAdminWithoutToken(SocketAddr),
     /// A reload would change the address callgate writes in Via and Contact for a transport,
@@ -445,6 +447,10 @@ impl fmt::Display for Problem {
                  (use letters, digits and -_.!~*'()&=+$,/)"
             ),
             RedisWithoutUrl => f.write_str("backend = \"redis\" needs `redis_url`"),
+            BadClusterName(name) => write!(
+                f,
+                "cluster name `{name}` must be non-empty ASCII without braces (it is a Redis hash tag)"
+            ),
             ReferencedTrunkRemoved { rules } => write!(
                 f,
                 "trunk is referenced by {rules} rule(s) of the running configuration and cannot \

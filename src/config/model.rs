@@ -203,7 +203,22 @@ pub enum CounterBackend {
         url: String,
         /// A node that stops renewing loses its units after this.
         lease: Duration,
+        /// What a new call gets while Redis cannot answer.
+        on_error: BackendErrorPolicy,
+        /// Name of the cluster: the hash tag of every key, so several callgate clusters can
+        /// share one Redis.
+        cluster: String,
     },
+}
+
+/// `[counters] on_backend_error`: admission while the shared backend cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendErrorPolicy {
+    /// Refuse new calls with 503 and a Reason naming the backend (calls in progress go on).
+    #[default]
+    Reject,
+    /// Admit on this node's own counters and limits, as if it were alone.
+    Local,
 }
 
 /// `[[service_provider]]`.

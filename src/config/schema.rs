@@ -197,6 +197,18 @@ pub(crate) struct RawCounters {
     pub(crate) redis_url: Option<String>,
     #[serde(default = "default_lease")]
     pub(crate) lease: String,
+    #[serde(default)]
+    pub(crate) on_backend_error: RawBackendErrorPolicy,
+    pub(crate) cluster: Option<String>,
+}
+
+/// `counters.on_backend_error`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawBackendErrorPolicy {
+    #[default]
+    Reject,
+    Local,
 }
 
 impl Default for RawCounters {
@@ -205,6 +217,8 @@ impl Default for RawCounters {
             backend: RawBackend::Memory,
             redis_url: None,
             lease: default_lease(),
+            on_backend_error: RawBackendErrorPolicy::Reject,
+            cluster: None,
         }
     }
 }

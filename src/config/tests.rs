@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::did::{cross_org_overlaps, merge, parse_dids, PoolRange};
 use super::model::{
-    CounterBackend, Destination, DidRange, ExtId, OrgId, RingTarget, TrunkId, TrunkKind,
+    BackendErrorPolicy, CounterBackend, Destination, DidRange, ExtId, OrgId, RingTarget, TrunkId,
+    TrunkKind,
 };
 use super::*;
 
@@ -597,8 +598,21 @@ fn redis_backend_needs_a_url() {
     )
     .expect("ok");
     assert!(
-        matches!(ok.snapshot.counters, CounterBackend::Redis { lease, .. } if lease.as_millis() == 500)
+        matches!(ok.snapshot.counters, CounterBackend::Redis { lease, on_error: BackendErrorPolicy::Reject, ref cluster, .. } if lease.as_millis() == 500 && cluster == "callgate")
     );
+    let local = load_with(
+        "[counters]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1\"\non_backend_error = \"local\"\ncluster = \"east\"\n",
+    )
+    .expect("ok");
+    assert!(matches!(
+        local.snapshot.counters,
+        CounterBackend::Redis { on_error: BackendErrorPolicy::Local, ref cluster, .. } if cluster == "east"
+    ));
+    let p = one_error(
+        "[counters]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1\"\ncluster = \"a{b}\"\n",
+        "counters",
+    );
+    assert_eq!(p, Problem::BadClusterName("a{b}".to_owned()));
 }
 
 #[test]

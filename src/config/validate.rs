@@ -13,10 +13,13 @@ use std::time::Duration;
 use super::did::merge;
 use super::issue::{ConfigIssue, Entity, Problem};
 use super::model::{
-    Admin, CounterBackend, DidRange, ExtId, License, Limit, Limits, Listen, OrgId, RingRuleId,
-    Server, Snapshot, SpId, TcpLimits, TlsFiles, Transport, TrunkId, UserId,
+    Admin, BackendErrorPolicy, CounterBackend, DidRange, ExtId, License, Limit, Limits, Listen,
+    OrgId, RingRuleId, Server, Snapshot, SpId, TcpLimits, TlsFiles, Transport, TrunkId, UserId,
 };
-use super::schema::{parse_duration, RawBackend, RawConfig, RawLimits, RawListen, RawTransport};
+use super::schema::{
+    parse_duration, RawBackend, RawBackendErrorPolicy, RawConfig, RawLimits, RawListen,
+    RawTransport,
+};
 use super::{index, rules, tenancy};
 
 /// Validates a parsed file. Returns the snapshot when no issue is an error, and every issue
@@ -345,10 +348,28 @@ impl<'r> Build<'r> {
             (RawBackend::Redis, Some(url)) if !url.is_empty() => CounterBackend::Redis {
                 url: url.clone(),
                 lease,
+                on_error: match raw.on_backend_error {
+                    RawBackendErrorPolicy::Reject => BackendErrorPolicy::Reject,
+                    RawBackendErrorPolicy::Local => BackendErrorPolicy::Local,
+                },
+                cluster: self.cluster_name(),
             },
             (RawBackend::Redis, _) => {
                 self.error(Entity::Counters, "redis_url", Problem::RedisWithoutUrl);
                 CounterBackend::Memory
+            }
+        }
+    }
+
+    /// `counters.cluster`: a Redis hash tag, so no braces (they would split the slot).
+    fn cluster_name(&mut self) -> String {
+        let name = self.raw.counters.cluster.clone();
+        match name {
+            None => "callgate".to_owned(),
+            Some(n) if !n.is_empty() && !n.contains(['{', '}']) && n.is_ascii() => n,
+            Some(n) => {
+                self.error(Entity::Counters, "cluster", Problem::BadClusterName(n));
+                "callgate".to_owned()
             }
         }
     }

@@ -115,6 +115,8 @@ pub struct Engine {
     #[allow(clippy::vec_box)]
     // records travel on as boxes: one pointer each through the channel
     records: Vec<Box<crate::cdr::CallRecord>>,
+    /// Questions for the shared counter backend, drained by the driver.
+    admissions: Vec<crate::b2bua::AdmitRequest>,
     /// Where each transaction's transmissions go.
     dests: SplitMap<TransactionKey, Dest>,
     /// Our client INVITEs (the non-2xx ACK is built from them).
@@ -210,6 +212,7 @@ impl Engine {
             outbox: Vec::new(),
             flows: Vec::new(),
             records: Vec::new(),
+            admissions: Vec::new(),
             awaiting_final: SplitMap::default(),
             dests: SplitMap::default(),
             invites: SplitMap::default(),
@@ -253,6 +256,18 @@ impl Engine {
         into.append(&mut self.records);
     }
 
+    /// Moves the questions for the shared counter backend into `into`; the driver answers each
+    /// with [`Engine::on_admitted`].
+    pub fn take_admissions(&mut self, into: &mut Vec<crate::b2bua::AdmitRequest>) {
+        into.append(&mut self.admissions);
+    }
+
+    /// The shared counter backend answered admission request `id`.
+    pub fn on_admitted(&mut self, now: Instant, id: u64, answers: Vec<crate::b2bua::PartAnswer>) {
+        self.b2bua.on_admitted(now, id, answers, &mut self.out);
+        self.flush(now);
+    }
+
     /// A send for transaction `key` failed (its TCP connection could not be opened, or its queue
     /// was full): the transaction fails now rather than waiting for a response that cannot come
     /// (over TCP nothing is retransmitted).
@@ -278,7 +293,7 @@ impl Engine {
     /// sent while ending a call): the drain waits for both, so teardown requests are
     /// retransmitted and the callee's 487 is ACKed before the daemon exits.
     pub fn busy(&self) -> usize {
-        self.b2bua.len() + self.awaiting_final.len()
+        self.b2bua.len() + self.awaiting_final.len() + self.b2bua.waiting()
     }
 
     /// Sizes of every table (leak checks).
@@ -748,6 +763,7 @@ impl Engine {
                 record.ended = now;
                 self.records.push(record);
             }
+            Out::Admit(request) => self.admissions.push(request),
             Out::Rejected(refusal) => {
                 self.metrics.call_started();
                 self.metrics.call_ended(MetricOutcome::Rejected);
