@@ -56,6 +56,8 @@ fn counter(level: &str, name: &str, kind: &str, used: u32, limit: Option<u32>) -
         counter: kind.into(),
         used,
         limit,
+        node_used: None,
+        cluster_used: None,
     }
 }
 

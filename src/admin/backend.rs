@@ -111,6 +111,14 @@ pub struct CounterView {
     /// absent for the server and for trunks the server owns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// With Redis counters: the units this node holds (then `used` is the cluster's, or this
+    /// node's while Redis does not answer). Absent with in-memory counters and for `cps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_used: Option<u32>,
+    /// With Redis counters: the units every node holds together, as Redis last said (read
+    /// twice a second); absent while Redis does not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_used: Option<u32>,
 }
 
 /// One registration binding.

@@ -267,6 +267,8 @@ mod tests {
             counter: "public".into(),
             used,
             limit,
+            node_used: None,
+            cluster_used: None,
         };
         assert_eq!(percent_of_limit(&counter(8, Some(10))), Some(80));
         assert_eq!(percent_of_limit(&counter(8, None)), None);

@@ -293,6 +293,14 @@ pub enum Problem {
     RedisWithoutUrl,
     /// `counters.cluster` empty, not ASCII, or with a brace (it is a Redis hash tag).
     BadClusterName(String),
+    /// A reload would change where the counters live (backend, Redis URL, lease, cluster, or the
+    /// node's name in a cluster).
+    CounterStoreChanged {
+        /// Running.
+        from: String,
+        /// In the file.
+        to: String,
+    },
     /// `[admin] address` is not a loopback address and no `token` is set.
     PublicAdminWithoutToken(SocketAddr),
     /// A reload would change the address callgate writes in Via and Contact for a transport,
@@ -447,6 +455,10 @@ impl fmt::Display for Problem {
                  (use letters, digits and -_.!~*'()&=+$,/)"
             ),
             RedisWithoutUrl => f.write_str("backend = \"redis\" needs `redis_url`"),
+            CounterStoreChanged { from, to } => write!(
+                f,
+                "where the counters live changes only at restart (running: {from}; file: {to})"
+            ),
             BadClusterName(name) => write!(
                 f,
                 "cluster name `{name}` must be non-empty ASCII without braces (it is a Redis hash tag)"

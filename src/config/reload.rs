@@ -16,7 +16,32 @@ use super::model::{Listen, Snapshot, Transport};
 pub fn check_reload(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {
     let mut issues = removed_trunks(old, new);
     issues.extend(engine_addresses(old, new));
+    issues.extend(counter_store(old, new));
     issues
+}
+
+/// Where the units live is fixed at start (the limiter's backend, this node's cluster lease):
+/// a reload may change `on_backend_error`, nothing else of `[counters]`, nor the node's name
+/// while it is in a cluster.
+fn counter_store(old: &Snapshot, new: &Snapshot) -> Option<ConfigIssue> {
+    use super::model::CounterBackend;
+    let store = |s: &Snapshot| match &s.counters {
+        CounterBackend::Memory => "memory".to_owned(),
+        CounterBackend::Redis {
+            url,
+            lease,
+            cluster,
+            ..
+        } => format!("redis {url} lease {lease:?} cluster {cluster} node {}", s.server.name),
+    };
+    let (was, now) = (store(old), store(new));
+    (was != now).then(|| {
+        ConfigIssue::error(
+            Entity::Counters,
+            "",
+            Problem::CounterStoreChanged { from: was, to: now },
+        )
+    })
 }
 
 fn removed_trunks(old: &Snapshot, new: &Snapshot) -> Vec<ConfigIssue> {

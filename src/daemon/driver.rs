@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{Answers, ClusterNode};
 use super::health::{Health, MAX_SLEEP};
 use crate::admin::CallView;
 use crate::b2bua::Dest;
@@ -84,6 +85,9 @@ pub struct Driver {
     cdr: Option<std::sync::mpsc::Sender<crate::cdr::writer::Msg>>,
     #[allow(clippy::vec_box)] // records travel on as boxes: one pointer each through the channel
     records: Vec<Box<crate::cdr::CallRecord>>,
+    /// The shared counters, and where their answers to this shard go.
+    cluster: Option<(Arc<ClusterNode>, Answers)>,
+    admissions: Vec<crate::b2bua::AdmitRequest>,
 }
 
 /// The queues a shard reads.
@@ -94,6 +98,8 @@ pub struct Inputs {
     pub commands: mpsc::Receiver<Command>,
     /// Cancelled when the daemon stops.
     pub stop: CancellationToken,
+    /// The shared counter backend's answers (never ready without one).
+    pub answers: mpsc::UnboundedReceiver<(u64, Vec<crate::b2bua::PartAnswer>)>,
 }
 
 impl Driver {
@@ -113,7 +119,16 @@ impl Driver {
             flows: Vec::new(),
             cdr: None,
             records: Vec::new(),
+            cluster: None,
+            admissions: Vec::new(),
         }
+    }
+
+    /// The same driver admitting through the shared counters of `node`, whose answers it gets
+    /// on the receiver paired with `answers`.
+    pub fn with_cluster(mut self, cluster: Option<(Arc<ClusterNode>, Answers)>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The same driver sending call detail records to `cdr`.
@@ -152,6 +167,9 @@ impl Driver {
             if !self.take_commands(&mut inputs.commands) {
                 return;
             }
+            while let Ok((id, answers)) = inputs.answers.try_recv() {
+                self.engine.on_admitted(now, id, answers);
+            }
             let (handled, open) = self.take_events(&mut inputs.events, now);
             self.send_all();
             if !open {
@@ -175,6 +193,9 @@ impl Driver {
                     Some(cmd) => self.on_command(cmd),
                     None => return,
                 },
+                Some((id, answers)) = inputs.answers.recv() => {
+                    self.engine.on_admitted(self::now(), id, answers);
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             self.send_all();
@@ -250,6 +271,14 @@ impl Driver {
     /// and waiting for Timer F would lose a healthy call 32 s later. A UDP datagram the socket
     /// refused is left to the retransmission timers, as a datagram lost on the way would be.
     fn send_all(&mut self) {
+        self.engine.take_admissions(&mut self.admissions);
+        for request in self.admissions.drain(..) {
+            match &self.cluster {
+                Some((node, answers)) => node.ask(request, answers),
+                // Only a shared backend asks, and it always comes with its node.
+                None => tracing::error!(request = request.id, "admission asked without a cluster"),
+            }
+        }
         self.engine.take_records(&mut self.records);
         for r in self.records.drain(..) {
             if let Some(tx) = &self.cdr {

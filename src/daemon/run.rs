@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::admin_server::AdminServer;
+use super::cluster::ClusterNode;
 use super::dispatch::Dispatcher;
 use super::driver::{Command, Driver, Inputs};
 use super::health::Health;
@@ -65,6 +66,9 @@ pub enum DaemonError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The Redis counters could not be set up (a malformed URL, a bad node name).
+    #[error("cannot use the Redis counters: {0}")]
+    Cluster(crate::cluster::ClusterError),
     /// A signal handler could not be installed.
     #[error("cannot install the {signal} handler: {source}")]
     Signal {
@@ -104,6 +108,8 @@ pub struct Daemon {
     trunks: Arc<TrunkHandle>,
     /// The call detail record writer, when `[server] cdr_file` is set.
     cdr: Option<Arc<crate::cdr::writer::CdrWriter>>,
+    /// This node in the cluster, with `[counters] backend = "redis"`.
+    cluster: Option<Arc<ClusterNode>>,
 }
 
 /// Queued messages per shard before the receive side drops datagrams (and streams wait): about
@@ -117,8 +123,12 @@ impl Daemon {
     pub async fn start(snapshot: Snapshot, path: Option<PathBuf>) -> Result<Daemon, DaemonError> {
         let snapshot = Arc::new(snapshot);
         let metrics = Arc::new(Metrics::new());
-        let limiter = Arc::new(Limiter::new(snapshot.clone()));
         let shutdown = CancellationToken::new();
+        let cluster = start_cluster(&snapshot, &metrics, &shutdown).await?;
+        let limiter = Arc::new(match &cluster {
+            Some(node) => Limiter::with_backend(snapshot.clone(), node.backend()),
+            None => Limiter::new(snapshot.clone()),
+        });
         let workers = snapshot.server.workers.unwrap_or_else(default_workers);
         let draining = Arc::new(AtomicBool::new(false));
         let (queues, events): (Vec<_>, Vec<_>) =
@@ -173,6 +183,7 @@ impl Daemon {
             stop: &shutdown,
             trunks: &trunks.states,
             cdr: cdr.as_ref(),
+            cluster: cluster.as_ref(),
         };
         let state_file = snapshot.server.state_file.clone();
         if let Some(path) = &state_file {
@@ -208,6 +219,7 @@ impl Daemon {
             shards: shards.clone(),
             reloader: reloader.clone(),
             trunks: trunks.states.clone(),
+            cluster: cluster.clone(),
         });
         let admin = start_admin(&admin_server, &backend, &snapshot)?;
         Ok(Daemon {
@@ -227,6 +239,7 @@ impl Daemon {
             state_file,
             trunks,
             cdr,
+            cluster,
         })
     }
 
@@ -316,6 +329,11 @@ impl Daemon {
         }
         if let Some(path) = &self.state_file {
             super::housekeeping::save(&self.shared, path);
+        }
+        if let Some(cluster) = &self.cluster {
+            // The ended calls' releases reach Redis before the process goes (what does not is
+            // freed with this node's lease).
+            cluster.flush(Duration::from_secs(2)).await;
         }
         self.shutdown.cancel();
         // The drain's records were sent before the shards answered `busy`: all are written.
@@ -413,6 +431,7 @@ struct Backend {
     shards: Arc<Shards>,
     reloader: Arc<Reloader>,
     trunks: Arc<TrunkStates>,
+    cluster: Option<Arc<ClusterNode>>,
 }
 
 impl AdminBackend for Backend {
@@ -436,16 +455,32 @@ impl AdminBackend for Backend {
     fn counters(&self) -> Vec<CounterView> {
         let generation = self.limiter.current();
         let snapshot = generation.config();
+        let usage = self.cluster.as_ref().map(|c| c.usage());
         self.limiter
             .snapshot_at(std::time::Instant::now())
             .into_iter()
-            .map(|c| CounterView {
-                level: c.level.as_str().into(),
-                parent: parent_of(snapshot, c.level, &c.name),
-                name: c.name,
-                counter: c.kind.as_str().into(),
-                used: c.used,
-                limit: c.limit,
+            .map(|c| {
+                let (used, node_used, cluster_used) = match &usage {
+                    Some(usage) if c.kind != crate::limits::CounterKind::Cps => {
+                        let key = crate::cluster::CounterKey::new(c.level, &c.name, c.kind);
+                        let cluster = usage.as_ref().map(|u| {
+                            let n = u.get(key.as_str()).copied().unwrap_or(0);
+                            u32::try_from(n).unwrap_or(u32::MAX)
+                        });
+                        (cluster.unwrap_or(c.used), Some(c.used), cluster)
+                    }
+                    _ => (c.used, None, None),
+                };
+                CounterView {
+                    level: c.level.as_str().into(),
+                    parent: parent_of(snapshot, c.level, &c.name),
+                    name: c.name,
+                    counter: c.kind.as_str().into(),
+                    used,
+                    limit: c.limit,
+                    node_used,
+                    cluster_used,
+                }
             })
             .collect()
     }
@@ -537,6 +572,8 @@ struct ShardParts<'a> {
     trunks: &'a Arc<crate::trunks::TrunkStates>,
     /// Where the shards send call detail records.
     cdr: Option<&'a Arc<crate::cdr::writer::CdrWriter>>,
+    /// The shared counters, with `[counters] backend = "redis"`.
+    cluster: Option<&'a Arc<ClusterNode>>,
 }
 
 /// Starts one shard thread per event queue: its own identifiers (a CSPRNG seeded from the OS),
@@ -558,12 +595,15 @@ fn start_shards(
             .with_records(parts.cdr.is_some());
         let txn = Layer::new(TimerConfig::default());
         let engine = Engine::new(b2bua, txn, parts.metrics.clone(), parts.shared.clone());
+        let (answers_tx, answers) = mpsc::unbounded_channel();
         let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone())
-            .with_cdr(parts.cdr.map(|w| w.sender()));
+            .with_cdr(parts.cdr.map(|w| w.sender()))
+            .with_cluster(parts.cluster.map(|n| (n.clone(), answers_tx)));
         let inputs = Inputs {
             events,
             commands: cmd_rx,
             stop: parts.stop.clone(),
+            answers,
         };
         if let Err(source) = driver.spawn(inputs) {
             parts.stop.cancel();
@@ -571,6 +611,45 @@ fn start_shards(
         }
     }
     Ok(Shards::new(commands, health))
+}
+
+/// This node in the cluster with `[counters] backend = "redis"`: the Redis client (named after
+/// `[server] name`), its heartbeat, release queue and usage reader. Joins at once when Redis
+/// answers; when it does not, the daemon starts anyway (new calls get `on_backend_error`) and
+/// joins as soon as it does.
+async fn start_cluster(
+    snapshot: &Snapshot,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<Option<Arc<ClusterNode>>, DaemonError> {
+    let Some(cfg) = crate::cluster::ClusterConfig::from_backend(
+        &snapshot.counters,
+        snapshot.server.name.as_str(),
+    ) else {
+        return Ok(None);
+    };
+    let (url, cluster, lease) = (cfg.redis_url.clone(), cfg.cluster.clone(), cfg.lease);
+    let counters = crate::cluster::RedisCounters::new(cfg).map_err(DaemonError::Cluster)?;
+    match tokio::time::timeout(Duration::from_secs(2), counters.heartbeat()).await {
+        Ok(Ok(_)) => tracing::info!(redis = %redacted(&url), cluster, ?lease, "counters shared through Redis"),
+        Ok(Err(error)) => tracing::error!(redis = %redacted(&url), %error, "Redis does not answer: new calls get on_backend_error until it does"),
+        Err(_) => tracing::error!(redis = %redacted(&url), "Redis does not answer in 2 s: new calls get on_backend_error until it does"),
+    }
+    Ok(Some(ClusterNode::start(counters, metrics.clone(), stop)))
+}
+
+/// A Redis URL without its password (`redis://user:secret@host` -> `redis://user:***@host`).
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Serves the admin API when `[admin]` is configured; returns its bound address.

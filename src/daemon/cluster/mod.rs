@@ -3,7 +3,9 @@
 //! scripts and the configuration it runs are in `src/cluster`.
 
 mod lease;
+mod node;
 mod store;
 
 pub use lease::Renewal;
+pub use node::{Answers, ClusterNode};
 pub use store::{Admission, CounterUsage, RedisCounters};

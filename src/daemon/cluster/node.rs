@@ -1,0 +1,277 @@
+//! This node's side of the shared counters in the running daemon: the [`CounterBackend`] the
+//! limiter releases through, the shards' admission requests, the heartbeat, and the cluster-wide
+//! usage `/counters` shows.
+//!
+//! Every Redis call runs on the daemon's main runtime (where the connection lives); a shard only
+//! hands requests over and gets answers back on its own queue, so a slow Redis never blocks one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{Admission, RedisCounters};
+use crate::admin::Metrics;
+use crate::b2bua::{AdmitRequest, PartAnswer};
+use crate::cluster::{Alternative, ClusterError, CounterKeys};
+use crate::limits::{CallKey, CounterBackend, Generation, MemoryBackend, Path, Refusal};
+
+/// How long a shard's admission may take in all (joining again after a lost lease included)
+/// before it counts as a backend failure.
+const ADMIT_BOUND: Duration = Duration::from_secs(1);
+
+/// How often `/counters`' cluster-wide usage is read from Redis.
+const USAGE_EVERY: Duration = Duration::from_millis(500);
+
+/// The answers of a shard's admission requests: (request id, one answer per part).
+pub type Answers = mpsc::UnboundedSender<(u64, Vec<PartAnswer>)>;
+
+/// This node in the cluster. Shared by the shards, the limiter and the admin API.
+#[derive(Debug)]
+pub struct ClusterNode {
+    counters: Arc<RedisCounters>,
+    runtime: Handle,
+    metrics: Arc<Metrics>,
+    releases: mpsc::UnboundedSender<CallKey>,
+    /// Releases handed over and not yet answered by Redis (shutdown waits for them).
+    in_flight: Arc<AtomicUsize>,
+    /// Counter names of the generation admitted on last (rebuilt after a reload).
+    keys: ArcSwapOption<KeysOf>,
+    /// Cluster-wide units per counter (`level:name:kind`), read every [`USAGE_EVERY`]; `None`
+    /// while Redis does not answer.
+    usage: Mutex<Option<HashMap<String, u64>>>,
+}
+
+#[derive(Debug)]
+struct KeysOf {
+    generation: Weak<Generation>,
+    keys: CounterKeys,
+}
+
+impl ClusterNode {
+    /// Starts this node's tasks on the current runtime: the heartbeat, the release queue and the
+    /// usage reader, all stopped by `stop`.
+    pub fn start(
+        counters: RedisCounters,
+        metrics: Arc<Metrics>,
+        stop: &CancellationToken,
+    ) -> Arc<ClusterNode> {
+        let counters = Arc::new(counters);
+        let (releases, rx) = mpsc::unbounded_channel();
+        let node = Arc::new(ClusterNode {
+            counters: counters.clone(),
+            runtime: Handle::current(),
+            metrics,
+            releases,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            keys: ArcSwapOption::empty(),
+            usage: Mutex::new(None),
+        });
+        counters.spawn_heartbeat(stop.clone());
+        tokio::spawn(release_queue(node.clone(), rx, stop.clone()));
+        tokio::spawn(read_usage(Arc::downgrade(&node), stop.clone()));
+        node
+    }
+
+    /// The limiter's backend over this node.
+    pub fn backend(self: &Arc<Self>) -> Arc<dyn CounterBackend> {
+        Arc::new(ClusterBackend {
+            node: Arc::downgrade(self),
+        })
+    }
+
+    /// The Redis client.
+    pub fn counters(&self) -> &Arc<RedisCounters> {
+        &self.counters
+    }
+
+    /// Asks Redis for `request` on the main runtime; the answer goes to `answers`.
+    pub fn ask(self: &Arc<Self>, request: AdmitRequest, answers: &Answers) {
+        let parts: Vec<(CallKey, Vec<Alternative>)> = request
+            .parts
+            .iter()
+            .map(|p| (p.key, self.alternatives(&p.generation, &p.paths)))
+            .collect();
+        let node = self.clone();
+        let answers = answers.clone();
+        self.runtime.spawn(async move {
+            // Parts are independent: asked at once, one round trip in all.
+            let asks: Vec<_> = parts
+                .into_iter()
+                .map(|(key, alts)| {
+                    let node = node.clone();
+                    tokio::spawn(async move { node.admit(key, alts).await })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(asks.len());
+            for ask in asks {
+                out.push(
+                    ask.await
+                        .unwrap_or_else(|e| PartAnswer::Failed(format!("admission task: {e}"))),
+                );
+            }
+            let _ = answers.send((request.id, out));
+        });
+    }
+
+    async fn admit(&self, key: CallKey, alternatives: Vec<Alternative>) -> PartAnswer {
+        let now = tokio::time::Instant::now();
+        if self.counters.last_renewal().is_some() && !self.counters.can_admit(now) {
+            self.metrics.cluster_backend_error();
+            return PartAnswer::Failed("lease not renewed for half a lease".to_owned());
+        }
+        let result = tokio::time::timeout(ADMIT_BOUND, self.counters.admit(key, &alternatives))
+            .await
+            .unwrap_or(Err(ClusterError::Timeout {
+                op: "admit",
+                after: ADMIT_BOUND,
+            }));
+        match result {
+            Ok(Admission::Admitted { index }) => PartAnswer::Admitted { index },
+            Ok(Admission::Refused(refusal)) => PartAnswer::Refused(refusal),
+            Err(error) => {
+                self.metrics.cluster_backend_error();
+                tracing::warn!(%error, "counter backend: admission failed");
+                // The script may have run before the failure: give back whatever it took.
+                self.release(key);
+                PartAnswer::Failed(error.to_string())
+            }
+        }
+    }
+
+    /// The alternatives of `paths`, named with `generation`'s counter keys.
+    fn alternatives(&self, generation: &Arc<Generation>, paths: &[Path]) -> Vec<Alternative> {
+        let cached = self.keys.load();
+        let keys = match cached.as_ref() {
+            Some(k) if std::ptr::eq(k.generation.as_ptr(), Arc::as_ptr(generation)) => {
+                Arc::clone(k)
+            }
+            _ => {
+                let fresh = Arc::new(KeysOf {
+                    generation: Arc::downgrade(generation),
+                    keys: CounterKeys::new(generation),
+                });
+                self.keys.store(Some(fresh.clone()));
+                fresh
+            }
+        };
+        paths
+            .iter()
+            .map(|p| keys.keys.alternative(generation, p))
+            .collect()
+    }
+
+    /// Queues the release of `call` (idempotent in Redis; retried by the heartbeat on error).
+    fn release(&self, call: CallKey) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.releases.send(call).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits up to `within` for the queued releases to reach Redis (shutdown).
+    pub async fn flush(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Cluster-wide units per counter wire name, as last read; `None` while Redis is unreachable.
+    pub fn usage(&self) -> Option<HashMap<String, u64>> {
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the last Redis command succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.counters.is_healthy()
+    }
+}
+
+/// Sends each queued release to Redis, each as its own task so one slow reply delays no other.
+async fn release_queue(
+    node: Arc<ClusterNode>,
+    mut rx: mpsc::UnboundedReceiver<CallKey>,
+    stop: CancellationToken,
+) {
+    loop {
+        let call = tokio::select! {
+            () = stop.cancelled() => return,
+            call = rx.recv() => match call {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        let counters = node.counters.clone();
+        let in_flight = node.in_flight.clone();
+        tokio::spawn(async move {
+            // On an error the release stays queued inside the client; the heartbeat retries it.
+            if let Err(error) = counters.release(call).await {
+                tracing::debug!(%error, "counter backend: release queued for retry");
+            }
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Reads the cluster-wide usage for `/counters` until `stop` (or the node is gone).
+async fn read_usage(node: Weak<ClusterNode>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(USAGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(node) = node.upgrade() else { return };
+        let read = node.counters.usage().await.ok().map(|all| {
+            all.into_iter()
+                .map(|u| (u.key.as_str().to_owned(), u.cluster))
+                .collect()
+        });
+        *node
+            .usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = read;
+    }
+}
+
+/// The limiter's backend with Redis: the generation's cells count this node's share; Redis,
+/// asked by the shards in two steps, holds the cluster's. A release gives back the share and
+/// queues the Redis release.
+#[derive(Debug)]
+struct ClusterBackend {
+    node: Weak<ClusterNode>,
+}
+
+impl CounterBackend for ClusterBackend {
+    fn try_acquire(
+        &self,
+        generation: &Generation,
+        call: CallKey,
+        path: &Path,
+    ) -> Result<(), Refusal> {
+        // Only the local fallback comes here (on_backend_error = "local").
+        MemoryBackend.try_acquire(generation, call, path)
+    }
+
+    fn release(&self, generation: &Generation, call: CallKey, path: &Path) {
+        MemoryBackend.release(generation, call, path);
+        if let Some(node) = self.node.upgrade() {
+            node.release(call);
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
