@@ -32,7 +32,10 @@ fn counter_store(old: &Snapshot, new: &Snapshot) -> Option<ConfigIssue> {
             lease,
             cluster,
             ..
-        } => format!("redis {url} lease {lease:?} cluster {cluster} node {}", s.server.name),
+        } => format!(
+            "redis {url} lease {lease:?} cluster {cluster} node {}",
+            s.server.name
+        ),
     };
     let (was, now) = (store(old), store(new));
     (was != now).then(|| {

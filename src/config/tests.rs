@@ -1129,3 +1129,29 @@ fn cps_must_be_a_whole_number_and_is_not_a_user_key() {
     let errs = errors("[[user]]\nname = \"bob\"\norganization = \"acme\"\ncps = 3\n");
     assert!(errs[0].to_string().contains("cps"), "{}", errs[0]);
 }
+
+#[test]
+fn reload_refused_when_it_moves_the_counters_but_not_for_the_backend_error_policy() {
+    let redis = |url: &str, policy: &str| {
+        load_with(&format!(
+            "[counters]\nbackend = \"redis\"\nredis_url = \"{url}\"\non_backend_error = \"{policy}\"\n"
+        ))
+        .expect("valid")
+        .snapshot
+    };
+    let memory = load(BASE).expect("valid").snapshot;
+    let a = redis("redis://10.0.0.5", "reject");
+    assert!(check_reload(&a, &redis("redis://10.0.0.5", "local")).is_empty());
+    for new in [&memory, &redis("redis://10.0.0.6", "reject")] {
+        let issues = check_reload(&a, new);
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!(issues[0].entity, Entity::Counters);
+        assert!(
+            issues[0].to_string().contains("only at restart"),
+            "{}",
+            issues[0]
+        );
+    }
+    assert_eq!(check_reload(&memory, &a).len(), 1);
+    assert!(check_reload(&memory, &memory).is_empty());
+}

@@ -631,9 +631,15 @@ async fn start_cluster(
     let (url, cluster, lease) = (cfg.redis_url.clone(), cfg.cluster.clone(), cfg.lease);
     let counters = crate::cluster::RedisCounters::new(cfg).map_err(DaemonError::Cluster)?;
     match tokio::time::timeout(Duration::from_secs(2), counters.heartbeat()).await {
-        Ok(Ok(_)) => tracing::info!(redis = %redacted(&url), cluster, ?lease, "counters shared through Redis"),
-        Ok(Err(error)) => tracing::error!(redis = %redacted(&url), %error, "Redis does not answer: new calls get on_backend_error until it does"),
-        Err(_) => tracing::error!(redis = %redacted(&url), "Redis does not answer in 2 s: new calls get on_backend_error until it does"),
+        Ok(Ok(_)) => {
+            tracing::info!(redis = %redacted(&url), cluster, ?lease, "counters shared through Redis")
+        }
+        Ok(Err(error)) => {
+            tracing::error!(redis = %redacted(&url), %error, "Redis does not answer: new calls get on_backend_error until it does")
+        }
+        Err(_) => {
+            tracing::error!(redis = %redacted(&url), "Redis does not answer in 2 s: new calls get on_backend_error until it does")
+        }
     }
     Ok(Some(ClusterNode::start(counters, metrics.clone(), stop)))
 }

@@ -177,8 +177,7 @@ impl ClusterNode {
     /// Waits up to `within` for the queued releases to reach Redis (shutdown).
     pub async fn flush(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
-        while self.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
-        {
+        while self.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
