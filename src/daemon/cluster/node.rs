@@ -97,25 +97,31 @@ impl ClusterNode {
             .iter()
             .map(|p| (p.key, self.alternatives(&p.generation, &p.paths)))
             .collect();
-        let node = self.clone();
-        let answers = answers.clone();
+        let (node, answers, id) = (self.clone(), answers.clone(), request.id);
+        drop(request);
         self.runtime.spawn(async move {
-            // Parts are independent: asked at once, one round trip in all.
-            let asks: Vec<_> = parts
-                .into_iter()
-                .map(|(key, alts)| {
-                    let node = node.clone();
-                    tokio::spawn(async move { node.admit(key, alts).await })
-                })
-                .collect();
-            let mut out = Vec::with_capacity(asks.len());
-            for ask in asks {
-                out.push(
-                    ask.await
-                        .unwrap_or_else(|e| PartAnswer::Failed(format!("admission task: {e}"))),
-                );
-            }
-            let _ = answers.send((request.id, out));
+            let out = match <[_; 1]>::try_from(parts) {
+                // The common case (one path with its failover alternatives): no extra task.
+                Ok([(key, alts)]) => vec![node.admit(key, alts).await],
+                // Parts are independent (a fork's targets): asked at once, one round trip in all.
+                Err(parts) => {
+                    let asks: Vec<_> = parts
+                        .into_iter()
+                        .map(|(key, alts)| {
+                            let node = node.clone();
+                            tokio::spawn(async move { node.admit(key, alts).await })
+                        })
+                        .collect();
+                    let mut out = Vec::with_capacity(asks.len());
+                    for ask in asks {
+                        out.push(ask.await.unwrap_or_else(|e| {
+                            PartAnswer::Failed(format!("admission task: {e}"))
+                        }));
+                    }
+                    out
+                }
+            };
+            let _ = answers.send((id, out));
         });
     }
 
