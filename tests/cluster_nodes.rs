@@ -328,7 +328,7 @@ struct Samples {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_one_organization_limit_and_never_exceed_it() {
     const LIMIT: u32 = 6;
-    const CALLS: u32 = 20;
+    const CALLS: u32 = 40;
     let net = Net(215);
     let (pbx_a, pbx_b, trunk) = (net.addr(1), net.addr(2), net.addr(3));
     let redis = RedisServer::start();
@@ -389,10 +389,10 @@ async fn two_nodes_share_one_organization_limit_and_never_exceed_it() {
         })
     };
 
-    // 20 calls a node at 5 calls/s, each held 2.5 s: about 12 wanted at once on each node,
-    // against 6 for both together.
+    // 40 calls a node over 5 s, each held 1 s: about 8 wanted at once on each node, against 6
+    // for both together; the units freed are taken again at once, from either node.
     let caller = |pbx, d: &DaemonProcess| {
-        let o = opts(CALLS).arg(&["-d", "2500", "-r", "5", "-l", &CALLS.to_string()]);
+        let o = opts(CALLS).arg(&["-d", "1000", "-r", "8", "-l", &CALLS.to_string()]);
         Sipp::uac("uac-or-busy.xml", pbx, d.sip, PUBLIC_NUMBER, o)
     };
     let (uac_a, uac_b) = (caller(pbx_a, &a), caller(pbx_b, &b));
@@ -679,6 +679,8 @@ struct Outage {
     callees: Vec<Sipp>,
     /// Call ids up on each node when Redis went away.
     ids: [BTreeSet<String>; 2],
+    /// When Redis was killed.
+    down_at: Instant,
 }
 
 const OUTAGE_LIMIT: u32 = 10;
@@ -719,6 +721,7 @@ async fn outage(net: Net, on_backend_error: &str, callee_calls: u32) -> Outage {
     }
 
     redis.kill();
+    let down_at = Instant::now();
     Outage {
         redis,
         port,
@@ -728,6 +731,7 @@ async fn outage(net: Net, on_backend_error: &str, callee_calls: u32) -> Outage {
         held,
         callees,
         ids,
+        down_at,
     }
 }
 
@@ -830,6 +834,18 @@ async fn redis_stopped_refuses_new_calls_keeps_calls_up_and_republishes_when_bac
     assert!(gone, "node-a's call ended");
     wait_org_view(&o.a, "node-a", (1, Some(1), None)).await;
     o.assert_calls_kept([1, 2]).await;
+
+    // Past a whole lease without renewal (the lease is a time span: nothing to await but the
+    // clock): the calls are still up, and a node stops even trying Redis for new calls.
+    tokio::time::sleep_until((o.down_at + lease + Duration::from_millis(200)).into()).await;
+    o.assert_calls_kept([1, 2]).await;
+    let run = failed_call(o.pbx[1], &o.b).await;
+    assert_eq!(
+        one_final(&run, "SIP/2.0 503").1,
+        "SIP;cause=503;text=\"counter backend unavailable (redis)\""
+    );
+    let stale = o.b.log_lines("lease not renewed for half a lease");
+    assert_eq!(stale.len(), 1, "{stale:?}");
 
     // Redis comes back empty: each node's next heartbeat joins again and republishes exactly
     // the calls it holds (the release queued meanwhile frees nothing twice).
