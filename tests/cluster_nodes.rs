@@ -872,13 +872,11 @@ async fn redis_stopped_refuses_new_calls_keeps_calls_up_and_republishes_when_bac
     o.end().await;
 }
 
-/// Daemon bug (seen on main at dbee177): a call admitted on the node's own counters during the
-/// outage is not remembered for republishing (`RedisCounters::held` only gets calls Redis
-/// admitted), so after Redis restarts empty it counts 4 of the 6 calls up (each member 2, each
-/// node's `node_used` 3), for good: the cluster then admits past its limit (12 calls up at
-/// organization limit 10 seen). Run with `-- --ignored` once that is fixed.
+/// With `local`, a call admitted on the node's own counters during the outage is counted in
+/// Redis once it is back (republished with the calls Redis admitted), so the cluster's count is
+/// exact again and no node admits past the limit. (Before the fix, Redis counted 4 of the 6
+/// calls up for good.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "daemon bug: calls admitted locally during a Redis outage are not republished"]
 async fn redis_stopped_with_local_policy_admits_on_the_nodes_own_counters() {
     // Each callee: two calls before the outage, one during it.
     let mut o = outage(Net(218), "local", 3).await;

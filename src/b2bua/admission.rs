@@ -188,7 +188,8 @@ impl WaitPart {
     /// `on_backend_error = "local"`: the first way with room on this node's counters.
     fn admit_locally(&mut self) -> Option<(usize, Permit)> {
         for (i, r) in self.reserved.drain(..) {
-            match r.admit_locally() {
+            let key = local_key(r.call());
+            match r.admit_locally(key) {
                 Ok(permit) => return Some((i, permit)),
                 Err(refusal) => self.refused = Some(refusal),
             }
@@ -210,6 +211,14 @@ enum Resolved {
     /// Every way was full (the last refusal), or there was none.
     Refused(Option<Refusal>),
     Failed(String),
+}
+
+/// The key of a call admitted locally after its request to the backend failed: not the failed
+/// request's key, whose release is queued (the request may have counted before it failed), so
+/// that release cannot undo the local call once the backend counts it. Call numbers stay below
+/// bit 47.
+fn local_key(key: CallKey) -> CallKey {
+    CallKey(key.0 ^ (1 << 47))
 }
 
 fn policy(g: &Generation) -> BackendErrorPolicy {

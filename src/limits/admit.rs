@@ -54,6 +54,10 @@ pub trait CounterBackend: Send + Sync + fmt::Debug {
     fn is_shared(&self) -> bool {
         false
     }
+
+    /// A shared backend could not answer and `call` was admitted on `path` with this node's
+    /// counters alone ([`Reservation::admit_locally`]): the backend may count it once it is back.
+    fn admitted_locally(&self, _generation: &Generation, _call: CallKey, _path: &Path) {}
 }
 
 /// Counters in process memory: each counter one atomic, acquired by a compare-and-swap that only
@@ -166,10 +170,16 @@ impl Reservation {
     }
 
     /// The shared backend could not answer and the policy is to admit on this node's counters
-    /// alone: acquires them against the local limits, all or nothing.
-    pub fn admit_locally(mut self) -> Result<Permit, Refusal> {
-        MemoryBackend.try_acquire(&self.generation, self.call, &self.path)?;
+    /// alone: acquires them against the local limits, all or nothing, for `call` (a key of its
+    /// own: the failed request's key may still be released), and tells the backend, which counts
+    /// the call once it answers again.
+    pub fn admit_locally(mut self, call: CallKey) -> Result<Permit, Refusal> {
+        MemoryBackend.try_acquire(&self.generation, call, &self.path)?;
+        self.generation
+            .backend
+            .admitted_locally(&self.generation, call, &self.path);
         self.taken = None;
+        self.call = call;
         Ok(self.into_permit())
     }
 

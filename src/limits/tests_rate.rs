@@ -462,11 +462,11 @@ fn admitting_locally_applies_the_local_limits_all_or_nothing() {
     let t0 = crate::test_clock::origin();
     let first = g
         .reserve(CallKey(1), t.out(), Charge::NewCall, t0)
-        .and_then(Reservation::admit_locally)
+        .and_then(|r| r.admit_locally(CallKey(1 << 47)))
         .expect("room");
     let refusal = g
         .reserve(CallKey(2), t.out(), Charge::NewCall, t0)
-        .and_then(Reservation::admit_locally)
+        .and_then(|r| r.admit_locally(CallKey(1 << 47)))
         .expect_err("acme is full here");
     assert_eq!(refusal.level, Level::Organization);
     assert_eq!(

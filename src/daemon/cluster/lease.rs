@@ -1,6 +1,7 @@
 //! A node's lease: joining under a new epoch, renewing, republishing what it holds, retrying
 //! releases Redis did not acknowledge.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::RwLockReadGuard;
@@ -167,15 +168,17 @@ impl RedisCounters {
         Ok(Renewal::Rejoined { epoch })
     }
 
-    /// Completes a republish that a join could not finish (Redis failed half-way).
+    /// Completes a republish that a join could not finish (Redis failed half-way), or counts
+    /// the calls adopted since the last one (the republish script skips calls Redis knows).
     async fn finish_republish(&self) -> Result<(), ClusterError> {
-        if !self
+        let adopted = self.adopt_due.swap(false, Ordering::Relaxed);
+        let due = self
             .member
             .read()
             .await
             .as_ref()
-            .is_some_and(|m| m.republish_due)
-        {
+            .is_some_and(|m| m.republish_due);
+        if !due && !adopted {
             return Ok(());
         }
         let mut member = self.member.write().await;
@@ -186,7 +189,12 @@ impl RedisCounters {
             .iter()
             .map(|(k, h)| (*k, h.clone()))
             .collect();
-        self.republish_calls(&m.name, &held).await?;
+        if let Err(e) = self.republish_calls(&m.name, &held).await {
+            if adopted {
+                self.adopt_due.store(true, Ordering::Relaxed);
+            }
+            return Err(e);
+        }
         m.republish_due = false;
         Ok(())
     }

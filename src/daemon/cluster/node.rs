@@ -172,6 +172,20 @@ impl ClusterNode {
             .collect()
     }
 
+    /// A call admitted on this node's counters while Redis could not answer: remembered with the
+    /// calls to republish, so Redis counts it at the next successful heartbeat.
+    fn adopt(&self, generation: &Generation, call: CallKey, path: &Path) {
+        let cached = self.keys.load();
+        let counters = match cached.as_ref() {
+            Some(k) if std::ptr::eq(k.generation.as_ptr(), generation) => {
+                k.keys.alternative(generation, path)
+            }
+            _ => CounterKeys::new(generation).alternative(generation, path),
+        };
+        self.counters
+            .adopt(call, counters.into_iter().map(|c| c.key).collect());
+    }
+
     /// Queues the release of `call` (idempotent in Redis; retried by the heartbeat on error).
     fn release(&self, call: CallKey) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -278,5 +292,11 @@ impl CounterBackend for ClusterBackend {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn admitted_locally(&self, generation: &Generation, call: CallKey, path: &Path) {
+        if let Some(node) = self.node.upgrade() {
+            node.adopt(generation, call, path);
+        }
     }
 }

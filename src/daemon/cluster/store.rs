@@ -93,6 +93,8 @@ pub struct RedisCounters {
     pub(super) pending: Mutex<HashSet<CallKey>>,
     pub(super) last_renewal: Mutex<Option<Instant>>,
     pub(super) healthy: AtomicBool,
+    /// Calls were adopted ([`RedisCounters::adopt`]) since the last republish.
+    pub(super) adopt_due: AtomicBool,
     /// (counter, limit recorded by the cluster) pairs already logged.
     warned: Mutex<HashSet<(CounterKey, String)>>,
 }
@@ -137,6 +139,7 @@ impl RedisCounters {
             pending: Mutex::new(HashSet::new()),
             last_renewal: Mutex::new(None),
             healthy: AtomicBool::new(false),
+            adopt_due: AtomicBool::new(false),
             warned: Mutex::new(HashSet::new()),
         })
     }
@@ -275,6 +278,19 @@ impl RedisCounters {
             Some(("ok" | "lost", _)) => Ok(()),
             _ => Err(reply_error("release", &reply)),
         }
+    }
+
+    /// Remembers `call`, admitted without Redis (on this node's counters while Redis could not
+    /// answer), with the calls this node holds: the next successful heartbeat republishes it,
+    /// so Redis counts it from then on; its release is the usual [`release`](Self::release).
+    /// No I/O.
+    pub fn adopt(&self, call: CallKey, counters: Vec<CounterKey>) {
+        let held = Held {
+            index: 0,
+            counters: counters.into(),
+        };
+        lock(&self.held).insert(call, held);
+        self.adopt_due.store(true, Ordering::Relaxed);
     }
 
     /// Every counter in use in the cluster, with this node's share (one round trip).
