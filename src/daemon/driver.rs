@@ -15,7 +15,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::{Answers, ClusterNode};
+use super::cluster::ShardLink;
 use super::health::{Health, MAX_SLEEP};
 use crate::admin::CallView;
 use crate::b2bua::Dest;
@@ -85,8 +85,8 @@ pub struct Driver {
     cdr: Option<std::sync::mpsc::Sender<crate::cdr::writer::Msg>>,
     #[allow(clippy::vec_box)] // records travel on as boxes: one pointer each through the channel
     records: Vec<Box<crate::cdr::CallRecord>>,
-    /// The shared counters, and where their answers to this shard go.
-    cluster: Option<(Arc<ClusterNode>, Answers)>,
+    /// This shard's link to the shared counters.
+    cluster: Option<ShardLink>,
     admissions: Vec<crate::b2bua::AdmitRequest>,
 }
 
@@ -124,9 +124,9 @@ impl Driver {
         }
     }
 
-    /// The same driver admitting through the shared counters of `node`, whose answers it gets
-    /// on the receiver paired with `answers`.
-    pub fn with_cluster(mut self, cluster: Option<(Arc<ClusterNode>, Answers)>) -> Self {
+    /// The same driver admitting through the shared counters over `link`, whose answers it gets
+    /// on the receiver paired with the link's.
+    pub fn with_cluster(mut self, cluster: Option<ShardLink>) -> Self {
         self.cluster = cluster;
         self
     }
@@ -144,9 +144,13 @@ impl Driver {
     pub fn spawn(self, inputs: Inputs) -> std::io::Result<std::thread::JoinHandle<()>> {
         let name = format!("callgate-shard-{}", self.shard);
         std::thread::Builder::new().name(name).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build();
+            let mut runtime = tokio::runtime::Builder::new_current_thread();
+            runtime.enable_time();
+            if self.cluster.is_some() {
+                // The shard's own Redis connection is driven here.
+                runtime.enable_io();
+            }
+            let runtime = runtime.build();
             match runtime {
                 Ok(rt) => rt.block_on(self.run(inputs)),
                 Err(e) => tracing::error!(error = %e, "cannot start a shard's runtime"),
@@ -155,6 +159,9 @@ impl Driver {
     }
 
     async fn run(mut self, mut inputs: Inputs) {
+        if let Some(link) = &self.cluster {
+            link.install();
+        }
         loop {
             let now = now();
             self.health.beat(self.shard, now);
@@ -176,6 +183,10 @@ impl Driver {
                 return;
             }
             if handled == BATCH {
+                if self.cluster.is_some() {
+                    // The Redis tasks beside this loop run only when it yields.
+                    tokio::task::yield_now().await;
+                }
                 continue;
             }
             let wake = self
@@ -274,7 +285,7 @@ impl Driver {
         self.engine.take_admissions(&mut self.admissions);
         for request in self.admissions.drain(..) {
             match &self.cluster {
-                Some((node, answers)) => node.ask(request, answers),
+                Some(link) => link.ask(request),
                 // Only a shared backend asks, and it always comes with its node.
                 None => tracing::error!(request = request.id, "admission asked without a cluster"),
             }

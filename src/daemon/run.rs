@@ -598,7 +598,10 @@ fn start_shards(
         let (answers_tx, answers) = mpsc::unbounded_channel();
         let driver = Driver::new(shard, engine, parts.transports.clone(), health.clone())
             .with_cdr(parts.cdr.map(|w| w.sender()))
-            .with_cluster(parts.cluster.map(|n| (n.clone(), answers_tx)));
+            .with_cluster(match parts.cluster {
+                Some(node) => Some(node.shard_link(answers_tx).map_err(DaemonError::Cluster)?),
+                None => None,
+            });
         let inputs = Inputs {
             events,
             commands: cmd_rx,

@@ -227,7 +227,7 @@ impl RedisCounters {
     async fn retry_pending(&self) -> Result<(), ClusterError> {
         let pending: Vec<CallKey> = lock(&self.pending).iter().copied().collect();
         for call in pending {
-            self.run_release(call).await?;
+            self.run_release(&self.conn, call).await?;
             lock(&self.pending).remove(&call);
         }
         Ok(())

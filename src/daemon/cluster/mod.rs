@@ -7,5 +7,5 @@ mod node;
 mod store;
 
 pub use lease::Renewal;
-pub use node::{Answers, ClusterNode};
+pub use node::{Answers, ClusterNode, ShardLink};
 pub use store::{Admission, CounterUsage, RedisCounters};

@@ -2,15 +2,20 @@
 //! limiter releases through, the shards' admission requests, the heartbeat, and the cluster-wide
 //! usage `/counters` shows.
 //!
-//! Every Redis call runs on the daemon's main runtime (where the connection lives); a shard only
-//! hands requests over and gets answers back on its own queue, so a slow Redis never blocks one.
+//! Each engine shard admits and releases over a connection of its own, driven by its own
+//! runtime ([`ShardLink`]): the round trip is awaited by a task beside the shard's loop, so a
+//! slow Redis never blocks it, and no command crosses threads (on a busy machine the thread
+//! wake-ups cost more than Redis). The heartbeat, the usage reader and releases from elsewhere
+//! use the main runtime's connection.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use redis::aio::ConnectionManager;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +40,6 @@ pub type Answers = mpsc::UnboundedSender<(u64, Vec<PartAnswer>)>;
 #[derive(Debug)]
 pub struct ClusterNode {
     counters: Arc<RedisCounters>,
-    runtime: Handle,
     metrics: Arc<Metrics>,
     releases: mpsc::UnboundedSender<CallKey>,
     /// Releases handed over and not yet answered by Redis (shutdown waits for them).
@@ -65,7 +69,6 @@ impl ClusterNode {
         let (releases, rx) = mpsc::unbounded_channel();
         let node = Arc::new(ClusterNode {
             counters: counters.clone(),
-            runtime: Handle::current(),
             metrics,
             releases,
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -90,48 +93,28 @@ impl ClusterNode {
         &self.counters
     }
 
-    /// Asks Redis for `request` on the main runtime; the answer goes to `answers`.
-    pub fn ask(self: &Arc<Self>, request: AdmitRequest, answers: &Answers) {
-        let parts: Vec<(CallKey, Vec<Alternative>)> = request
-            .parts
-            .iter()
-            .map(|p| (p.key, self.alternatives(&p.generation, &p.paths)))
-            .collect();
-        let (node, answers, id) = (self.clone(), answers.clone(), request.id);
-        drop(request);
-        self.runtime.spawn(async move {
-            let out = match <[_; 1]>::try_from(parts) {
-                // The common case (one path with its failover alternatives): no extra task.
-                Ok([(key, alts)]) => vec![node.admit(key, alts).await],
-                // Parts are independent (a fork's targets): asked at once, one round trip in all.
-                Err(parts) => {
-                    let asks: Vec<_> = parts
-                        .into_iter()
-                        .map(|(key, alts)| {
-                            let node = node.clone();
-                            tokio::spawn(async move { node.admit(key, alts).await })
-                        })
-                        .collect();
-                    let mut out = Vec::with_capacity(asks.len());
-                    for ask in asks {
-                        out.push(ask.await.unwrap_or_else(|e| {
-                            PartAnswer::Failed(format!("admission task: {e}"))
-                        }));
-                    }
-                    out
-                }
-            };
-            let _ = answers.send((id, out));
-        });
+    /// The link of one engine shard: its own connection, used on the shard's runtime, and the
+    /// queue its answers go to.
+    pub fn shard_link(self: &Arc<Self>, answers: Answers) -> Result<ShardLink, ClusterError> {
+        Ok(ShardLink {
+            node: self.clone(),
+            conn: self.counters.connection()?,
+            answers,
+        })
     }
 
-    async fn admit(&self, key: CallKey, alternatives: Vec<Alternative>) -> PartAnswer {
+    async fn admit(
+        &self,
+        conn: &ConnectionManager,
+        key: CallKey,
+        alternatives: Vec<Alternative>,
+    ) -> PartAnswer {
         let now = tokio::time::Instant::now();
         if self.counters.last_renewal().is_some() && !self.counters.can_admit(now) {
             self.metrics.cluster_backend_error();
             return PartAnswer::Failed("lease not renewed for half a lease".to_owned());
         }
-        let result = tokio::time::timeout(ADMIT_BOUND, self.counters.admit(key, &alternatives))
+        let result = tokio::time::timeout(ADMIT_BOUND, self.counters.admit_on(conn, key, &alternatives))
             .await
             .unwrap_or(Err(ClusterError::Timeout {
                 op: "admit",
@@ -186,9 +169,22 @@ impl ClusterNode {
             .adopt(call, counters.into_iter().map(|c| c.key).collect());
     }
 
-    /// Queues the release of `call` (idempotent in Redis; retried by the heartbeat on error).
+    /// Sends the release of `call` (idempotent in Redis; retried by the heartbeat on error): on
+    /// the shard's own connection when it comes from a shard's thread, else through the main
+    /// runtime's queue.
     fn release(&self, call: CallKey) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let local = SHARD_CONN.with(|c| c.borrow().clone());
+        if let (Some(conn), Ok(runtime)) = (local, Handle::try_current()) {
+            let (counters, in_flight) = (self.counters.clone(), self.in_flight.clone());
+            runtime.spawn(async move {
+                if let Err(error) = counters.release_on(&conn, call).await {
+                    tracing::debug!(%error, "counter backend: release queued for retry");
+                }
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
+            return;
+        }
         if self.releases.send(call).is_err() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
@@ -213,6 +209,71 @@ impl ClusterNode {
     /// Whether the last Redis command succeeded.
     pub fn is_healthy(&self) -> bool {
         self.counters.is_healthy()
+    }
+}
+
+thread_local! {
+    /// The connection of the engine shard running on this thread, if any: a release from a
+    /// permit dropped here goes out on it without leaving the thread.
+    static SHARD_CONN: RefCell<Option<ConnectionManager>> = const { RefCell::new(None) };
+}
+
+/// One engine shard's way to the cluster: its own Redis connection, driven by the shard's own
+/// runtime (so an admission or a release never wakes another thread), and the queue its answers
+/// come back on.
+#[derive(Debug)]
+pub struct ShardLink {
+    node: Arc<ClusterNode>,
+    conn: ConnectionManager,
+    answers: Answers,
+}
+
+impl ShardLink {
+    /// Makes this thread's permit releases use this link's connection (call on the shard's
+    /// thread, inside its runtime).
+    pub fn install(&self) {
+        SHARD_CONN.with(|c| *c.borrow_mut() = Some(self.conn.clone()));
+    }
+
+    /// Asks Redis for `request` on the current (the shard's) runtime; the answer goes to the
+    /// shard's queue.
+    pub fn ask(&self, request: AdmitRequest) {
+        let parts: Vec<(CallKey, Vec<Alternative>)> = request
+            .parts
+            .iter()
+            .map(|p| (p.key, self.node.alternatives(&p.generation, &p.paths)))
+            .collect();
+        let (node, conn, answers, id) = (
+            self.node.clone(),
+            self.conn.clone(),
+            self.answers.clone(),
+            request.id,
+        );
+        drop(request);
+        tokio::spawn(async move {
+            let out = match <[_; 1]>::try_from(parts) {
+                // The common case (one path with its failover alternatives): no extra task.
+                Ok([(key, alts)]) => vec![node.admit(&conn, key, alts).await],
+                // Parts are independent (a fork's targets): asked at once, one round trip in all.
+                Err(parts) => {
+                    let asks: Vec<_> = parts
+                        .into_iter()
+                        .map(|(key, alts)| {
+                            let (node, conn) = (node.clone(), conn.clone());
+                            tokio::spawn(async move { node.admit(&conn, key, alts).await })
+                        })
+                        .collect();
+                    let mut out = Vec::with_capacity(asks.len());
+                    for ask in asks {
+                        out.push(ask.await.unwrap_or_else(|e| {
+                            PartAnswer::Failed(format!("admission task: {e}"))
+                        }));
+                    }
+                    out
+                }
+            };
+            let _ = answers.send((id, out));
+        });
     }
 }
 

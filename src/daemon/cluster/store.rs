@@ -75,6 +75,9 @@ pub(super) struct Held {
 #[derive(Debug)]
 pub struct RedisCounters {
     pub(super) conn: ConnectionManager,
+    /// To open more connections (one per engine shard, on the shard's own runtime).
+    client: redis::Client,
+    manager: ConnectionManagerConfig,
     pub(super) scripts: Scripts,
     /// `{cluster}:`, the prefix of every key.
     pub(super) prefix: String,
@@ -118,14 +121,17 @@ impl RedisCounters {
             .set_response_timeout(Some(cfg.command_timeout))
             .set_connection_timeout(Some(cfg.command_timeout))
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager).map_err(|source| {
-            ClusterError::Redis {
-                op: "connect",
-                source,
-            }
-        })?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager.clone()).map_err(
+                |source| ClusterError::Redis {
+                    op: "connect",
+                    source,
+                },
+            )?;
         Ok(RedisCounters {
             conn,
+            client,
+            manager,
             scripts: Scripts::new(),
             prefix: format!("{{{}}}:", cfg.cluster),
             nodes_key: format!("{{{}}}:nodes", cfg.cluster),
@@ -152,12 +158,35 @@ impl RedisCounters {
         Ok(counters)
     }
 
+    /// Another connection to the same Redis, for one task's or thread's own use with
+    /// [`admit_on`](Self::admit_on) and [`release_on`](Self::release_on). Lazy: it connects on
+    /// first use, on the runtime it is first used on (an engine shard's own, so its commands
+    /// never cross threads). Does no I/O.
+    pub fn connection(&self) -> Result<ConnectionManager, ClusterError> {
+        ConnectionManager::new_lazy_with_config(self.client.clone(), self.manager.clone()).map_err(
+            |source| ClusterError::Redis {
+                op: "connect",
+                source,
+            },
+        )
+    }
+
     /// Acquires for `call` every counter of the first alternative that fits, all or nothing, in
     /// one round trip; or refuses. Idempotent by `call`: a retry (e.g. after a timeout) answers the
     /// first outcome again without counting twice. Joins again and retries once when this node's
     /// lease was lost.
     pub async fn admit(
         &self,
+        call: CallKey,
+        alternatives: &[Alternative],
+    ) -> Result<Admission, ClusterError> {
+        self.admit_on(&self.conn, call, alternatives).await
+    }
+
+    /// [`admit`](Self::admit) over `conn` (from [`connection`](Self::connection)).
+    pub async fn admit_on(
+        &self,
+        conn: &ConnectionManager,
         call: CallKey,
         alternatives: &[Alternative],
     ) -> Result<Admission, ClusterError> {
@@ -168,7 +197,7 @@ impl RedisCounters {
         for _ in 0..2 {
             let member = self.member_or_join(seen).await?;
             let Some(m) = member.as_ref() else { continue };
-            match self.run_admit(m, call, alternatives).await? {
+            match self.run_admit(conn, m, call, alternatives).await? {
                 Some(admission) => return Ok(admission),
                 None => seen = Some(m.epoch),
             }
@@ -179,6 +208,7 @@ impl RedisCounters {
     /// One admission script run; `None` when the member's lease is lost.
     async fn run_admit(
         &self,
+        conn: &ConnectionManager,
         m: &Member,
         call: CallKey,
         alternatives: &[Alternative],
@@ -191,7 +221,7 @@ impl RedisCounters {
                 inv.arg(c.key.as_str()).arg(c.limit.map_or(-1, i64::from));
             }
         }
-        let reply = self.eval("admit", &inv).await?;
+        let reply = self.eval_on(conn, "admit", &inv).await?;
         let bad = || reply_error("admit", &reply);
         let (tag, rest) = tagged(&reply).ok_or_else(bad)?;
         match (tag, rest) {
@@ -256,15 +286,28 @@ impl RedisCounters {
     /// after an `admit` that failed with an error and will not be retried. On an error the release
     /// stays queued and each heartbeat retries it: the caller may drop the error.
     pub async fn release(&self, call: CallKey) -> Result<(), ClusterError> {
+        self.release_on(&self.conn, call).await
+    }
+
+    /// [`release`](Self::release) over `conn` (from [`connection`](Self::connection)).
+    pub async fn release_on(
+        &self,
+        conn: &ConnectionManager,
+        call: CallKey,
+    ) -> Result<(), ClusterError> {
         lock(&self.held).remove(&call);
-        let result = self.run_release(call).await;
+        let result = self.run_release(conn, call).await;
         if result.is_err() {
             lock(&self.pending).insert(call);
         }
         result
     }
 
-    pub(super) async fn run_release(&self, call: CallKey) -> Result<(), ClusterError> {
+    pub(super) async fn run_release(
+        &self,
+        conn: &ConnectionManager,
+        call: CallKey,
+    ) -> Result<(), ClusterError> {
         let member = self.member.read().await;
         // Never joined: nothing of this epoch can hold the call.
         let Some(m) = member.as_ref() else {
@@ -272,7 +315,7 @@ impl RedisCounters {
         };
         let mut inv = self.invocation(&self.scripts.release, &m.name);
         inv.arg(call.0);
-        let reply = self.eval("release", &inv).await?;
+        let reply = self.eval_on(conn, "release", &inv).await?;
         // `lost`: the member's units are the reap's now, this call's included.
         match tagged(&reply) {
             Some(("ok" | "lost", _)) => Ok(()),
@@ -367,7 +410,16 @@ impl RedisCounters {
         op: &'static str,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, ClusterError> {
-        let mut conn = self.conn.clone();
+        self.eval_on(&self.conn, op, inv).await
+    }
+
+    async fn eval_on(
+        &self,
+        conn: &ConnectionManager,
+        op: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value, ClusterError> {
+        let mut conn = conn.clone();
         self.bounded(op, inv.invoke_async(&mut conn)).await
     }
 
