@@ -42,6 +42,7 @@ pub mod daemon;
 pub mod engine;
 pub mod explain;
 pub mod limits;
+pub(crate) mod log_limit;
 pub mod registrar;
 pub mod routing;
 pub mod sip;

@@ -170,8 +170,7 @@ impl WaitPart {
                 self.refused = Some(r);
                 None
             }
-            Some(PartAnswer::Failed(e)) if policy == BackendErrorPolicy::Local => {
-                tracing::warn!(error = %e, "counter backend unavailable: admitting on this node's counters (on_backend_error = local)");
+            Some(PartAnswer::Failed(_)) if policy == BackendErrorPolicy::Local => {
                 self.admit_locally()
             }
             Some(PartAnswer::Failed(e)) => return Resolved::Failed(e),
@@ -321,6 +320,9 @@ impl B2bua {
         };
         let g = self.limiter.current();
         let policy = policy(&g);
+        if policy == BackendErrorPolicy::Local {
+            self.log_local_admissions(now, &answers);
+        }
         let mut answers = answers.into_iter();
         let resolved: Vec<Resolved> = waiting
             .parts
@@ -371,7 +373,7 @@ impl B2bua {
                 Some(Resolved::Refused(Some(refusal))) => {
                     return self.refuse_limit(now, call.id, &call.req, call.key, &g, refusal, out)
                 }
-                Some(Resolved::Failed(e)) => return self.refuse_backend(&call, &e, out),
+                Some(Resolved::Failed(e)) => return self.refuse_backend(now, &call, &e, out),
                 Some(Resolved::Refused(None)) | None => None,
             }
         } else {
@@ -383,7 +385,7 @@ impl B2bua {
             match r {
                 Resolved::Admitted(t) => targets.push(t),
                 Resolved::Refused(refusal) => last = refusal.or(last),
-                Resolved::Failed(e) => return self.refuse_backend(&call, &e, out),
+                Resolved::Failed(e) => return self.refuse_backend(now, &call, &e, out),
             }
         }
         if targets.is_empty() {
@@ -408,6 +410,16 @@ impl B2bua {
         self.start_call(now, call.req, call.key, call.source, admitted, call.id, out);
     }
 
+    /// `on_backend_error = "local"`: one line per failed answer, at most ten a second.
+    fn log_local_admissions(&mut self, now: Instant, answers: &[PartAnswer]) {
+        for a in answers {
+            let PartAnswer::Failed(e) = a else { continue };
+            if let Some(suppressed) = self.backend_log.allow(now) {
+                tracing::warn!(error = %e, suppressed, "counter backend unavailable: admitting on this node's counters (on_backend_error = local)");
+            }
+        }
+    }
+
     /// A limit refused the call: its record and the configured response.
     #[allow(clippy::too_many_arguments)] // the refusal's context, as the in-memory path has it
     pub(super) fn refuse_limit(
@@ -426,8 +438,10 @@ impl B2bua {
     }
 
     /// The backend could not answer and the policy is `reject`: 503 naming the backend.
-    fn refuse_backend(&mut self, call: &NewCall, error: &str, out: &mut Vec<Out>) {
-        tracing::warn!(call = call.id, call_id = %call.req.parts().call_id(), error, "counter backend unavailable: call refused (on_backend_error = reject)");
+    fn refuse_backend(&mut self, now: Instant, call: &NewCall, error: &str, out: &mut Vec<Out>) {
+        if let Some(suppressed) = self.backend_log.allow(now) {
+            tracing::warn!(call = call.id, call_id = %call.req.parts().call_id(), error, suppressed, "counter backend unavailable: call refused (on_backend_error = reject)");
+        }
         let reason = "SIP;cause=503;text=\"counter backend unavailable (redis)\"";
         let warning = "399 callgate \"counter backend unavailable (redis)\"";
         let extra = [

@@ -273,6 +273,9 @@ pub struct B2bua {
     waiting_call_ids: std::collections::HashMap<String, u64, foldhash::fast::RandomState>,
     /// Failover requests numbered so far.
     next_wait: u64,
+    /// Calls refused or admitted locally because the backend failed: a Redis outage must not
+    /// write a line per call.
+    backend_log: crate::log_limit::LogLimit,
 }
 
 impl B2bua {
@@ -296,6 +299,7 @@ impl B2bua {
             waiting_by_invite: Default::default(),
             waiting_call_ids: Default::default(),
             next_wait: 0,
+            backend_log: Default::default(),
         }
     }
 

@@ -17,7 +17,7 @@ pub mod access;
 mod bad_request;
 mod call_timers;
 mod checks;
-mod log_limit;
+use crate::log_limit;
 mod methods;
 pub mod options;
 pub mod registration;

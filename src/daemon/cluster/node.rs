@@ -49,6 +49,8 @@ pub struct ClusterNode {
     /// Cluster-wide units per counter (`level:name:kind`), read every [`USAGE_EVERY`]; `None`
     /// while Redis does not answer.
     usage: Mutex<Option<HashMap<String, u64>>>,
+    /// Failed admissions: a Redis outage must not write a line per call.
+    admit_log: Mutex<crate::log_limit::LogLimit>,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,7 @@ impl ClusterNode {
             in_flight: Arc::new(AtomicUsize::new(0)),
             keys: ArcSwapOption::empty(),
             usage: Mutex::new(None),
+            admit_log: Mutex::new(Default::default()),
         });
         counters.spawn_heartbeat(stop.clone());
         tokio::spawn(release_queue(node.clone(), rx, stop.clone()));
@@ -114,18 +117,28 @@ impl ClusterNode {
             self.metrics.cluster_backend_error();
             return PartAnswer::Failed("lease not renewed for half a lease".to_owned());
         }
-        let result = tokio::time::timeout(ADMIT_BOUND, self.counters.admit_on(conn, key, &alternatives))
-            .await
-            .unwrap_or(Err(ClusterError::Timeout {
-                op: "admit",
-                after: ADMIT_BOUND,
-            }));
+        let result = tokio::time::timeout(
+            ADMIT_BOUND,
+            self.counters.admit_on(conn, key, &alternatives),
+        )
+        .await
+        .unwrap_or(Err(ClusterError::Timeout {
+            op: "admit",
+            after: ADMIT_BOUND,
+        }));
         match result {
             Ok(Admission::Admitted { index }) => PartAnswer::Admitted { index },
             Ok(Admission::Refused(refusal)) => PartAnswer::Refused(refusal),
             Err(error) => {
                 self.metrics.cluster_backend_error();
-                tracing::warn!(%error, "counter backend: admission failed");
+                let allowed = self
+                    .admit_log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .allow(std::time::Instant::now());
+                if let Some(suppressed) = allowed {
+                    tracing::warn!(%error, suppressed, "counter backend: admission failed");
+                }
                 // The script may have run before the failure: give back whatever it took.
                 self.release(key);
                 PartAnswer::Failed(error.to_string())

@@ -121,13 +121,11 @@ impl RedisCounters {
             .set_response_timeout(Some(cfg.command_timeout))
             .set_connection_timeout(Some(cfg.command_timeout))
             .set_max_delay(Duration::from_secs(1));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager.clone()).map_err(
-                |source| ClusterError::Redis {
-                    op: "connect",
-                    source,
-                },
-            )?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())
+            .map_err(|source| ClusterError::Redis {
+                op: "connect",
+                source,
+            })?;
         Ok(RedisCounters {
             conn,
             client,
