@@ -57,17 +57,7 @@ pub(super) fn fixture() -> Fixture {
         .map(|l| l.snapshot)
         .unwrap_or_else(|e| panic!("{e:?}"));
     let limiter = Arc::new(Limiter::new(Arc::new(snapshot)));
-    let settings = Settings {
-        t1: Duration::from_millis(500),
-        t2: Duration::from_secs(4),
-        local: Local {
-            udp: Some("127.0.0.1:5070".into()),
-            tcp: None,
-            tls: None,
-        },
-        node: "t".into(),
-        ring_timeout: Duration::from_secs(180),
-    };
+    let settings = settings();
     let ids = crate::sip::ids::Ids::new(0, rand::SeedableRng::from_rng(&mut rand::rng()));
     let b2bua = B2bua::new(limiter.clone(), settings, ids);
     // The clock is never read by the core: any fixed origin works.
@@ -77,6 +67,21 @@ pub(super) fn fixture() -> Fixture {
         limiter,
         now,
         out: Vec::new(),
+    }
+}
+
+/// The call settings every fixture uses.
+pub(super) fn settings() -> Settings {
+    Settings {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        local: Local {
+            udp: Some("127.0.0.1:5070".into()),
+            tcp: None,
+            tls: None,
+        },
+        node: "t".into(),
+        ring_timeout: Duration::from_secs(180),
     }
 }
 

@@ -4,13 +4,12 @@
 //! checks that the node's counters are back at zero and the backend heard every release.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::tests::{b_invite, b_response, invite, pbx, statuses, Fixture, CFG};
+use super::tests::{b_invite, invite, pbx, statuses, Fixture, CFG};
 use super::*;
 use crate::limits::testing::SharedBackend;
 use crate::limits::CallKey;
-use crate::transaction::sip_keys::{client_key, server_key};
+use crate::transaction::sip_keys::server_key;
 
 /// [`CFG`] (provider `sp` public = 1) with Redis counters, the policy `policy`, and a second
 /// trunk `backup` after `carrier` for outbound calls.
@@ -31,17 +30,7 @@ fn shared_fixture(policy: &str) -> (Fixture, Arc<SharedBackend>) {
     let backend = Arc::new(SharedBackend::default());
     let limiter = Arc::new(Limiter::with_backend(Arc::new(snapshot), backend.clone()));
     let base = super::tests::fixture();
-    let settings = Settings {
-        t1: Duration::from_millis(500),
-        t2: Duration::from_secs(4),
-        local: Local {
-            udp: Some("127.0.0.1:5070".into()),
-            tcp: None,
-            tls: None,
-        },
-        node: "t".into(),
-        ring_timeout: Duration::from_secs(180),
-    };
+    let settings = super::tests::settings();
     let ids = crate::sip::ids::Ids::new(0, rand::SeedableRng::from_rng(&mut rand::rng()));
     let f = Fixture {
         b2bua: B2bua::new(limiter.clone(), settings, ids),
@@ -154,9 +143,7 @@ fn the_answer_starts_the_call_and_its_end_releases_through_the_backend() {
     let b = b_invite(&f.out);
     assert!(String::from_utf8_lossy(&b).starts_with("INVITE sip:3125559999@127.0.0.1:5080"));
     f.out.clear();
-    let resp = b_response(&b, 486, "Busy Here");
-    let k = client_key(&resp).expect("our branch");
-    f.b2bua.on_response(f.now, &k, resp, &mut f.out);
+    f.b_says(&b, 486, "Busy Here");
     assert_eq!(statuses(&f.out), vec![486]);
     f.assert_idle();
     assert_eq!(backend.released(), vec![key]);
@@ -268,9 +255,7 @@ fn a_failover_is_asked_anew_under_its_own_key_and_the_call_waits_for_it() {
     f.backend_says(id, PartAnswer::Admitted { index: 0 });
     let b = b_invite(&f.out);
     f.out.clear();
-    let resp = b_response(&b, 503, "Service Unavailable");
-    let k = client_key(&resp).expect("our branch");
-    f.b2bua.on_response(f.now, &k, resp, &mut f.out);
+    f.b_says(&b, 503, "Service Unavailable");
     assert!(
         statuses(&f.out).is_empty(),
         "the caller waits for the failover"
@@ -291,9 +276,7 @@ fn a_failover_is_asked_anew_under_its_own_key_and_the_call_waits_for_it() {
     let b2 = b_invite(&f.out);
     assert!(String::from_utf8_lossy(&b2).starts_with("INVITE sip:3125559999@127.0.0.2:5080"));
     f.out.clear();
-    let resp = b_response(&b2, 486, "Busy Here");
-    let k = client_key(&resp).expect("our branch");
-    f.b2bua.on_response(f.now, &k, resp, &mut f.out);
+    f.b_says(&b2, 486, "Busy Here");
     assert_eq!(statuses(&f.out), vec![486]);
     f.assert_idle();
     assert_eq!(backend.released(), vec![key, fkey]);
@@ -306,9 +289,7 @@ fn a_failover_refused_by_the_backend_ends_the_call_with_the_reject_code() {
     f.backend_says(id, PartAnswer::Admitted { index: 0 });
     let b = b_invite(&f.out);
     f.out.clear();
-    let resp = b_response(&b, 500, "Server Internal Error");
-    let k = client_key(&resp).expect("our branch");
-    f.b2bua.on_response(f.now, &k, resp, &mut f.out);
+    f.b_says(&b, 500, "Server Internal Error");
     let fid = asked(&f.out)[0].id;
     f.out.clear();
     f.backend_says(fid, PartAnswer::Refused(full_sp()));
@@ -324,9 +305,7 @@ fn a_caller_cancelling_during_a_failover_ends_the_call_when_the_answer_comes() {
     f.backend_says(id, PartAnswer::Admitted { index: 0 });
     let b = b_invite(&f.out);
     f.out.clear();
-    let resp = b_response(&b, 503, "Service Unavailable");
-    let k = client_key(&resp).expect("our branch");
-    f.b2bua.on_response(f.now, &k, resp, &mut f.out);
+    f.b_says(&b, 503, "Service Unavailable");
     let q = asked(&f.out);
     let (fid, fkey) = (q[0].id, q[0].parts[0].key);
     f.out.clear();
