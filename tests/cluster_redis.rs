@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use callgate::cluster::{
     Admission, Alternative, ClusterError, CounterKey, CounterLimit, ManualClock, RedisCounters,
+    RECONNECT_TRIES,
 };
 use callgate::limits::{CallKey, CounterKind, Level};
 use cluster_support::{node, node_config, RedisServer};
@@ -325,6 +326,44 @@ async fn redis_restarted_empty_errors_are_bounded_then_republish_restores_the_co
         b.release(CallKey(i)).await.unwrap();
     }
     assert!(used(&server, "loss").is_empty());
+}
+
+/// A connection left idle through an outage longer than its reconnection attempts (an engine
+/// shard's, when no call comes its way) admits on its first command once Redis is back: the
+/// first call after an outage gets no 503. (It did: CI saw it in `tests/cluster_nodes`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_admits_at_once_after_a_long_outage() {
+    let mut server = RedisServer::start();
+    let port = server.addr.port();
+    let a = node(node_config(
+        &server,
+        "idle",
+        "a",
+        Duration::from_secs(30),
+        None,
+    ))
+    .await;
+    let shard = a.connection().unwrap();
+    a.admit_on(&shard, CallKey(1), &call_path(1, 10))
+        .await
+        .unwrap();
+    server.kill();
+    assert!(a
+        .admit_on(&shard, CallKey(2), &call_path(1, 10))
+        .await
+        .is_err());
+    // Past the connection's background attempts (a span of time: there is no event to await).
+    tokio::time::sleep(Duration::from_millis(300 * RECONNECT_TRIES as u64 + 700)).await;
+
+    let server = RedisServer::start_on(port);
+    eventually(|| async { a.heartbeat().await.is_ok() }).await;
+    let first = a.admit_on(&shard, CallKey(3), &call_path(1, 10)).await;
+    assert!(
+        matches!(first, Ok(Admission::Admitted { index: 0 })),
+        "{first:?}"
+    );
+    // Call 1 republished by the heartbeat and call 3 admitted (call 2 never reached Redis).
+    assert_eq!(org_used(&server, "idle"), 2);
 }
 
 /// Polls `f` every 50 ms for up to 10 s.

@@ -42,7 +42,9 @@ pub use error::ClusterError;
 pub use key::{Alternative, CounterKey, CounterKeys, CounterLimit};
 // The Redis client does I/O, so it lives with the daemon's tasks (the layer rule); its API is
 // the cluster's.
-pub use crate::daemon::cluster::{Admission, CounterUsage, RedisCounters, Renewal};
+pub use crate::daemon::cluster::{
+    Admission, CounterUsage, RedisCounters, Renewal, RECONNECT_TRIES,
+};
 
 #[cfg(test)]
 mod tests;

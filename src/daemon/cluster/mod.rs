@@ -8,4 +8,4 @@ mod store;
 
 pub use lease::Renewal;
 pub use node::{Answers, ClusterNode, ShardLink};
-pub use store::{Admission, CounterUsage, RedisCounters};
+pub use store::{Admission, CounterUsage, RedisCounters, RECONNECT_TRIES};

@@ -102,6 +102,10 @@ pub struct RedisCounters {
     warned: Mutex<HashSet<(CounterKey, String)>>,
 }
 
+/// Connection attempts after a connection is lost (100 then 200 ms apart) before the manager
+/// gives up until the next command.
+pub const RECONNECT_TRIES: usize = 2;
+
 /// Locks a std mutex, going on after a panic elsewhere: every guarded value stays consistent
 /// between statements (inserts and removes only).
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,7 +124,10 @@ impl RedisCounters {
         let manager = ConnectionManagerConfig::new()
             .set_response_timeout(Some(cfg.command_timeout))
             .set_connection_timeout(Some(cfg.command_timeout))
-            .set_max_delay(Duration::from_secs(1));
+            .set_max_delay(Duration::from_secs(1))
+            // A lost connection retries in the background for about 0.3 s, then waits for the
+            // next command to reconnect (see `eval_on`): no connection loops through an outage.
+            .set_number_of_retries(RECONNECT_TRIES);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())
             .map_err(|source| ClusterError::Redis {
                 op: "connect",
@@ -418,7 +425,16 @@ impl RedisCounters {
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, ClusterError> {
         let mut conn = conn.clone();
-        self.bounded(op, inv.invoke_async(&mut conn)).await
+        match self.bounded(op, inv.invoke_async(&mut conn)).await {
+            // A connection whose reconnection gave up during an outage answers that old error at
+            // once and only then reconnects: once Redis is back the first command on an idle
+            // connection (a shard's) would fail. The retry waits for the new connection; every
+            // script is idempotent, so a run that did reach Redis counts once.
+            Err(ClusterError::Redis { source, .. }) if connection_failed(&source) => {
+                self.bounded(op, inv.invoke_async(&mut conn)).await
+            }
+            other => other,
+        }
     }
 
     /// Runs a Redis future within the command timeout, recording health.
@@ -437,6 +453,11 @@ impl RedisCounters {
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
         result
     }
+}
+
+/// Whether `e` says the connection failed (refused, dropped, I/O), not what Redis answered.
+fn connection_failed(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped()
 }
 
 pub(super) fn reply_error(op: &'static str, reply: &Value) -> ClusterError {
