@@ -97,12 +97,17 @@ fn redis_org(redis: &RedisServer) -> i64 {
 
 /// The organization's units held by member `member` (`node#epoch`).
 fn redis_member_org(redis: &RedisServer, member: &str) -> i64 {
-    let n: Option<i64> = redis::cmd("HGET")
-        .arg(format!("{{callgate}}:usage:{member}"))
-        .arg(ORG_KEY)
+    // A member's units are its call records ("index\0counter\0counter...").
+    let records: Vec<Vec<u8>> = redis::cmd("HVALS")
+        .arg(format!("{{callgate}}:calls:{member}"))
         .query(&mut redis.conn())
-        .expect("read a member's usage");
-    n.unwrap_or(0)
+        .expect("read a member's calls");
+    let units = records
+        .iter()
+        .flat_map(|r| r.split(|b| *b == 0).skip(1))
+        .filter(|c| *c == ORG_KEY.as_bytes())
+        .count();
+    i64::try_from(units).expect("a count")
 }
 
 /// The members of the live set, lowest lease expiry first.

@@ -385,16 +385,21 @@ fn observe(
         .expect("nodes");
     let mut members = BTreeMap::new();
     for (name, score) in nodes {
-        let usage: Hash = redis::cmd("HGETALL")
-            .arg(format!("{p}usage:{name}"))
-            .query(conn)
-            .expect("usage");
-        let calls: Vec<String> = redis::cmd("HKEYS")
+        let records: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
             .arg(format!("{p}calls:{name}"))
             .query(conn)
             .expect("calls");
-        let calls = calls
-            .into_iter()
+        // A member's units are its call records' counters ("index\0counter\0...").
+        let mut usage = Hash::new();
+        for record in records.values() {
+            for c in record.split(|b| *b == 0).skip(1) {
+                *usage
+                    .entry(String::from_utf8(c.to_vec()).expect("a UTF-8 counter"))
+                    .or_default() += 1;
+            }
+        }
+        let calls = records
+            .into_keys()
             .map(|c| (c.parse().expect("numeric call key"), (0, Vec::new())))
             .collect();
         members.insert(

@@ -431,6 +431,72 @@ async fn admission_rate() {
     }
 }
 
+/// Redis's own CPU per admission and per release of 8-counter calls (`INFO commandstats`,
+/// microseconds per `EVALSHA`), 500 calls up at once on one path:
+/// `cargo test --release --test cluster_redis -- --ignored --nocapture script_cost`.
+/// With `CG_REDIS_PORT=p` it uses a redis-server already running there (for instructions per
+/// script: run that one under `valgrind --tool=callgrind --toggle-collect=evalShaCommand`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints Redis microseconds per script"]
+async fn script_cost() {
+    let server = match std::env::var("CG_REDIS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        Some(port) => RedisServer::external(port),
+        None => RedisServer::start(),
+    };
+    let n = node(node_config(
+        &server,
+        "cost",
+        "n0",
+        Duration::from_secs(30),
+        None,
+    ))
+    .await;
+    let evalsha_us = || {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut server.conn())
+            .unwrap();
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("cmdstat_evalsha:"))
+            .unwrap_or_default()
+            .to_owned();
+        let field = |name: &str| -> f64 {
+            line.split([':', ','])
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (field("calls"), field("usec_per_call"))
+    };
+    for round in 0..5u64 {
+        let keys: Vec<u64> = (round * 500..(round + 1) * 500).collect();
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .exec(&mut server.conn())
+            .unwrap();
+        for &k in &keys {
+            // As in scripts/bench: every call on the same counters (one PBX extension).
+            n.admit(CallKey(k), &[bench_path(0)]).await.unwrap();
+        }
+        let admit = evalsha_us();
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .exec(&mut server.conn())
+            .unwrap();
+        for &k in &keys {
+            n.release(CallKey(k)).await.unwrap();
+        }
+        let release = evalsha_us();
+        println!(
+            "round {round}: admit {:.1} us ({} runs), release {:.1} us ({} runs)",
+            admit.1, admit.0, release.1, release.0
+        );
+    }
+}
+
 /// A local -> public path: extension (2), user, organization, provider, server (public), trunk (2).
 fn bench_path(e: u64) -> Alternative {
     let c = |level, name: String, kind| CounterLimit {

@@ -10,6 +10,7 @@ if prior then return {'ok', tonumber(split(prior)[1]), {}} end
 local pos, refused = 7, nil
 for a = 0, tonumber(ARGV[6]) - 1 do
   local k = tonumber(ARGV[pos])
+  -- Limits stay strings as passed: compared with the recorded ones without formatting them.
   local names, need, limit, order = {}, {}, {}, {}
   for i = 0, k - 1 do
     local c = ARGV[pos + 1 + 2 * i]
@@ -17,29 +18,35 @@ for a = 0, tonumber(ARGV[6]) - 1 do
     if need[c] then
       need[c] = need[c] + 1
     else
-      need[c], limit[c] = 1, tonumber(ARGV[pos + 2 + 2 * i])
+      need[c], limit[c] = 1, ARGV[pos + 2 + 2 * i]
       order[#order + 1] = c
     end
   end
   pos = pos + 1 + 2 * k
-  local used = {}
-  if #order > 0 then used = redis.call('HMGET', P .. 'used', unpack(order)) end
+  -- Takes the units first (HINCRBY answers the new count: no read, no parsing of counts), then
+  -- gives them back if a counter went past its limit.
   refused = nil
+  local taken = 0
   for i, c in ipairs(order) do
-    local u = tonumber(used[i]) or 0
-    if limit[c] >= 0 and u + need[c] > limit[c] then refused = {c, u, limit[c]}; break end
+    local n = redis.call('HINCRBY', USED, c, need[c] == 1 and '1' or tostring(need[c]))
+    taken = i
+    if limit[c] ~= '-1' then
+      local max = tonumber(limit[c])
+      if n > max then refused = {c, n - need[c], max}; break end
+    end
   end
-  if not refused then
-    hold(m, call, a, names)
+  if refused then
+    for i = 1, taken do decr(order[i], need[order[i]]) end
+  else
+    record(m, call, a, names)
     -- The limit enforced is the admitting node's; report where the cluster last saw another.
     local diff = {}
     if #order > 0 then
       local seen = redis.call('HMGET', P .. 'limit', unpack(order))
       for i, c in ipairs(order) do
-        local l = tostring(limit[c])
-        if seen[i] ~= l then
+        if seen[i] ~= limit[c] then
           if seen[i] then diff[#diff + 1] = c; diff[#diff + 1] = seen[i] end
-          redis.call('HSET', P .. 'limit', c, l)
+          redis.call('HSET', P .. 'limit', c, limit[c])
         end
       end
     end

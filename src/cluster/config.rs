@@ -21,14 +21,15 @@ pub struct ClusterConfig {
     pub lease: Duration,
     /// Bound on each Redis command, connection attempts included.
     pub command_timeout: Duration,
-    /// Dead-member counters freed per script run, bounding each script's extra work.
+    /// Calls of a dead member freed per script run (about: `HSCAN`'s count), bounding each
+    /// script's extra work.
     pub reap_budget: u32,
     /// Whose clock leases are measured on.
     pub clock: ClusterClock,
 }
 
 impl ClusterConfig {
-    /// Defaults: cluster `callgate`, lease 30 s, 200 ms per command, 256 counters reaped per
+    /// Defaults: cluster `callgate`, lease 30 s, 200 ms per command, 128 calls reaped per
     /// script, Redis's clock.
     pub fn new(redis_url: impl Into<String>, node: impl Into<String>) -> Self {
         ClusterConfig {
@@ -37,7 +38,7 @@ impl ClusterConfig {
             cluster: "callgate".to_owned(),
             lease: Duration::from_secs(30),
             command_timeout: Duration::from_millis(200),
-            reap_budget: 256,
+            reap_budget: 128,
             clock: ClusterClock::Redis,
         }
     }

@@ -7,13 +7,15 @@
 --   P.."epoch"        hash  node -> last epoch handed out
 --   P.."reap"         hash  member -> HSCAN cursor of a dead member being freed
 --   P.."calls:"..m    hash  call -> "index\0counter\0counter..." (the units that call holds)
---   P.."usage:"..m    hash  counter -> units member m holds (sum of its calls)
--- Per-member keys are derived, not declared: they hash to the same slot through the tag.
+-- A member's units are its calls' records: no per-member count to keep in step on every admission
+-- and release (it doubled each script's writes). Per-member keys are derived, not declared: they
+-- hash to the same slot through the tag.
 --
 -- ARGV[1] = P, ARGV[2] = member or node, ARGV[3] = now in ms (0: read Redis TIME, one clock for
 -- every node), ARGV[4] = reap budget; the body's own arguments follow.
 
 local P = ARGV[1]
+local USED = P .. 'used' -- built once: a concatenation in a loop makes a string per pass
 local SEP = '\0'
 
 local function now_ms(arg)
@@ -34,33 +36,38 @@ local function split(s)
   end
 end
 
--- A count that reaches 0 is removed (the hashes stay as small as the calls in progress); one that
--- went below 0 is kept, so the bug shows in `/counters` and in the property test.
-local function decr(key, field, n)
-  if redis.call('HINCRBY', key, field, -n) == 0 then redis.call('HDEL', key, field) end
+-- Numbers go to redis.call as strings: a Lua number is formatted with printf ("%.17g"), which
+-- was the largest single cost of a script run.
+
+-- Takes `n` units (one when nil) of counter `field` back. A count that reaches 0 is removed (the
+-- hash stays as small as the calls in progress); one that went below 0 is kept, so the bug shows
+-- in `/counters` and in the property test.
+local function decr(field, n)
+  local by = (n == nil or n == 1) and '-1' or ('-' .. n)
+  if redis.call('HINCRBY', USED, field, by) == 0 then redis.call('HDEL', USED, field) end
 end
 
--- Frees at most `budget` counters of the first member whose lease ended before `now`. Bounded
--- work per script run is what makes a dead node's units come back with no reaper process: every
--- admission, release and heartbeat of every node does a little of it. A dead member never gains
--- fields (every script refuses an expired member), so one HSCAN pass from the stored cursor
--- visits all of them.
+-- Frees the units of at most about `budget` calls of the first member whose lease ended before
+-- `now`. Bounded work per script run is what makes a dead node's units come back with no reaper
+-- process: every admission, release and heartbeat of every node does a little of it. A dead
+-- member never gains calls (every script refuses an expired member), so one HSCAN pass from the
+-- stored cursor visits all of them.
 local function reap(now, budget)
   local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', '(' .. now, 'LIMIT', 0, 1)
   if #dead == 0 then return end
   local m = dead[1]
-  local usage = P .. 'usage:' .. m
+  local calls = P .. 'calls:' .. m
   local cursor = redis.call('HGET', P .. 'reap', m) or '0'
-  local scan = redis.call('HSCAN', usage, cursor, 'COUNT', budget)
+  local scan = redis.call('HSCAN', calls, cursor, 'COUNT', budget)
   local kv = scan[2]
   for i = 1, #kv, 2 do
-    decr(P .. 'used', kv[i], tonumber(kv[i + 1]))
-    redis.call('HDEL', usage, kv[i])
+    local fields = split(kv[i + 1])
+    for f = 2, #fields do decr(fields[f]) end
+    redis.call('HDEL', calls, kv[i])
   end
   if scan[1] ~= '0' then
     redis.call('HSET', P .. 'reap', m, scan[1])
-  elseif redis.call('EXISTS', usage) == 0 then
-    redis.call('DEL', P .. 'calls:' .. m)
+  elseif redis.call('EXISTS', calls) == 0 then
     redis.call('HDEL', P .. 'reap', m)
     redis.call('ZREM', P .. 'nodes', m)
   else
@@ -74,14 +81,16 @@ local function alive(m, now)
   return score and tonumber(score) >= now
 end
 
--- Adds one call's units to member m (no limit check: used by admit after its check, republish).
-local function hold(m, call, index, counters)
-  local usage = P .. 'usage:' .. m
-  for _, c in ipairs(counters) do
-    redis.call('HINCRBY', P .. 'used', c, 1)
-    redis.call('HINCRBY', usage, c, 1)
-  end
+-- Records that `call` of member m holds one unit of each of `counters` (repeats allowed) through
+-- alternative `index`: what its release and the reap give back.
+local function record(m, call, index, counters)
   redis.call('HSET', P .. 'calls:' .. m, call, index .. SEP .. table.concat(counters, SEP))
+end
+
+-- Adds one call's units to member m with no limit check (republish: those calls exist).
+local function hold(m, call, index, counters)
+  for _, c in ipairs(counters) do redis.call('HINCRBY', USED, c, '1') end
+  record(m, call, index, counters)
 end
 
 local NOW = now_ms(ARGV[3])

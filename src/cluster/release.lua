@@ -6,9 +6,6 @@ local calls = P .. 'calls:' .. m
 local record = redis.call('HGET', calls, ARGV[5])
 if not record then return {'ok', 0} end
 local fields = split(record)
-for i = 2, #fields do
-  decr(P .. 'used', fields[i], 1)
-  decr(P .. 'usage:' .. m, fields[i], 1)
-end
+for i = 2, #fields do decr(fields[i]) end
 redis.call('HDEL', calls, ARGV[5])
 return {'ok', 1}

@@ -81,6 +81,15 @@ impl RedisServer {
             .is_ok()
     }
 
+    /// A redis-server someone else runs on 127.0.0.1:`port` (a benchmark's, e.g. under
+    /// callgrind); never killed by us.
+    pub fn external(port: u16) -> Self {
+        RedisServer {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
     /// `redis://127.0.0.1:port/`.
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)

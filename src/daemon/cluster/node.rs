@@ -326,11 +326,7 @@ async fn read_usage(node: Weak<ClusterNode>, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let Some(node) = node.upgrade() else { return };
-        let read = node.counters.usage().await.ok().map(|all| {
-            all.into_iter()
-                .map(|u| (u.key.as_str().to_owned(), u.cluster))
-                .collect()
-        });
+        let read = node.counters.cluster_usage().await.ok();
         *node
             .usage
             .lock()

@@ -341,16 +341,27 @@ impl RedisCounters {
         self.adopt_due.store(true, Ordering::Relaxed);
     }
 
-    /// Every counter in use in the cluster, with this node's share (one round trip).
+    /// Every counter in use in the cluster, with the share Redis attributes to this node's
+    /// current epoch (one round trip; reads each of this node's call records, so it is for
+    /// diagnostics and tests: `/counters` uses [`cluster_usage`](Self::cluster_usage)).
     pub async fn usage(&self) -> Result<Vec<CounterUsage>, ClusterError> {
         let name = self.member.read().await.as_ref().map(|m| m.name.clone());
-        let node_key = format!("{}usage:{}", self.prefix, name.unwrap_or_default());
+        let calls_key = format!("{}calls:{}", self.prefix, name.unwrap_or_default());
         let mut pipe = redis::pipe();
         pipe.hgetall(format!("{}used", self.prefix))
-            .hgetall(node_key);
+            .hvals(calls_key);
         let mut conn = self.conn.clone();
-        let (cluster, node): (HashMap<String, u64>, HashMap<String, u64>) =
+        let (cluster, records): (HashMap<String, u64>, Vec<Vec<u8>>) =
             self.bounded("usage", pipe.query_async(&mut conn)).await?;
+        let mut node: HashMap<String, u64> = HashMap::new();
+        for record in &records {
+            // "index\0counter\0counter...": the call's units.
+            for counter in record.split(|b| *b == 0).skip(1) {
+                *node
+                    .entry(String::from_utf8_lossy(counter).into_owned())
+                    .or_default() += 1;
+            }
+        }
         let mut out: Vec<CounterUsage> = cluster
             .keys()
             .chain(node.keys().filter(|k| !cluster.contains_key(*k)))
@@ -364,6 +375,14 @@ impl RedisCounters {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Units held cluster-wide per counter wire name (`level:name:kind`), one `HGETALL`.
+    pub async fn cluster_usage(&self) -> Result<HashMap<String, u64>, ClusterError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(format!("{}used", self.prefix));
+        self.bounded("usage", cmd.query_async(&mut conn)).await
     }
 
     /// Whether the last Redis command succeeded.
