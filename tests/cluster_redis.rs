@@ -128,6 +128,43 @@ async fn two_nodes_admitting_concurrently_never_exceed_the_limit_and_end_at_zero
     assert!(a.usage().await.unwrap().is_empty());
 }
 
+/// Releases sent together (a shard's turn): each held call gives back its units once, a call
+/// listed twice or never admitted frees nothing more, and the calls not listed stay counted.
+#[tokio::test]
+async fn a_batch_of_releases_frees_each_held_call_once() {
+    let server = RedisServer::start();
+    let a = node(node_config(
+        &server,
+        "batch",
+        "a",
+        Duration::from_secs(30),
+        None,
+    ))
+    .await;
+    for i in 0..5u32 {
+        // Calls 0..3 share extension 1; call 4 is extension 2's.
+        a.admit(
+            CallKey(u64::from(i)),
+            &call_path(if i < 4 { 1 } else { 2 }, 10),
+        )
+        .await
+        .unwrap();
+    }
+    let conn = a.connection().unwrap();
+    let batch = [CallKey(0), CallKey(1), CallKey(1), CallKey(4), CallKey(99)];
+    a.release_many_on(&conn, &batch).await.unwrap();
+    let now = used(&server, "batch");
+    assert_eq!(now.get("organization:acme:public"), Some(&2), "{now:?}");
+    assert_eq!(now.get("extension:1@acme:max_calls"), Some(&2), "{now:?}");
+    assert_eq!(now.get("extension:2@acme:max_calls"), None, "{now:?}");
+    // Again, with the rest: the calls already released free nothing twice.
+    a.release_many_on(&conn, &[CallKey(0), CallKey(2), CallKey(3)])
+        .await
+        .unwrap();
+    assert!(used(&server, "batch").is_empty());
+    assert_eq!(a.held_calls(), 0);
+}
+
 #[tokio::test]
 async fn a_retried_admission_counts_once_and_a_double_release_decrements_once() {
     let server = RedisServer::start();

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::CallKey;
 
-use super::store::{lock, reply_error, Held, Member, RedisCounters};
+use super::store::{lock, reply_error, Held, Member, RedisCounters, RELEASE_BATCH};
 use crate::cluster::error::ClusterError;
 use crate::cluster::key::CounterKey;
 use crate::cluster::scripts::{int, tagged};
@@ -226,9 +226,12 @@ impl RedisCounters {
     /// Retries the releases Redis did not acknowledge; stops at the first failure.
     async fn retry_pending(&self) -> Result<(), ClusterError> {
         let pending: Vec<CallKey> = lock(&self.pending).iter().copied().collect();
-        for call in pending {
-            self.run_release(&self.conn, call).await?;
-            lock(&self.pending).remove(&call);
+        for chunk in pending.chunks(RELEASE_BATCH) {
+            self.run_release(&self.conn, chunk).await?;
+            let mut left = lock(&self.pending);
+            for call in chunk {
+                left.remove(call);
+            }
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Admission, RedisCounters};
+use super::store::{lock, Admission, RedisCounters};
 use crate::admin::Metrics;
 use crate::b2bua::{AdmitRequest, PartAnswer};
 use crate::cluster::{Alternative, ClusterError, CounterKeys};
@@ -183,19 +183,30 @@ impl ClusterNode {
     }
 
     /// Sends the release of `call` (idempotent in Redis; retried by the heartbeat on error): on
-    /// the shard's own connection when it comes from a shard's thread, else through the main
-    /// runtime's queue.
+    /// the shard's own connection when it comes from a shard's thread, together with the other
+    /// releases of the shard's turn (one script run for all), else through the main runtime's
+    /// queue.
     fn release(&self, call: CallKey) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let local = SHARD_CONN.with(|c| c.borrow().clone());
-        if let (Some(conn), Ok(runtime)) = (local, Handle::try_current()) {
-            let (counters, in_flight) = (self.counters.clone(), self.in_flight.clone());
-            runtime.spawn(async move {
-                if let Err(error) = counters.release_on(&conn, call).await {
-                    tracing::debug!(%error, "counter backend: release queued for retry");
-                }
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-            });
+        if let (Some(shard), Ok(runtime)) = (local, Handle::try_current()) {
+            let first = {
+                let mut batch = lock(&shard.releases);
+                batch.push(call);
+                batch.len() == 1
+            };
+            if first {
+                let (counters, in_flight) = (self.counters.clone(), self.in_flight.clone());
+                runtime.spawn(async move {
+                    // The shard's turn goes on until it yields: its releases join this batch.
+                    tokio::task::yield_now().await;
+                    let batch = std::mem::take(&mut *lock(&shard.releases));
+                    if let Err(error) = counters.release_many_on(&shard.conn, &batch).await {
+                        tracing::debug!(%error, "counter backend: releases queued for retry");
+                    }
+                    in_flight.fetch_sub(batch.len(), Ordering::Relaxed);
+                });
+            }
             return;
         }
         if self.releases.send(call).is_err() {
@@ -228,7 +239,15 @@ impl ClusterNode {
 thread_local! {
     /// The connection of the engine shard running on this thread, if any: a release from a
     /// permit dropped here goes out on it without leaving the thread.
-    static SHARD_CONN: RefCell<Option<ConnectionManager>> = const { RefCell::new(None) };
+    static SHARD_CONN: RefCell<Option<ShardReleases>> = const { RefCell::new(None) };
+}
+
+/// What a shard's thread releases through: its connection and the releases of its current turn.
+#[derive(Clone)]
+struct ShardReleases {
+    conn: ConnectionManager,
+    /// Only this thread's tasks touch it: the lock is never contended.
+    releases: Arc<Mutex<Vec<CallKey>>>,
 }
 
 /// One engine shard's way to the cluster: its own Redis connection, driven by the shard's own
@@ -245,7 +264,11 @@ impl ShardLink {
     /// Makes this thread's permit releases use this link's connection (call on the shard's
     /// thread, inside its runtime).
     pub fn install(&self) {
-        SHARD_CONN.with(|c| *c.borrow_mut() = Some(self.conn.clone()));
+        let shard = ShardReleases {
+            conn: self.conn.clone(),
+            releases: Arc::default(),
+        };
+        SHARD_CONN.with(|c| *c.borrow_mut() = Some(shard));
     }
 
     /// Asks Redis for `request` on the current (the shard's) runtime; the answer goes to the

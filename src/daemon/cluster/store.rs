@@ -106,6 +106,9 @@ pub struct RedisCounters {
 /// gives up until the next command.
 pub const RECONNECT_TRIES: usize = 2;
 
+/// Most calls released by one script run (Lua's `unpack` has a stack limit; a run stays short).
+pub(super) const RELEASE_BATCH: usize = 256;
+
 /// Locks a std mutex, going on after a panic elsewhere: every guarded value stays consistent
 /// between statements (inserts and removes only).
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -300,28 +303,48 @@ impl RedisCounters {
         conn: &ConnectionManager,
         call: CallKey,
     ) -> Result<(), ClusterError> {
-        lock(&self.held).remove(&call);
-        let result = self.run_release(conn, call).await;
-        if result.is_err() {
-            lock(&self.pending).insert(call);
+        self.release_many_on(conn, &[call]).await
+    }
+
+    /// Releases `calls` together, one round trip per [`RELEASE_BATCH`] calls: the script
+    /// decrements each counter once for the whole batch. Idempotent like
+    /// [`release`](Self::release); on an error every call not released stays queued.
+    pub async fn release_many_on(
+        &self,
+        conn: &ConnectionManager,
+        calls: &[CallKey],
+    ) -> Result<(), ClusterError> {
+        {
+            let mut held = lock(&self.held);
+            for call in calls {
+                held.remove(call);
+            }
         }
-        result
+        for (i, chunk) in calls.chunks(RELEASE_BATCH).enumerate() {
+            if let Err(error) = self.run_release(conn, chunk).await {
+                lock(&self.pending).extend(calls[i * RELEASE_BATCH..].iter().copied());
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn run_release(
         &self,
         conn: &ConnectionManager,
-        call: CallKey,
+        calls: &[CallKey],
     ) -> Result<(), ClusterError> {
         let member = self.member.read().await;
-        // Never joined: nothing of this epoch can hold the call.
+        // Never joined: nothing of this epoch can hold the calls.
         let Some(m) = member.as_ref() else {
             return Ok(());
         };
         let mut inv = self.invocation(&self.scripts.release, &m.name);
-        inv.arg(call.0);
+        for call in calls {
+            inv.arg(call.0);
+        }
         let reply = self.eval_on(conn, "release", &inv).await?;
-        // `lost`: the member's units are the reap's now, this call's included.
+        // `lost`: the member's units are the reap's now, these calls' included.
         match tagged(&reply) {
             Some(("ok" | "lost", _)) => Ok(()),
             _ => Err(reply_error("release", &reply)),
