@@ -128,6 +128,56 @@ async fn two_nodes_admitting_concurrently_never_exceed_the_limit_and_end_at_zero
     assert!(a.usage().await.unwrap().is_empty());
 }
 
+/// Admissions sent together (a shard's turn) are decided in order, each against the counts the
+/// earlier ones left, as if one by one: past the limit the rest are refused with the count then;
+/// a call listed twice counts once; a failover alternative is taken per call.
+#[tokio::test]
+async fn a_batch_of_admissions_is_decided_in_order_against_the_running_counts() {
+    let server = RedisServer::start();
+    let a = node(node_config(
+        &server,
+        "abatch",
+        "a",
+        Duration::from_secs(30),
+        None,
+    ))
+    .await;
+    let conn = a.connection().unwrap();
+    let (one, two) = (call_path(1, 2), call_path(2, 2));
+    // Call 4 fails over from its full first alternative (extension 2 under the organization) to
+    // one without the organization.
+    let fallback = vec![two[0].clone(), vec![ext(3)]];
+    let batch: Vec<(CallKey, &[Alternative])> = vec![
+        (CallKey(1), &one),
+        (CallKey(2), &two),
+        (CallKey(2), &two),
+        (CallKey(3), &one),
+        (CallKey(4), &fallback),
+    ];
+    let answers = a.admit_many_on(&conn, &batch).await.unwrap();
+    let admitted = |index| Admission::Admitted { index };
+    assert_eq!(answers[0], admitted(0));
+    assert_eq!(answers[1], admitted(0));
+    assert_eq!(answers[2], admitted(0), "the same call again");
+    match &answers[3] {
+        Admission::Refused(r) => {
+            assert_eq!((r.name.as_str(), r.used, r.limit), ("acme", 2, 2), "{r:?}")
+        }
+        other => panic!("call 3: {other:?}"),
+    }
+    assert_eq!(answers[4], admitted(1), "call 4 fails over");
+    let now = used(&server, "abatch");
+    assert_eq!(now.get("organization:acme:public"), Some(&2), "{now:?}");
+    assert_eq!(now.get("extension:3@acme:max_calls"), Some(&1), "{now:?}");
+    // A retry of the whole batch answers the same and counts nothing more.
+    assert_eq!(a.admit_many_on(&conn, &batch).await.unwrap(), answers);
+    assert_eq!(org_used(&server, "abatch"), 2);
+    a.release_many_on(&conn, &[CallKey(1), CallKey(2), CallKey(4)])
+        .await
+        .unwrap();
+    assert!(used(&server, "abatch").is_empty());
+}
+
 /// Releases sent together (a shard's turn): each held call gives back its units once, a call
 /// listed twice or never admitted frees nothing more, and the calls not listed stay counted.
 #[tokio::test]

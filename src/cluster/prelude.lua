@@ -81,16 +81,10 @@ local function alive(m, now)
   return score and tonumber(score) >= now
 end
 
--- Records that `call` of member m holds one unit of each of `counters` (repeats allowed) through
--- alternative `index`: what its release and the reap give back.
-local function record(m, call, index, counters)
-  redis.call('HSET', P .. 'calls:' .. m, call, index .. SEP .. table.concat(counters, SEP))
-end
-
 -- Adds one call's units to member m with no limit check (republish: those calls exist).
 local function hold(m, call, index, counters)
   for _, c in ipairs(counters) do redis.call('HINCRBY', USED, c, '1') end
-  record(m, call, index, counters)
+  redis.call('HSET', P .. 'calls:' .. m, call, index .. SEP .. table.concat(counters, SEP))
 end
 
 local NOW = now_ms(ARGV[3])

@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{lock, Admission, RedisCounters};
+use super::store::{lock, Admission, RedisCounters, ADMIT_BATCH};
 use crate::admin::Metrics;
 use crate::b2bua::{AdmitRequest, PartAnswer};
 use crate::cluster::{Alternative, ClusterError, CounterKeys};
@@ -103,46 +103,78 @@ impl ClusterNode {
             node: self.clone(),
             conn: self.counters.connection()?,
             answers,
+            asked: Arc::default(),
         })
     }
 
-    async fn admit(
+    /// Admits one shard's requests of a turn together ([`ADMIT_BATCH`] calls per script run) and
+    /// sends each request's answers to the shard.
+    async fn admit_batch(&self, conn: &ConnectionManager, batch: Vec<Asked>, answers: &Answers) {
+        let flat: Vec<(CallKey, &[Alternative])> = batch
+            .iter()
+            .flat_map(|(_, parts)| parts.iter().map(|(key, alts)| (*key, alts.as_slice())))
+            .collect();
+        let mut out = Vec::with_capacity(flat.len());
+        for chunk in flat.chunks(ADMIT_BATCH) {
+            out.extend(self.admit_chunk(conn, chunk).await);
+        }
+        let mut out = out.into_iter();
+        for (id, parts) in &batch {
+            let _ = answers.send((*id, out.by_ref().take(parts.len()).collect()));
+        }
+    }
+
+    async fn admit_chunk(
         &self,
         conn: &ConnectionManager,
-        key: CallKey,
-        alternatives: Vec<Alternative>,
-    ) -> PartAnswer {
+        calls: &[(CallKey, &[Alternative])],
+    ) -> Vec<PartAnswer> {
         let now = tokio::time::Instant::now();
-        if self.counters.last_renewal().is_some() && !self.counters.can_admit(now) {
-            self.metrics.cluster_backend_error();
-            return PartAnswer::Failed("lease not renewed for half a lease".to_owned());
-        }
-        let result = tokio::time::timeout(
-            ADMIT_BOUND,
-            self.counters.admit_on(conn, key, &alternatives),
-        )
-        .await
-        .unwrap_or(Err(ClusterError::Timeout {
-            op: "admit",
-            after: ADMIT_BOUND,
-        }));
+        let result = if self.counters.last_renewal().is_some() && !self.counters.can_admit(now) {
+            Err("lease not renewed for half a lease".to_owned())
+        } else {
+            tokio::time::timeout(ADMIT_BOUND, self.counters.admit_many_on(conn, calls))
+                .await
+                .unwrap_or(Err(ClusterError::Timeout {
+                    op: "admit",
+                    after: ADMIT_BOUND,
+                }))
+                .map_err(|error| {
+                    self.log_admit_failure(&error);
+                    // The script may have run before the failure: give back whatever it took.
+                    for (key, _) in calls {
+                        self.release(*key);
+                    }
+                    error.to_string()
+                })
+        };
         match result {
-            Ok(Admission::Admitted { index }) => PartAnswer::Admitted { index },
-            Ok(Admission::Refused(refusal)) => PartAnswer::Refused(refusal),
-            Err(error) => {
-                self.metrics.cluster_backend_error();
-                let allowed = self
-                    .admit_log
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .allow(std::time::Instant::now());
-                if let Some(suppressed) = allowed {
-                    tracing::warn!(%error, suppressed, "counter backend: admission failed");
-                }
-                // The script may have run before the failure: give back whatever it took.
-                self.release(key);
-                PartAnswer::Failed(error.to_string())
-            }
+            Ok(admissions) => admissions
+                .into_iter()
+                .map(|a| match a {
+                    Admission::Admitted { index } => PartAnswer::Admitted { index },
+                    Admission::Refused(refusal) => PartAnswer::Refused(refusal),
+                })
+                .collect(),
+            Err(error) => calls
+                .iter()
+                .map(|_| {
+                    self.metrics.cluster_backend_error();
+                    PartAnswer::Failed(error.clone())
+                })
+                .collect(),
+        }
+    }
+
+    /// A failed admission's log line, at most ten a second with a count of the suppressed.
+    fn log_admit_failure(&self, error: &ClusterError) {
+        let allowed = self
+            .admit_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allow(std::time::Instant::now());
+        if let Some(suppressed) = allowed {
+            tracing::warn!(%error, suppressed, "counter backend: admission failed");
         }
     }
 
@@ -258,7 +290,12 @@ pub struct ShardLink {
     node: Arc<ClusterNode>,
     conn: ConnectionManager,
     answers: Answers,
+    /// The requests of the shard's current turn (only this thread's tasks touch it).
+    asked: Arc<Mutex<Vec<Asked>>>,
 }
+
+/// A request as the cluster asks it: its id and, per part, the call key and its alternatives.
+type Asked = (u64, Vec<(CallKey, Vec<Alternative>)>);
 
 impl ShardLink {
     /// Makes this thread's permit releases use this link's connection (call on the shard's
@@ -271,44 +308,35 @@ impl ShardLink {
         SHARD_CONN.with(|c| *c.borrow_mut() = Some(shard));
     }
 
-    /// Asks Redis for `request` on the current (the shard's) runtime; the answer goes to the
-    /// shard's queue.
+    /// Asks Redis for `request` on the current (the shard's) runtime, together with the other
+    /// requests of the shard's turn (one script run for all); the answers go to the shard's
+    /// queue.
     pub fn ask(&self, request: AdmitRequest) {
         let parts: Vec<(CallKey, Vec<Alternative>)> = request
             .parts
             .iter()
             .map(|p| (p.key, self.node.alternatives(&p.generation, &p.paths)))
             .collect();
-        let (node, conn, answers, id) = (
+        let first = {
+            let mut asked = lock(&self.asked);
+            asked.push((request.id, parts));
+            asked.len() == 1
+        };
+        drop(request);
+        if !first {
+            return;
+        }
+        let (node, conn, answers, asked) = (
             self.node.clone(),
             self.conn.clone(),
             self.answers.clone(),
-            request.id,
+            self.asked.clone(),
         );
-        drop(request);
         tokio::spawn(async move {
-            let out = match <[_; 1]>::try_from(parts) {
-                // The common case (one path with its failover alternatives): no extra task.
-                Ok([(key, alts)]) => vec![node.admit(&conn, key, alts).await],
-                // Parts are independent (a fork's targets): asked at once, one round trip in all.
-                Err(parts) => {
-                    let asks: Vec<_> = parts
-                        .into_iter()
-                        .map(|(key, alts)| {
-                            let (node, conn) = (node.clone(), conn.clone());
-                            tokio::spawn(async move { node.admit(&conn, key, alts).await })
-                        })
-                        .collect();
-                    let mut out = Vec::with_capacity(asks.len());
-                    for ask in asks {
-                        out.push(ask.await.unwrap_or_else(|e| {
-                            PartAnswer::Failed(format!("admission task: {e}"))
-                        }));
-                    }
-                    out
-                }
-            };
-            let _ = answers.send((id, out));
+            // The shard's turn goes on until it yields: its requests join this batch.
+            tokio::task::yield_now().await;
+            let batch = std::mem::take(&mut *lock(&asked));
+            node.admit_batch(&conn, batch, &answers).await;
         });
     }
 }

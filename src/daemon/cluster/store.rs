@@ -106,6 +106,9 @@ pub struct RedisCounters {
 /// gives up until the next command.
 pub const RECONNECT_TRIES: usize = 2;
 
+/// Most calls admitted by one script run (its arguments stay well within Lua's stack).
+pub(super) const ADMIT_BATCH: usize = 64;
+
 /// Most calls released by one script run (Lua's `unpack` has a stack limit; a run stays short).
 pub(super) const RELEASE_BATCH: usize = 256;
 
@@ -198,15 +201,27 @@ impl RedisCounters {
         call: CallKey,
         alternatives: &[Alternative],
     ) -> Result<Admission, ClusterError> {
-        if alternatives.is_empty() {
+        let mut one = self.admit_many_on(conn, &[(call, alternatives)]).await?;
+        one.pop().ok_or(ClusterError::NoAlternative)
+    }
+
+    /// Admits `calls` in one round trip, decided in order as if admitted one by one (each against
+    /// the counts the earlier ones left); one answer per call. Joins again and retries once when
+    /// this node's lease was lost. At most [`ADMIT_BATCH`] calls, each with an alternative.
+    pub async fn admit_many_on(
+        &self,
+        conn: &ConnectionManager,
+        calls: &[(CallKey, &[Alternative])],
+    ) -> Result<Vec<Admission>, ClusterError> {
+        if calls.is_empty() || calls.iter().any(|(_, alts)| alts.is_empty()) {
             return Err(ClusterError::NoAlternative);
         }
         let mut seen = None;
         for _ in 0..2 {
             let member = self.member_or_join(seen).await?;
             let Some(m) = member.as_ref() else { continue };
-            match self.run_admit(conn, m, call, alternatives).await? {
-                Some(admission) => return Ok(admission),
+            match self.run_admit(conn, m, calls).await? {
+                Some(admissions) => return Ok(admissions),
                 None => seen = Some(m.epoch),
             }
         }
@@ -218,48 +233,54 @@ impl RedisCounters {
         &self,
         conn: &ConnectionManager,
         m: &Member,
-        call: CallKey,
-        alternatives: &[Alternative],
-    ) -> Result<Option<Admission>, ClusterError> {
+        calls: &[(CallKey, &[Alternative])],
+    ) -> Result<Option<Vec<Admission>>, ClusterError> {
         let mut inv = self.invocation(&self.scripts.admit, &m.name);
-        inv.arg(call.0).arg(alternatives.len());
-        for alt in alternatives {
-            inv.arg(alt.len());
-            for c in alt {
-                inv.arg(c.key.as_str()).arg(c.limit.map_or(-1, i64::from));
+        inv.arg(calls.len());
+        for (call, alternatives) in calls {
+            inv.arg(call.0).arg(alternatives.len());
+            for alt in alternatives.iter() {
+                inv.arg(alt.len());
+                for c in alt {
+                    inv.arg(c.key.as_str()).arg(c.limit.map_or(-1, i64::from));
+                }
             }
         }
         let reply = self.eval_on(conn, "admit", &inv).await?;
         let bad = || reply_error("admit", &reply);
-        let (tag, rest) = tagged(&reply).ok_or_else(bad)?;
-        match (tag, rest) {
+        match tagged(&reply).ok_or_else(bad)? {
             ("lost", _) => Ok(None),
+            ("ok", [Value::Array(answers)]) if answers.len() == calls.len() => answers
+                .iter()
+                .zip(calls)
+                .map(|(answer, (call, alts))| self.admission(answer, *call, alts).ok_or_else(bad))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            _ => Err(bad()),
+        }
+    }
+
+    /// One call's answer within an admission reply; `None` when it is malformed.
+    fn admission(&self, answer: &Value, call: CallKey, alts: &[Alternative]) -> Option<Admission> {
+        match tagged(answer)? {
             ("ok", [index, diff]) => {
-                let index = int(index)
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(bad)?;
-                let alt = alternatives.get(index).ok_or_else(bad)?;
+                let index = int(index).and_then(|i| usize::try_from(i).ok())?;
+                let alt = alts.get(index)?;
                 self.remember(call, index, alt);
                 self.warn_limits(alt, diff);
-                Ok(Some(Admission::Admitted { index }))
+                Some(Admission::Admitted { index })
             }
             ("full", [counter, used, limit]) => {
-                let key = text(counter).and_then(CounterKey::parse).ok_or_else(bad)?;
-                let used = int(used)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(bad)?;
-                let limit = int(limit)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(bad)?;
-                Ok(Some(Admission::Refused(Refusal {
+                let key = text(counter).and_then(CounterKey::parse)?;
+                Some(Admission::Refused(Refusal {
                     level: key.level(),
                     name: key.name().to_owned(),
                     counter: key.kind(),
-                    used,
-                    limit,
-                })))
+                    used: int(used).and_then(|n| u32::try_from(n).ok())?,
+                    limit: int(limit).and_then(|n| u32::try_from(n).ok())?,
+                }))
             }
-            _ => Err(bad()),
+            _ => None,
         }
     }
 
