@@ -1,4 +1,5 @@
-//! Property test of the cluster scripts against a model: random admit / retry / release / double
+//! Property test of the cluster scripts against a model: random admit / batched admits / retry /
+//! release / batched releases / double
 //! release / heartbeat / node death / restart / time advance over three nodes on one real
 //! redis-server, with the clock in the test's hands. After every step Redis's counts, members,
 //! per-member usage and calls equal the model's; no count is negative; an admission never takes a
@@ -35,9 +36,19 @@ enum Op {
         node: usize,
         which: usize,
     },
+    /// Several new calls on `node` in one script run (a shard's turn).
+    AdmitMany {
+        node: usize,
+        calls: Vec<Vec<Vec<usize>>>,
+    },
     Release {
         node: usize,
         which: usize,
+    },
+    /// Several held calls released in one script run, repeats allowed.
+    ReleaseMany {
+        node: usize,
+        which: Vec<usize>,
     },
     /// Releasing a call that was already released.
     DoubleRelease {
@@ -64,10 +75,12 @@ fn op() -> impl Strategy<Value = Op> {
     let node = 0..NODES;
     let alt = prop::collection::vec(0..COUNTERS, 1..4);
     prop_oneof![
-        6 => (node.clone(), prop::collection::vec(alt, 1..3)).prop_map(|(node, alts)| Op::Admit { node, alts }),
+        6 => (node.clone(), prop::collection::vec(alt.clone(), 1..3)).prop_map(|(node, alts)| Op::Admit { node, alts }),
+        2 => (node.clone(), prop::collection::vec(prop::collection::vec(alt, 1..3), 2..6)).prop_map(|(node, calls)| Op::AdmitMany { node, calls }),
         2 => (node.clone(), any::<usize>()).prop_map(|(node, which)| Op::Retry { node, which }),
         4 => (node.clone(), any::<usize>()).prop_map(|(node, which)| Op::Release { node, which }),
         1 => (node.clone(), any::<usize>()).prop_map(|(node, which)| Op::DoubleRelease { node, which }),
+        2 => (node.clone(), prop::collection::vec(any::<usize>(), 2..6)).prop_map(|(node, which)| Op::ReleaseMany { node, which }),
         3 => node.clone().prop_map(|node| Op::Heartbeat { node }),
         1 => node.clone().prop_map(|node| Op::Kill { node }),
         1 => node.prop_map(|node| Op::Restart { node }),
@@ -158,14 +171,24 @@ impl Model {
         member.calls.insert(call, (index, counters.to_vec()));
     }
 
-    /// One admit script run: `None` = lost.
-    fn admit_run(&mut self, m: &str, call: u64, alts: &[Vec<usize>]) -> Option<Answer> {
+    /// One admit script run over `calls`, decided in order: `None` = lost.
+    fn admit_run(&mut self, m: &str, calls: &[(u64, Vec<Vec<usize>>)]) -> Option<Vec<Answer>> {
         self.reap();
         if !self.alive(m) {
             return None;
         }
+        Some(
+            calls
+                .iter()
+                .map(|(call, alts)| self.decide(m, *call, alts))
+                .collect(),
+        )
+    }
+
+    /// One call of an admit run (its counts are the earlier calls' of the run).
+    fn decide(&mut self, m: &str, call: u64, alts: &[Vec<usize>]) -> Answer {
         if let Some((index, _)) = self.members[m].calls.get(&call) {
-            return Some(Answer::Admitted(*index));
+            return Answer::Admitted(*index);
         }
         let mut refused = None;
         for (index, alt) in alts.iter().enumerate() {
@@ -187,26 +210,30 @@ impl Model {
             });
             if refused.is_none() {
                 self.hold(m, call, index, alt);
-                return Some(Answer::Admitted(index));
+                return Answer::Admitted(index);
             }
         }
-        refused
+        refused.expect("at least one alternative")
     }
 
-    fn release_run(&mut self, m: &str, call: u64) {
+    /// One release script run over `calls`.
+    fn release_run(&mut self, m: &str, calls: &[u64]) {
         self.reap();
         if !self.alive(m) {
             return;
         }
         let member = self.members.get_mut(m).expect("alive member");
-        if let Some((_, counters)) = member.calls.remove(&call) {
+        for call in calls {
+            let Some((_, counters)) = member.calls.remove(call) else {
+                continue;
+            };
             for c in counters {
                 *member.usage.get_mut(&c).expect("held counter") -= 1;
                 *self.used.get_mut(&c).expect("held counter") -= 1;
             }
-            member.usage.retain(|_, n| *n != 0);
-            self.used.retain(|_, n| *n != 0);
         }
+        member.usage.retain(|_, n| *n != 0);
+        self.used.retain(|_, n| *n != 0);
     }
 
     /// One heartbeat script run: false = lost.
@@ -262,19 +289,27 @@ impl Model {
 
     /// `RedisCounters::admit`.
     fn admit(&mut self, node: usize, call: u64, alts: &[Vec<usize>]) -> Answer {
+        let mut one = self.admit_many(node, &[(call, alts.to_vec())]);
+        one.pop().expect("one answer")
+    }
+
+    /// `RedisCounters::admit_many_on`.
+    fn admit_many(&mut self, node: usize, calls: &[(u64, Vec<Vec<usize>>)]) -> Vec<Answer> {
         for _ in 0..2 {
             let m = self.procs[node].as_ref().expect("running").member.clone();
             let Some(m) = m else {
                 self.rejoin(node);
                 continue;
             };
-            match self.admit_run(&m, call, alts) {
-                Some(answer) => {
-                    if let Answer::Admitted(index) = answer {
-                        let p = self.procs[node].as_mut().expect("running");
-                        p.held.insert(call, (index, alts[index].clone()));
+            match self.admit_run(&m, calls) {
+                Some(answers) => {
+                    let p = self.procs[node].as_mut().expect("running");
+                    for ((call, alts), answer) in calls.iter().zip(&answers) {
+                        if let Answer::Admitted(index) = answer {
+                            p.held.insert(*call, (*index, alts[*index].clone()));
+                        }
                     }
-                    return answer;
+                    return answers;
                 }
                 None => self.rejoin(node),
             }
@@ -282,12 +317,15 @@ impl Model {
         panic!("model: lease lost twice in one admission");
     }
 
-    fn release(&mut self, node: usize, call: u64) {
+    /// `RedisCounters::release_many_on` (and `release`, with one call).
+    fn release(&mut self, node: usize, calls: &[u64]) {
         let p = self.procs[node].as_mut().expect("running");
-        p.held.remove(&call);
-        p.released.push(call);
+        for call in calls {
+            p.held.remove(call);
+            p.released.push(*call);
+        }
         let m = p.member.clone().expect("joined");
-        self.release_run(&m, call);
+        self.release_run(&m, calls);
     }
 
     fn heartbeat(&mut self, node: usize) {
@@ -528,6 +566,50 @@ fn apply(
             let want = model.admit(node, call, &alts);
             prop_assert_eq!(got, want, "admission of call {}", call);
         }
+        Op::AdmitMany { node, calls } => {
+            let Some(p) = real.procs[node].clone() else {
+                return Ok(());
+            };
+            let calls: Vec<(u64, Vec<Vec<usize>>)> = calls
+                .into_iter()
+                .map(|alts| {
+                    *next_call += 1;
+                    (*next_call, alts)
+                })
+                .collect();
+            let alts: Vec<Vec<Alternative>> =
+                calls.iter().map(|(_, a)| real.alternatives(a)).collect();
+            let batch: Vec<(CallKey, &[Alternative])> = calls
+                .iter()
+                .zip(&alts)
+                .map(|((call, _), a)| (CallKey(*call), a.as_slice()))
+                .collect();
+            let got: Vec<Answer> = rt
+                .block_on(async { p.admit_many_on(&p.connection()?, &batch).await })
+                .expect("admit many")
+                .into_iter()
+                .map(answer)
+                .collect();
+            let want = model.admit_many(node, &calls);
+            prop_assert_eq!(got, want, "admission of calls {:?}", calls);
+        }
+        Op::ReleaseMany { node, which } => {
+            let Some(p) = real.procs[node].clone() else {
+                return Ok(());
+            };
+            let held = &model.procs[node].as_ref().expect("running").held;
+            let calls: Vec<u64> = which
+                .iter()
+                .filter_map(|w| held.keys().nth(w % held.len().max(1)).copied())
+                .collect();
+            if calls.is_empty() {
+                return Ok(());
+            }
+            let keys: Vec<CallKey> = calls.iter().map(|c| CallKey(*c)).collect();
+            rt.block_on(async { p.release_many_on(&p.connection()?, &keys).await })
+                .expect("release many");
+            model.release(node, &calls);
+        }
         Op::Retry { node, which } => {
             let Some(p) = real.procs[node].clone() else {
                 return Ok(());
@@ -553,7 +635,7 @@ fn apply(
                 return Ok(());
             };
             rt.block_on(p.release(CallKey(call))).expect("release");
-            model.release(node, call);
+            model.release(node, &[call]);
         }
         Op::DoubleRelease { node, which } => {
             let Some(p) = real.procs[node].clone() else {
@@ -564,7 +646,7 @@ fn apply(
                 return Ok(());
             };
             rt.block_on(p.release(CallKey(call))).expect("release");
-            model.release(node, call);
+            model.release(node, &[call]);
         }
         Op::Heartbeat { node } => {
             let Some(p) = real.procs[node].clone() else {
@@ -607,7 +689,7 @@ fn drain(model: &mut Model, real: &mut Real, rt: &tokio::runtime::Runtime, serve
             .collect();
         for call in calls {
             rt.block_on(p.release(CallKey(call))).expect("release");
-            model.release(node, call);
+            model.release(node, &[call]);
         }
         real.procs[node] = None;
         model.procs[node] = None;
