@@ -199,6 +199,13 @@ async fn with_redis_unreachable_reject_answers_503_naming_the_backend() {
         .find_map(|l| l.strip_prefix("callgate_cluster_backend_errors_total "))
         .and_then(|v| v.trim().parse::<f64>().ok());
     assert!(errors.is_some_and(|n| n >= 1.0), "{metrics}");
+    // Counted as a rejected call, like a limit's refusal.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "callgate_calls_total{outcome=\"rejected\"} 1"),
+        "{metrics}"
+    );
     h.assert_all_released().await;
 }
 

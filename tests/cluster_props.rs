@@ -1,9 +1,9 @@
 //! Property test of the cluster scripts against a model: random admit / batched admits / retry /
 //! release / batched releases / double release / heartbeat / node death / restart / time advance
-//! over three nodes on one real redis-server, with the clock in the test's hands. After every step Redis's counts, members,
-//! per-member usage and calls equal the model's; no count is negative; an admission never takes a
-//! counter above its limit; and once every call is released and the leases run out, every count
-//! is 0. Run alone with `cargo test --test cluster_props`.
+//! over three nodes on one real redis-server, with the clock in the test's hands. After every
+//! step Redis's counts, members, per-member usage and calls equal the model's; no count is
+//! negative; an admission never takes a counter above its limit; and once every call is released
+//! and the leases run out, every count is 0. Run alone with `cargo test --test cluster_props`.
 
 mod cluster_support;
 

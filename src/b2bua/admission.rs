@@ -433,7 +433,8 @@ impl B2bua {
         out: &mut Vec<Out>,
     ) {
         let snapshot = g.config().clone();
-        self.record_refusal(now, id, req, &snapshot, &refusal, out);
+        let status = (snapshot.server.reject_code, "limit");
+        self.record_refusal(now, id, req, status, Some(&refusal), out);
         self.refuse_admission(req, key, &snapshot, refusal, out);
     }
 
@@ -450,6 +451,9 @@ impl B2bua {
             ("Retry-After", "5"),
         ];
         self.answer_waiting(&call.req, &call.key, 503, &extra, out);
+        // Counted and recorded as a rejected call, like a limit's refusal.
+        out.push(Out::Rejected(None));
+        self.record_refusal(now, call.id, &call.req, (503, "counter_backend"), None, out);
     }
 
     fn answer_waiting(

@@ -101,8 +101,9 @@ pub enum Out {
         /// How.
         outcome: Outcome,
     },
-    /// An INVITE was refused by the limiter (no leg created).
-    Rejected(Refusal),
+    /// An INVITE was refused before any leg: by the limiter (the full counter), or with `None`
+    /// because the shared counter backend could not answer.
+    Rejected(Option<Refusal>),
     /// Ask the shared counter backend; answer with [`B2bua::on_admitted`].
     Admit(AdmitRequest),
     /// A call detail record: the call ended (or was refused) now; the engine sets its end time.

@@ -138,25 +138,26 @@ impl B2bua {
         out.push(Out::Respond { key, status, bytes });
     }
 
-    /// The record of a call a limit refused.
+    /// The record of a call refused before any callee leg: by a limit (`refusal`, answered
+    /// `status`) or because the counter backend could not answer (`reason`).
     pub(super) fn record_refusal(
         &self,
         now: Instant,
         id: u64,
         req: &Request,
-        snapshot: &Snapshot,
-        refusal: &Refusal,
+        (status, reason): (u16, &'static str),
+        refusal: Option<&Refusal>,
         out: &mut Vec<Out>,
     ) {
         if !self.records {
             return;
         }
         let parts = req.parts();
-        let refused_by = crate::cdr::CounterRef {
+        let refused_by = refusal.map(|refusal| crate::cdr::CounterRef {
             level: refusal.level.as_str().to_owned(),
             name: refusal.name.to_string(),
             counter: refusal.counter.as_str().to_owned(),
-        };
+        });
         out.push(Out::Record(Box::new(crate::cdr::CallRecord {
             call: id,
             a_call_id: parts.call_id().to_owned(),
@@ -169,9 +170,9 @@ impl B2bua {
             ended: now,
             outcome: "rejected",
             ended_by: crate::cdr::Ender::Callgate,
-            reason: "limit",
-            status: Some(snapshot.server.reject_code),
-            refused_by: Some(refused_by),
+            reason,
+            status: Some(status),
+            refused_by,
         })));
     }
 
@@ -200,7 +201,7 @@ impl B2bua {
         let extra = [("Reason", reason.as_str()), ("Warning", warning.as_str())];
         let bytes = sip::response_to(req, status, reason_phrase(status), Some(&tag), &extra);
         out.push(Out::Respond { key, status, bytes });
-        out.push(Out::Rejected(refusal));
+        out.push(Out::Rejected(Some(refusal)));
     }
 
     /// Starts admitted call `id`: leg A, its timers, and the callee legs (the caller already has

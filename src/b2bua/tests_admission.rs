@@ -182,6 +182,7 @@ fn a_refusal_from_the_backend_gets_the_reject_code_naming_the_counter() {
 #[test]
 fn a_backend_failure_with_reject_answers_503_naming_the_backend() {
     let (mut f, _) = shared_fixture("reject");
+    f.b2bua = f.b2bua.with_records(true);
     let (id, _) = f.ask("s4");
     f.backend_says(id, PartAnswer::Failed("timed out".into()));
     assert_eq!(statuses(&f.out), vec![503]);
@@ -191,6 +192,21 @@ fn a_backend_failure_with_reject_answers_503_naming_the_backend() {
         "{reason}"
     );
     assert_eq!(started(&f.out), 0);
+    // Counted in `callgate_calls_total{outcome="rejected"}` and recorded, with no counter.
+    assert!(f.out.iter().any(|o| matches!(o, Out::Rejected(None))));
+    let record = f
+        .out
+        .iter()
+        .find_map(|o| match o {
+            Out::Record(r) => Some(r),
+            _ => None,
+        })
+        .expect("a record");
+    assert_eq!(
+        (record.outcome, record.reason, record.status),
+        ("rejected", "counter_backend", Some(503))
+    );
+    assert!(record.refused_by.is_none());
     f.assert_idle();
 }
 

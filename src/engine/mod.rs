@@ -767,11 +767,13 @@ impl Engine {
             Out::Rejected(refusal) => {
                 self.metrics.call_started();
                 self.metrics.call_ended(MetricOutcome::Rejected);
-                self.metrics.rejection(
-                    refusal.level.as_str(),
-                    &refusal.name,
-                    refusal.counter.as_str(),
-                );
+                if let Some(refusal) = refusal {
+                    self.metrics.rejection(
+                        refusal.level.as_str(),
+                        &refusal.name,
+                        refusal.counter.as_str(),
+                    );
+                }
             }
         }
     }

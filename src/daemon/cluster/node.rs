@@ -5,8 +5,10 @@
 //! Each engine shard admits and releases over a connection of its own, driven by its own
 //! runtime ([`ShardLink`]): the round trip is awaited by a task beside the shard's loop, so a
 //! slow Redis never blocks it, and no command crosses threads (on a busy machine the thread
-//! wake-ups cost more than Redis). The heartbeat, the usage reader and releases from elsewhere
-//! use the main runtime's connection.
+//! wake-ups cost more than Redis). The admissions and the releases of one turn of a shard go
+//! out together, one script run each (under load a run carries several calls and each counter
+//! is written once per run). The heartbeat, the usage reader and releases from elsewhere use the
+//! main runtime's connection.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
