@@ -112,17 +112,32 @@ impl ClusterNode {
     /// Admits one shard's requests of a turn together ([`ADMIT_BATCH`] calls per script run) and
     /// sends each request's answers to the shard.
     async fn admit_batch(&self, conn: &ConnectionManager, batch: Vec<Asked>, answers: &Answers) {
+        // A part without any way to admit is answered apart, so it cannot fail the others.
         let flat: Vec<(CallKey, &[Alternative])> = batch
             .iter()
             .flat_map(|(_, parts)| parts.iter().map(|(key, alts)| (*key, alts.as_slice())))
+            .filter(|(_, alts)| !alts.is_empty())
             .collect();
-        let mut out = Vec::with_capacity(flat.len());
+        let mut admitted = Vec::with_capacity(flat.len());
         for chunk in flat.chunks(ADMIT_BATCH) {
-            out.extend(self.admit_chunk(conn, chunk).await);
+            admitted.extend(self.admit_chunk(conn, chunk).await);
         }
-        let mut out = out.into_iter();
+        let mut admitted = admitted.into_iter();
         for (id, parts) in &batch {
-            let _ = answers.send((*id, out.by_ref().take(parts.len()).collect()));
+            let out = parts
+                .iter()
+                .map(|(_, alts)| {
+                    let answer = if alts.is_empty() {
+                        None
+                    } else {
+                        admitted.next()
+                    };
+                    answer.unwrap_or_else(|| {
+                        PartAnswer::Failed(ClusterError::NoAlternative.to_string())
+                    })
+                })
+                .collect();
+            let _ = answers.send((*id, out));
         }
     }
 
