@@ -133,15 +133,7 @@ async fn two_nodes_admitting_concurrently_never_exceed_the_limit_and_end_at_zero
 /// a call listed twice counts once; a failover alternative is taken per call.
 #[tokio::test]
 async fn a_batch_of_admissions_is_decided_in_order_against_the_running_counts() {
-    let server = RedisServer::start();
-    let a = node(node_config(
-        &server,
-        "abatch",
-        "a",
-        Duration::from_secs(30),
-        None,
-    ))
-    .await;
+    let (server, a) = server_and_node("abatch").await;
     let conn = a.connection().unwrap();
     let (one, two) = (call_path(1, 2), call_path(2, 2));
     // Call 4 fails over from its full first alternative (extension 2 under the organization) to
@@ -182,15 +174,7 @@ async fn a_batch_of_admissions_is_decided_in_order_against_the_running_counts() 
 /// listed twice or never admitted frees nothing more, and the calls not listed stay counted.
 #[tokio::test]
 async fn a_batch_of_releases_frees_each_held_call_once() {
-    let server = RedisServer::start();
-    let a = node(node_config(
-        &server,
-        "batch",
-        "a",
-        Duration::from_secs(30),
-        None,
-    ))
-    .await;
+    let (server, a) = server_and_node("batch").await;
     for i in 0..5u32 {
         // Calls 0..3 share extension 1; call 4 is extension 2's.
         a.admit(
@@ -217,15 +201,7 @@ async fn a_batch_of_releases_frees_each_held_call_once() {
 
 #[tokio::test]
 async fn a_retried_admission_counts_once_and_a_double_release_decrements_once() {
-    let server = RedisServer::start();
-    let a = node(node_config(
-        &server,
-        "idem",
-        "a",
-        Duration::from_secs(30),
-        None,
-    ))
-    .await;
+    let (server, a) = server_and_node("idem").await;
     let first = a.admit(CallKey(1), &call_path(1, 5)).await.unwrap();
     let again = a.admit(CallKey(1), &call_path(1, 5)).await.unwrap();
     assert_eq!(first, again);
@@ -244,15 +220,7 @@ async fn a_retried_admission_counts_once_and_a_double_release_decrements_once() 
 
 #[tokio::test]
 async fn failover_takes_the_first_alternative_that_fits_and_refuses_naming_the_last() {
-    let server = RedisServer::start();
-    let a = node(node_config(
-        &server,
-        "alts",
-        "a",
-        Duration::from_secs(30),
-        None,
-    ))
-    .await;
+    let (server, a) = server_and_node("alts").await;
     let trunk = |name: &str, limit| CounterLimit {
         key: CounterKey::new(Level::Trunk, name, CounterKind::MaxOutbound),
         limit: Some(limit),
@@ -420,16 +388,8 @@ async fn redis_restarted_empty_errors_are_bounded_then_republish_restores_the_co
 /// first call after an outage gets no 503. (It did: CI saw it in `tests/cluster_nodes`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_admits_at_once_after_a_long_outage() {
-    let mut server = RedisServer::start();
+    let (mut server, a) = server_and_node("idle").await;
     let port = server.addr.port();
-    let a = node(node_config(
-        &server,
-        "idle",
-        "a",
-        Duration::from_secs(30),
-        None,
-    ))
-    .await;
     let shard = a.connection().unwrap();
     a.admit_on(&shard, CallKey(1), &call_path(1, 10))
         .await
@@ -451,6 +411,20 @@ async fn an_idle_connection_admits_at_once_after_a_long_outage() {
     );
     // Call 1 republished by the heartbeat and call 3 admitted (call 2 never reached Redis).
     assert_eq!(org_used(&server, "idle"), 2);
+}
+
+/// A fresh redis-server and node `a` of `cluster` on it (lease 30 s, Redis's clock).
+async fn server_and_node(cluster: &str) -> (RedisServer, Arc<RedisCounters>) {
+    let server = RedisServer::start();
+    let a = node(node_config(
+        &server,
+        cluster,
+        "a",
+        Duration::from_secs(30),
+        None,
+    ))
+    .await;
+    (server, a)
 }
 
 /// Polls `f` every 50 ms for up to 10 s.

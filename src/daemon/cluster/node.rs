@@ -105,7 +105,7 @@ impl ClusterNode {
             node: self.clone(),
             conn: self.counters.connection()?,
             answers,
-            asked: Arc::default(),
+            asked: TurnBatch::default(),
         })
     }
 
@@ -238,18 +238,10 @@ impl ClusterNode {
     fn release(&self, call: CallKey) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let local = SHARD_CONN.with(|c| c.borrow().clone());
-        if let (Some(shard), Ok(runtime)) = (local, Handle::try_current()) {
-            let first = {
-                let mut batch = lock(&shard.releases);
-                batch.push(call);
-                batch.len() == 1
-            };
-            if first {
+        if let (Some(shard), Ok(_)) = (local, Handle::try_current()) {
+            if shard.releases.push(call) {
                 let (counters, in_flight) = (self.counters.clone(), self.in_flight.clone());
-                runtime.spawn(async move {
-                    // The shard's turn goes on until it yields: its releases join this batch.
-                    tokio::task::yield_now().await;
-                    let batch = std::mem::take(&mut *lock(&shard.releases));
+                shard.releases.send_after_turn(move |batch| async move {
                     if let Err(error) = counters.release_many_on(&shard.conn, &batch).await {
                         tracing::debug!(%error, "counter backend: releases queued for retry");
                     }
@@ -295,8 +287,49 @@ thread_local! {
 #[derive(Clone)]
 struct ShardReleases {
     conn: ConnectionManager,
-    /// Only this thread's tasks touch it: the lock is never contended.
-    releases: Arc<Mutex<Vec<CallKey>>>,
+    releases: TurnBatch<CallKey>,
+}
+
+/// What one turn of a shard's loop hands to Redis (admissions, releases), sent together by one
+/// task once the loop yields. Only the shard's thread touches it: the lock is never contended.
+#[derive(Debug)]
+struct TurnBatch<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T> Clone for TurnBatch<T> {
+    fn clone(&self) -> Self {
+        TurnBatch(self.0.clone())
+    }
+}
+
+impl<T> Default for TurnBatch<T> {
+    fn default() -> Self {
+        TurnBatch(Arc::default())
+    }
+}
+
+impl<T: Send + 'static> TurnBatch<T> {
+    /// Adds `item`; true when it is the first of the turn (the caller then calls
+    /// [`send_after_turn`](Self::send_after_turn)).
+    fn push(&self, item: T) -> bool {
+        let mut items = lock(&self.0);
+        items.push(item);
+        items.len() == 1
+    }
+
+    /// Spawns `send` on the current runtime with every item of the turn: the shard's turn goes
+    /// on until it yields, and what it pushes meanwhile joins the batch.
+    fn send_after_turn<F, Fut>(&self, send: F)
+    where
+        F: FnOnce(Vec<T>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let items = self.clone();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let batch = std::mem::take(&mut *lock(&items.0));
+            send(batch).await;
+        });
+    }
 }
 
 /// One engine shard's way to the cluster: its own Redis connection, driven by the shard's own
@@ -307,8 +340,8 @@ pub struct ShardLink {
     node: Arc<ClusterNode>,
     conn: ConnectionManager,
     answers: Answers,
-    /// The requests of the shard's current turn (only this thread's tasks touch it).
-    asked: Arc<Mutex<Vec<Asked>>>,
+    /// The requests of the shard's current turn.
+    asked: TurnBatch<Asked>,
 }
 
 /// A request as the cluster asks it: its id and, per part, the call key and its alternatives.
@@ -320,7 +353,7 @@ impl ShardLink {
     pub fn install(&self) {
         let shard = ShardReleases {
             conn: self.conn.clone(),
-            releases: Arc::default(),
+            releases: TurnBatch::default(),
         };
         SHARD_CONN.with(|c| *c.borrow_mut() = Some(shard));
     }
@@ -334,25 +367,13 @@ impl ShardLink {
             .iter()
             .map(|p| (p.key, self.node.alternatives(&p.generation, &p.paths)))
             .collect();
-        let first = {
-            let mut asked = lock(&self.asked);
-            asked.push((request.id, parts));
-            asked.len() == 1
-        };
+        let first = self.asked.push((request.id, parts));
         drop(request);
         if !first {
             return;
         }
-        let (node, conn, answers, asked) = (
-            self.node.clone(),
-            self.conn.clone(),
-            self.answers.clone(),
-            self.asked.clone(),
-        );
-        tokio::spawn(async move {
-            // The shard's turn goes on until it yields: its requests join this batch.
-            tokio::task::yield_now().await;
-            let batch = std::mem::take(&mut *lock(&asked));
+        let (node, conn, answers) = (self.node.clone(), self.conn.clone(), self.answers.clone());
+        self.asked.send_after_turn(move |batch| async move {
             node.admit_batch(&conn, batch, &answers).await;
         });
     }
